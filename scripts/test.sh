@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command of the README (make test): unit and integration tests, the smoke book, nbval, ruff.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export LMCONV_TEST_HOME=${LMCONV_TEST_HOME:-$(mktemp -d /tmp/lmconv-test.XXXXXX)}
+status=0
+python -m ruff check . || status=1
+python -m pytest -q tests "$@"
+rc=$?
+# pytest exit 5 means "no tests were collected": that is a failure of the set-up, never a pass.
+if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests"; rc=1; fi
+[ $rc -ne 0 ] && status=1
+exit $status

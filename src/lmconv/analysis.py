@@ -1,0 +1,160 @@
+"""What the chapters call: resolve a suite, build its probe, run the one-pass engine (cached), and return
+tidy tables with the probe's per-token annotations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import engine, paths, profiles, suites
+from . import probe as probe_mod
+from . import tokenizer as tok_mod
+from .errors import LmconvError
+from .metrics import kl as kl_mod
+
+
+@dataclass
+class Suite:
+    """A trained suite on disk (one profile) with the profile it came from."""
+
+    profile: profiles.Profile
+    source: suites.LocalSource
+
+    @classmethod
+    def open(cls, profile: str | profiles.Profile) -> Suite:
+        prof = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+        root = paths.suite_dir(prof.name)
+        if not root.exists():
+            raise LmconvError(
+                f"the {prof.name!r} suite has not been trained (no {root})",
+                f"train it first: lmconv train --profile {prof.name}   (or make book PROFILE={prof.name})",
+            )
+        return cls(prof, suites.LocalSource(root))
+
+    def family(self, arm: str | None = None) -> str:
+        return self.profile.arm(arm).family
+
+    def train_logs(self, family: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Training (per step) and validation logs of every run, with family/size/seed columns."""
+        fams = [family] if family else list(self.profile.arms)
+        train, val = [], []
+        for fam in fams:
+            for size in self.profile.sizes:
+                for seed in self.profile.seeds:
+                    run = self.source.root / suites.format_run(fam, size, seed)
+                    if not (run / "train_log.parquet").exists():
+                        continue
+                    for frame, name in ((train, "train_log"), (val, "val_log")):
+                        df = pd.read_parquet(run / f"{name}.parquet")
+                        df.insert(0, "seed", seed)
+                        df.insert(0, "size", size)
+                        df.insert(0, "family", fam)
+                        frame.append(df)
+        if not train:
+            raise LmconvError(f"no finished runs in {self.source.root}", f"lmconv train --profile {self.profile.name}")
+        return pd.concat(train, ignore_index=True), pd.concat(val, ignore_index=True)
+
+    def spectra_records(self, family: str, size: str, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Per-step singular values recorded during training: ``(steps, values[records, matrices, r], names)``."""
+        f = self.source.root / suites.format_run(family, size, seed) / "spectra.npz"
+        if not f.exists():
+            raise LmconvError(f"{f} does not exist", "set spectra_every in the profile and retrain")
+        z = np.load(f)
+        return z["steps"], z["values"], [str(n) for n in z["names"]]
+
+
+@dataclass
+class Results:
+    """Engine tables for a set of sizes, seeds and steps, plus the probe and the unigram counts."""
+
+    suite: Suite
+    family: str
+    sizes: list[str]
+    seeds: list[int]
+    steps: list[int]
+    probe: probe_mod.Probe
+    counts: np.ndarray
+    tables: dict[str, pd.DataFrame] = field(repr=False)
+
+    def __getattr__(self, name: str) -> pd.DataFrame:
+        if name in engine.TABLES and "tables" in self.__dict__:
+            return self.tables[name]
+        raise AttributeError(name)
+
+    @cached_property
+    def targets(self) -> pd.DataFrame:
+        """The probe's scored tokens with their training-split frequency."""
+        t = self.probe.targets.copy()
+        t["frequency"] = self.counts[t.target_id.to_numpy()]
+        return t
+
+
+def _resolve(values, allowed, kind: str, profile: str) -> list:
+    if values is None:
+        return list(allowed)
+    if isinstance(values, str | int) and not isinstance(values, bool):
+        values = [values]
+    out = []
+    for v in values:
+        if v not in allowed:
+            raise LmconvError(
+                f"unknown {kind} {v!r} for the {profile!r} suite; it has {list(allowed)}",
+                f"pick {kind}s from that list (notebook parameter or --{kind}s)",
+            )
+        out.append(v)
+    return out
+
+
+def run(
+    profile: str = "default",
+    arm: str | None = None,
+    sizes: list[str] | None = None,
+    seeds: list[int] | None = None,
+    steps: list[int] | None = None,
+    probe_tokens: int | None = None,
+    probe_context: int | None = None,
+    probe_stride: int | None = None,
+    options: engine.EngineOptions | None = None,
+    progress: bool = True,
+) -> Results:
+    """Analyse a trained local suite (every table of the engine), from the cache where possible."""
+    suite = Suite.open(profile)
+    prof = suite.profile
+    family = suite.family(arm)
+    src = suite.source
+    sizes = _resolve(sizes, [s for s in prof.sizes if s in src.sizes(family)], "size", prof.name)
+    if not sizes:
+        raise LmconvError(f"no trained sizes of {family} in {src.root}", f"lmconv train --profile {prof.name}")
+    seeds = _resolve(seeds, src.seeds(family, sizes[0]), "seed", prof.name)
+    if len(seeds) < 2:
+        raise LmconvError("cross-seed analyses need at least two seeds", "pass two or more seeds")
+    common = sorted(set.intersection(*(set(src.steps(family, s)) for s in sizes)))
+    steps = _resolve(steps, common, "step", prof.name)
+    if not steps:
+        raise LmconvError(f"the sizes {sizes} share no checkpoint steps", "train the suite to the end")
+    ref0 = suites.CheckpointRef(family, sizes[0], seeds[0], steps[-1])
+    all_refs = [suites.CheckpointRef(family, s, k, steps[-1]) for s in sizes for k in seeds]
+    suites.check_same_tokenizer(src, all_refs)
+    tok = suites.load_tokenizer(src, ref0)
+    pr = probe_mod.build(
+        tok,
+        prof.corpus,
+        probe_tokens or prof.probe.tokens,
+        probe_context or prof.probe.context,
+        probe_stride or prof.probe.stride,
+    )
+    counts = tok_mod.token_frequencies(prof.corpus, prof.vocab_size)
+    uni = kl_mod.unigram_logprobs(counts)
+    per_size = [
+        engine.analyze(src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress) for s in sizes
+    ]
+    tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
+    return Results(suite, family, sizes, seeds, steps, pr, counts, tables)
+
+
+def suite_root(profile: str) -> Path:
+    return paths.suite_dir(profile)

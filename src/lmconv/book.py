@@ -1,0 +1,170 @@
+"""Running the chapters (papermill) and building the book (Jupyter Book 1.x).
+
+The table of contents (``book/_toc.yml``) is the one list of chapters: every entry under ``chapters/`` is a
+notebook ``notebooks/{name}.md`` (jupytext MyST) that papermill executes into ``book/chapters/{name}.ipynb``
+with the profile and any other parameters injected. Jupyter Book then renders with execution off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import paths
+from .errors import LmconvError
+from .io import write_text
+
+CHAPTER_PREFIX = "chapters/"
+
+
+def toc_chapters(book_dir: Path | None = None) -> list[str]:
+    """Notebook names in the order of the table of contents."""
+    toc = yaml.safe_load(((book_dir or paths.BOOK) / "_toc.yml").read_text())
+    names: list[str] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            f = node.get("file")
+            if isinstance(f, str) and f.startswith(CHAPTER_PREFIX):
+                names.append(f[len(CHAPTER_PREFIX) :])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(toc)
+    return names
+
+
+def notebook_source(name: str) -> Path:
+    src = paths.NOTEBOOKS / f"{name}.md"
+    if not src.exists():
+        known = ", ".join(sorted(p.stem for p in paths.NOTEBOOKS.glob("*.md")))
+        raise LmconvError(f"no chapter notebook named {name!r}", f"chapters: {known}")
+    return src
+
+
+def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet: bool = False) -> Path:
+    """Execute one chapter with papermill; the executed notebook appears only when it ran to the end."""
+    import jupytext
+    import nbformat
+    import papermill
+
+    book_dir = book_dir or paths.BOOK
+    src = notebook_source(name)
+    out_dir = book_dir / "chapters"
+    work = book_dir / "_build" / "papermill"
+    work.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = jupytext.read(src)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata["lmconv"] = {"source": f"notebooks/{src.name}"}
+    unexecuted = work / f"{name}.ipynb"
+    nbformat.write(nb, unexecuted)
+    tmp_out = work / f"{name}.executed.ipynb"
+    final = out_dir / f"{name}.ipynb"
+    t0 = time.time()
+    if not quiet:
+        print(f"[chapter] {name} {json.dumps(parameters)}", flush=True)
+    try:
+        papermill.execute_notebook(
+            str(unexecuted),
+            str(tmp_out),
+            parameters=parameters,
+            kernel_name="python3",
+            cwd=str(out_dir),
+            progress_bar=False,
+            log_output=False,
+            report_mode=False,
+        )
+    except papermill.PapermillExecutionError as e:
+        failed = out_dir / f"{name}.failed.ipynb"
+        shutil.copy2(tmp_out, failed)
+        last = (e.evalue or "").strip().splitlines()
+        raise LmconvError(
+            f"chapter {name} failed in cell {e.exec_count}: {e.ename}: {last[-1] if last else ''}",
+            f"see the executed notebook {failed}",
+        ) from None
+    os.replace(tmp_out, final)
+    if not quiet:
+        print(f"[chapter] {name} done in {time.time() - t0:.0f} s", flush=True)
+    return final
+
+
+def prepare_book_dir(book_dir: Path) -> None:
+    """Copy the notebook sources beside the book so each figure's caption can link to its code."""
+    gen = book_dir / "_generated" / "notebooks"
+    gen.mkdir(parents=True, exist_ok=True)
+    for f in paths.NOTEBOOKS.glob("*.md"):
+        shutil.copy2(f, gen / f.name)
+    static = book_dir / "_static"
+    if not (static / "vega" / "vega.min.js").exists():
+        raise LmconvError(f"the vendored chart libraries are missing in {static}/vega", "run `make setup`")
+
+
+def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
+    """Render the book with ``jupyter-book build`` (warnings are errors when ``strict``)."""
+    book_dir = book_dir or paths.BOOK
+    prepare_book_dir(book_dir)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    cmd = [
+        str(jb),
+        "build",
+        str(book_dir),
+        "--config",
+        str(paths.BOOK_CONFIG),
+        "--toc",
+        str(book_dir / "_toc.yml"),
+        "--path-output",
+        str(book_dir),
+    ]
+    if strict:
+        cmd += ["-W", "-n", "--keep-going"]
+    print(f"[book] {' '.join(cmd)}", flush=True)
+    env = {**os.environ, "LMCONV_BOOK_DIR": str(book_dir)}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    log = book_dir / "_build" / "build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    write_text(log, proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise LmconvError(f"jupyter-book build failed:\n{tail}", f"full log: {log}")
+    return book_dir / "_build" / "html"
+
+
+def build(
+    profile: str,
+    book_dir: Path | None = None,
+    train: bool = True,
+    chapters: list[str] | None = None,
+    extra: dict | None = None,
+) -> Path:
+    """The whole pipeline: train the profile's suite(s), execute every chapter, render the HTML."""
+    from . import profiles
+    from . import train as train_mod
+
+    book_dir = book_dir or paths.BOOK
+    names = chapters or toc_chapters(book_dir)
+    if train:
+        for p in dict.fromkeys([profile, *companion_profiles(profile)]):
+            t0 = time.time()
+            train_mod.train_profile(profiles.load(p))
+            print(f"[book] suite {p!r} ready ({time.time() - t0:.0f} s)", flush=True)
+    for name in names:
+        run_chapter(name, {"profile": profile, **(extra or {})}, book_dir)
+    return build_html(book_dir)
+
+
+def companion_profiles(profile: str) -> list[str]:
+    """Suites a book profile needs besides its own (the sweep and annealing experiments), from its YAML."""
+    from . import profiles
+
+    return list((profiles.load(profile).raw.get("companions") or {}).values())

@@ -1,0 +1,185 @@
+"""``lmconv …`` and ``python -m lmconv …``: the same functions the notebooks call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import LmconvError
+
+
+def _offline() -> None:
+    """The default pipeline never reaches a hub: local suites only, hub libraries told so."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+
+def _csv(kind: type):
+    def parse(text: str) -> list:
+        try:
+            return [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}: {text!r}") from e
+
+    return parse
+
+
+def _param_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_profiles(_a) -> None:
+    from . import profiles
+
+    for name in profiles.available():
+        p = profiles.load(name)
+        print(
+            f"{name:12s} {', '.join(p.sizes)} × seeds {list(p.seeds)} × {p.arm().train.steps} steps; "
+            f"arms: {', '.join(p.arms)}"
+        )
+
+
+def cmd_corpus(a) -> None:
+    from . import corpus
+
+    print(json.dumps(corpus.manifest(a.corpus), indent=1))
+
+
+def cmd_train(a) -> None:
+    from . import profiles, train
+
+    root = train.train_profile(profiles.load(a.profile), a.arms, a.sizes, a.seeds, progress=not a.quiet)
+    print(f"suite ready: {root}")
+
+
+def cmd_analyze(a) -> None:
+    from . import analysis
+
+    r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, a.probe_tokens, progress=not a.quiet)
+    print(
+        f"analysed {r.family}: sizes {r.sizes}, seeds {r.seeds}, {len(r.steps)} steps, "
+        f"{r.probe.n_tokens} probe tokens; tables: " + ", ".join(f"{k} {len(v)} rows" for k, v in r.tables.items())
+    )
+
+
+def cmd_chapter(a) -> None:
+    from . import book
+
+    params = {"profile": a.profile, **{k: _param_value(v) for k, v in a.p}}
+    out = book.run_chapter(a.name, params, Path(a.book_dir) if a.book_dir else None)
+    print(f"executed: {out}")
+    if a.build:
+        print(f"book: {book.build_html(Path(a.book_dir) if a.book_dir else None)}/index.html")
+
+
+def cmd_book(a) -> None:
+    from . import book
+
+    html = book.build(a.profile, Path(a.book_dir) if a.book_dir else None, train=not a.no_train, chapters=a.chapters)
+    print(f"book built: {html}/index.html")
+
+
+def cmd_status(a) -> None:
+    from . import status
+
+    print(json.dumps(status.suite_status(a.profile), indent=1))
+
+
+def cmd_release(a) -> None:
+    from . import release
+
+    print(f"release bundle: {release.make_bundle(Path(a.out) if a.out else None)}")
+
+
+def cmd_hub_cache(a) -> None:
+    from . import analysis, hubcache
+
+    suite = analysis.Suite.open(a.profile)
+    fam = suite.family()
+    src = suite.source
+    sizes = a.sizes or src.sizes(fam)
+    seeds = a.seeds or src.seeds(fam, sizes[0])
+    steps = a.steps or src.steps(fam, sizes[0])
+    repos = hubcache.build(Path(a.out), src, fam, sizes, seeds, steps)
+    print(f"hub cache in {a.out}: {', '.join(repos)}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmconv", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("profiles", cmd_profiles, "list the training profiles")
+    sp = add("corpus", cmd_corpus, "prepare the corpus split and print its manifest (checksums, provenance)")
+    sp.add_argument("--corpus", default="brown", help="'brown' or 'textdir:/path' (default: brown)")
+
+    def selection(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+        sp.add_argument("--sizes", type=_csv(str), help="comma-separated sizes (default: all)")
+        sp.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: all)")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sp = add("train", cmd_train, "train (or resume) a profile's suite of checkpoints")
+    selection(sp)
+    sp.add_argument("--arms", type=_csv(str), help="comma-separated arms (default: all)")
+    sp = add("analyze", cmd_analyze, "run the one-pass engine over a suite and fill the metric cache")
+    selection(sp)
+    sp.add_argument("--arm", default=None)
+    sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
+    sp.add_argument("--probe-tokens", type=int, default=None)
+    sp = add("chapter", cmd_chapter, "execute one chapter notebook with papermill (parameters with -p)")
+    sp.add_argument("name", help="notebook name, e.g. 02_kl_convergence")
+    sp.add_argument("--profile", default="default")
+    sp.add_argument(
+        "-p",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a parameter; VALUE is JSON (e.g. -p sizes '[\"1.1m\"]') or a bare string",
+    )
+    sp.add_argument("--book-dir", default=None)
+    sp.add_argument("--build", action="store_true", help="render the HTML afterwards")
+    sp = add("book", cmd_book, "train what is missing, execute every chapter, render the HTML book")
+    sp.add_argument("--profile", default="default")
+    sp.add_argument("--book-dir", default=None, help="a copy of book/ to build in (default: book/)")
+    sp.add_argument("--no-train", action="store_true", help="fail instead of training missing suites")
+    sp.add_argument("--chapters", type=_csv(str), default=None, help="only these chapters")
+    sp = add("status", cmd_status, "what a suite holds: runs, steps, manifest hash")
+    sp.add_argument("--profile", default="default")
+    sp = add("release", cmd_release, "bundle the built book, executed notebooks, tables and SHA256SUMS")
+    sp.add_argument("--out", default=None)
+    sp = add("hub-cache", cmd_hub_cache, "mirror a local suite as a Hugging Face hub cache folder")
+    selection(sp)
+    sp.add_argument("--steps", type=_csv(int))
+    sp.add_argument("--out", required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    _offline()
+    args = parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except LmconvError as e:
+        print(f"lmconv: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lmconv: interrupted (rerun the same command to continue)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

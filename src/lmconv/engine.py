@@ -1,0 +1,392 @@
+"""The one-pass engine: every checkpoint is loaded once and run forward once over the probe set, and every
+analysis of the book reads what that pass produced.
+
+For one (family, size) and each step, all seeds' models are loaded together; the probe windows are streamed in
+blocks, and for each block every model's scored log-probabilities (float64, never stored beyond the block) feed
+per-token statistics and the all-pairs KL across seeds. Forward hooks collect layer activations at fixed
+positions for CKA against the final checkpoint (whose pass runs first); the weights give spectra, norms and
+effective ranks; one backward pass on a fixed probe batch gives gradient ranks. The tables of each
+(family, size, step) are cached under a hash of everything they depend on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import neox
+from .cache import TableCache, key_of
+from .metrics import cka as cka_mod
+from .metrics import kl as kl_mod
+from .metrics import rank as rank_mod
+from .metrics import spectrum
+from .probe import Probe
+from .suites import CheckpointRef
+
+ENGINE_VERSION = 1
+TABLES = ("tokens", "pairs", "cka", "weights", "rank")
+ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    cka_samples: int = 1024  # positions sampled (fixed, seeded) for the all-token CKA variant
+    grad_windows: int = 8  # probe windows in the fixed batch whose gradients give gradient ranks
+    block_mb: int = 256  # memory budget for one block of log-probs across seeds
+    device: str = "cpu"
+
+    def cache_part(self) -> dict:
+        d = asdict(self)
+        d.pop("block_mb")
+        d.pop("device")
+        return d
+
+
+class LoadCounter:
+    """Counts model loads per checkpoint (the tests check each is loaded exactly once per pass)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[CheckpointRef, int] = {}
+
+    def add(self, ref: CheckpointRef) -> None:
+        self.counts[ref] = self.counts.get(ref, 0) + 1
+
+
+LOADS = LoadCounter()
+
+
+def _selected_positions(probe: Probe, n_all: int) -> dict[str, np.ndarray]:
+    """(window, offset) pairs whose activations CKA uses: each window's last position, and a seeded sample."""
+    last = np.stack([np.arange(len(probe.starts)), np.full(len(probe.starts), probe.context - 1)], 1)
+    rng = np.random.default_rng(0)
+    t = probe.targets
+    pick = np.sort(rng.choice(len(t), size=min(n_all, len(t)), replace=False))
+    return {"last": last, "all": np.stack([t.window.to_numpy()[pick], t.offset.to_numpy()[pick]], 1)}
+
+
+class ActivationRecorder:
+    """Forward hooks that keep each layer's activations at the selected positions only."""
+
+    def __init__(self, model, selected: dict[str, np.ndarray]) -> None:
+        self.model = model
+        self.selected = selected
+        self.heads = model.config.num_attention_heads
+        d = model.config.hidden_size
+        n_layers = model.config.num_hidden_layers
+        self.out = {
+            (v, m, i): np.zeros((len(sel), d), np.float32)
+            for v, sel in selected.items()
+            for m in ACT_MODULES
+            for i in range(n_layers)
+        }
+        self.window_range = (0, 0)
+        self.handles = []
+        for i, layer in enumerate(neox.layers(model)):
+            self.handles.append(layer.attention.query_key_value.register_forward_hook(self._qkv_hook(i, layer)))
+            self.handles.append(layer.attention.register_forward_hook(self._store_hook(i, "attn_out")))
+            self.handles.append(layer.mlp.register_forward_hook(self._store_hook(i, "mlp")))
+
+    def _rows(self, variant: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w0, w1 = self.window_range
+        sel = self.selected[variant]
+        idx = np.nonzero((sel[:, 0] >= w0) & (sel[:, 0] < w1))[0]
+        return idx, sel[idx, 0] - w0, sel[idx, 1]
+
+    def _put(self, module: str, layer: int, act: torch.Tensor) -> None:
+        for v in self.selected:
+            idx, lw, off = self._rows(v)
+            if len(idx):
+                self.out[(v, module, layer)][idx] = act[lw, off].detach().float().cpu().numpy()
+
+    def _store_hook(self, layer: int, module: str) -> Callable:
+        def hook(_mod, _inp, output):
+            self._put(module, layer, output[0] if isinstance(output, tuple) else output)
+
+        return hook
+
+    def _qkv_hook(self, layer: int, layer_mod) -> Callable:
+        w_o = layer_mod.attention.dense.weight
+
+        def hook(_mod, _inp, output):
+            b, t, d3 = output.shape
+            v = output.view(b, t, self.heads, 3, d3 // (3 * self.heads))[:, :, :, 2].reshape(b, t, d3 // 3)
+            self._put("attn_ov", layer, v @ w_o.T)
+            self._put("attn_ov_faithful", layer, output[..., -(d3 // 3) :] @ w_o.T)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _weight_rows(model, final_w: dict | None, prev_w: dict | None) -> tuple[list[dict], dict]:
+    rows, current = [], {}
+    for name, w in neox.matrices(model, embeddings=True).items():
+        w = w.detach().double().cpu()
+        current[name] = w
+        sv = spectrum.singular_values(w)
+        n = spectrum.norms(sv)
+        row = {
+            "matrix": name,
+            "layer": int(name.split(".")[1]) if name.startswith("layers.") else -1,
+            "kind": name.rsplit(".", 1)[-1],
+            **n,
+            "cos_final": spectrum.cosine(w, final_w[name] if final_w else w),  # the final step compares with itself
+            "delta_nuclear": float(spectrum.singular_values(w - prev_w[name]).sum()) if prev_w else float("nan"),
+            "sv": sv.astype(np.float32),
+        }
+        rows.append(row)
+    return rows, current
+
+
+def _rank_rows(model, probe: Probe, n_windows: int) -> list[dict]:
+    rows = []
+    for faithful in (False, True):
+        for r in rank_mod.per_rows(model, grads=False, faithful_v=faithful):
+            rows.append({**r, "v_slice": "faithful" if faithful else "split"})
+    idx = np.arange(min(n_windows, len(probe.starts)))
+    s = probe.starts[idx]
+    x = torch.from_numpy(probe.stream[s[:, None] + np.arange(probe.context + 1)[None, :]])
+    dev = next(model.parameters()).device
+    x = x.to(dev)
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        logits = model(x[:, :-1]).logits
+        v = logits.shape[-1]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, v).float(), x[:, 1:].reshape(-1))
+        loss.backward()
+    for faithful in (False, True):
+        for r in rank_mod.per_rows(model, grads=True, faithful_v=faithful):
+            rows.append({**r, "v_slice": "faithful" if faithful else "split"})
+    model.zero_grad(set_to_none=True)
+    return rows
+
+
+@torch.no_grad()
+def process_step(
+    models: dict[int, torch.nn.Module],
+    probe: Probe,
+    vocab: int,
+    unigram_logp: torch.Tensor,
+    options: EngineOptions,
+    final: dict | None,
+    prev: dict | None,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Run every seed's model once over the probe; return this step's tables and its state (activations,
+    weights) for the steps that compare against it."""
+    seeds = sorted(models)
+    dev = torch.device(options.device)
+    selected = _selected_positions(probe, options.cka_samples)
+    recorders = {k: ActivationRecorder(models[k], selected) for k in seeds}
+    t = probe.targets
+    win_of_pos = t.window.to_numpy()
+    off_of_pos = t.offset.to_numpy()
+    tgt = torch.from_numpy(t.target_id.to_numpy().astype(np.int64))
+    n_win = len(probe.starts)
+    per_window = len(seeds) * probe.context * vocab * 8
+    block = max(1, int(options.block_mb * 2**20 // per_window))
+    n_pos = len(t)
+    tok_cols = {
+        k: np.zeros((len(seeds), n_pos), np.float32) for k in ("surprisal", "entropy", "kl_uniform", "kl_unigram")
+    }
+    pair_kl = np.zeros((len(seeds), len(seeds), n_pos), np.float32)
+    uni = unigram_logp.double().to(dev)
+    for w0 in range(0, n_win, block):
+        w1 = min(n_win, w0 + block)
+        x = torch.from_numpy(probe.window_inputs(slice(w0, w1))).to(dev)
+        pos = np.nonzero((win_of_pos >= w0) & (win_of_pos < w1))[0]
+        lw = torch.from_numpy(win_of_pos[pos] - w0)
+        lo = torch.from_numpy(off_of_pos[pos].astype(np.int64))
+        logps = []
+        for k in seeds:
+            rec = recorders[k]
+            rec.window_range = (w0, w1)
+            logits = models[k](x).logits[..., :vocab]
+            logps.append(torch.log_softmax(logits[lw, lo].double(), dim=-1))
+        lp = torch.stack(logps)  # (S, n, V)
+        target = tgt[pos].to(dev)
+        tok_cols["surprisal"][:, pos] = (
+            (-lp.gather(2, target.expand(len(seeds), -1).unsqueeze(-1)).squeeze(-1)).cpu().numpy()
+        )
+        ent = kl_mod.entropy(lp)
+        tok_cols["entropy"][:, pos] = ent.cpu().numpy()
+        tok_cols["kl_uniform"][:, pos] = (math.log(vocab) - ent).cpu().numpy()
+        tok_cols["kl_unigram"][:, pos] = kl_mod.kl_to(lp, uni).cpu().numpy()
+        pair_kl[:, :, pos] = kl_mod.all_pairs_kl(lp).cpu().numpy()
+        del lp, logps
+    for r in recorders.values():
+        r.remove()
+
+    s_arr = np.asarray(seeds)
+    tokens = pd.DataFrame(
+        {
+            "seed": np.repeat(s_arr, n_pos).astype(np.int16),
+            "pos": np.tile(np.arange(n_pos, dtype=np.int32), len(seeds)),
+            **{k: v.reshape(-1) for k, v in tok_cols.items()},
+        }
+    )
+    ii, jj = np.nonzero(~np.eye(len(seeds), dtype=bool))
+    pairs = pd.DataFrame(
+        {
+            "seed_i": np.repeat(s_arr[ii], n_pos).astype(np.int16),
+            "seed_j": np.repeat(s_arr[jj], n_pos).astype(np.int16),
+            "pos": np.tile(np.arange(n_pos, dtype=np.int32), len(ii)),
+            "kl": pair_kl[ii, jj].reshape(-1),
+        }
+    )
+    acts = {k: recorders[k].out for k in seeds}
+    final_acts = final["acts"] if final else acts
+    cka_rows = []
+    for k in seeds:
+        for (variant, module, layer), a in acts[k].items():
+            ref = final_acts[k][(variant, module, layer)]
+            for est in ("biased", "debiased"):
+                cka_rows.append(
+                    {
+                        "seed": k,
+                        "layer": layer,
+                        "module": module,
+                        "variant": variant,
+                        "estimator": est,
+                        "cka": cka_mod.cka(a, ref, debiased=est == "debiased"),
+                    }
+                )
+    weight_rows, rank_rows, weights_now = [], [], {}
+    for k in seeds:
+        rows, weights_now[k] = _weight_rows(
+            models[k], final["weights"][k] if final else None, prev["weights"][k] if prev else None
+        )
+        weight_rows += [{"seed": k, "prev_step": prev["step"] if prev else -1, **r} for r in rows]
+        rank_rows += [{"seed": k, **r} for r in _rank_rows(models[k], probe, options.grad_windows)]
+    tables = {
+        "tokens": tokens,
+        "pairs": pairs,
+        "cka": pd.DataFrame(cka_rows),
+        "weights": pd.DataFrame(weight_rows),
+        "rank": pd.DataFrame(rank_rows),
+    }
+    return tables, {"acts": acts, "weights": weights_now}
+
+
+def analyze(
+    source,
+    family: str,
+    size: str,
+    seeds: Sequence[int],
+    steps: Sequence[int],
+    probe: Probe,
+    unigram_logp: torch.Tensor,
+    vocab: int,
+    options: EngineOptions | None = None,
+    cache: TableCache | None = None,
+    progress: bool = True,
+) -> dict[str, pd.DataFrame]:
+    """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each."""
+    options = options or EngineOptions()
+    cache = cache or TableCache("engine")
+    seeds, steps = sorted(int(s) for s in seeds), sorted(int(s) for s in steps)
+    final_step = steps[-1]
+    refs = {st: [CheckpointRef(family, size, k, st) for k in seeds] for st in steps}
+    shas = {st: [source.sha(r) for r in refs[st]] for st in steps}
+    base = {
+        "engine": ENGINE_VERSION,
+        "probe": probe.sha256,
+        "vocab": vocab,
+        "seeds": seeds,
+        "unigram": float(unigram_logp.double().sum()),
+        "options": options.cache_part(),
+        "final": shas[final_step],
+    }
+    keys = {}
+    for i, st in enumerate(steps):
+        prev = steps[i - 1] if i else None
+        keys[st] = key_of({**base, "step": st, "shas": shas[st], "prev": shas[prev] if prev is not None else None})
+    results: dict[int, dict[str, pd.DataFrame]] = {}
+    todo = []
+    for st in steps:
+        got = cache.load(keys[st])
+        if got is None:
+            todo.append(st)
+        else:
+            results[st] = got
+    if todo:
+        bar = tqdm(total=len(todo), desc=f"analyse {family}-{size}", unit="ckpt", disable=not progress)
+
+        def load(st: int) -> dict[int, torch.nn.Module]:
+            out = {}
+            for r in refs[st]:
+                LOADS.add(r)
+                out[r.seed] = source.load_model(r).to(options.device)
+            return out
+
+        # The final checkpoint runs first (every other step's CKA compares against it); its ΔW to the step
+        # before is filled in once that step's weights are in memory.
+        models = load(final_step)
+        final_tables, final_state = process_step(models, probe, vocab, unigram_logp, options, None, None)
+        del models
+        pending_final = final_step in todo
+        prev_state = None
+        for idx, st in enumerate(steps[:-1]):
+            if st not in todo:
+                prev_state = None
+                continue
+            if idx > 0 and (prev_state is None or prev_state["step"] != steps[idx - 1]):
+                prev_state = {"step": steps[idx - 1], "weights": _weights_only(source, refs[steps[idx - 1]])}
+            models = load(st)
+            tables, state = process_step(
+                models, probe, vocab, unigram_logp, options, final_state, prev_state if idx > 0 else None
+            )
+            del models
+            cache.save(keys[st], tables, {"family": family, "size": size, "step": st, "seeds": seeds})
+            results[st] = tables
+            prev_state = {"step": st, "weights": state["weights"]}
+            bar.update(1)
+        if pending_final:
+            if len(steps) > 1:
+                before = steps[-2]
+                if prev_state is None or prev_state["step"] != before:
+                    prev_state = {"step": before, "weights": _weights_only(source, refs[before])}
+                _fill_delta(final_tables["weights"], final_state["weights"], prev_state)
+            cache.save(
+                keys[final_step],
+                final_tables,
+                {"family": family, "size": size, "step": final_step, "seeds": seeds},
+            )
+            results[final_step] = final_tables
+            bar.update(1)
+        bar.close()
+    out = {}
+    for name in TABLES:
+        frames = []
+        for st in steps:
+            df = results[st][name].copy()
+            df.insert(0, "step", np.int32(st))
+            frames.append(df)
+        df = pd.concat(frames, ignore_index=True)
+        df.insert(0, "size", size)
+        df.insert(0, "family", family)
+        out[name] = df
+    return out
+
+
+def _fill_delta(weights: pd.DataFrame, current: dict, prev: dict) -> None:
+    for i, row in weights.iterrows():
+        d = current[row.seed][row.matrix] - prev["weights"][row.seed][row.matrix]
+        weights.at[i, "delta_nuclear"] = float(spectrum.singular_values(d).sum())
+        weights.at[i, "prev_step"] = prev["step"]
+
+
+def _weights_only(source, refs: list[CheckpointRef]) -> dict[int, dict]:
+    """The previous checkpoint's weight matrices, for ΔW (loaded without a forward pass)."""
+    out = {}
+    for r in refs:
+        model = source.load_model(r)
+        out[r.seed] = {n: w.detach().double().cpu() for n, w in neox.matrices(model, embeddings=True).items()}
+    return out

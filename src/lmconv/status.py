@@ -1,0 +1,94 @@
+"""What the status page shows: the suites' manifests, the environment, and chapter execution times."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from . import paths
+from .io import read_json, sha256_json
+
+
+def suite_status(profile: str) -> dict:
+    """Runs and steps of a trained suite, and one hash over every checkpoint's checksums (the manifest hash)."""
+    root = paths.suite_dir(profile)
+    if not (root / "suite.json").exists():
+        return {"profile": profile, "trained": False, "root": str(root)}
+    runs = {}
+    manifest = {}
+    for run in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        steps = sorted(int(s.name[4:]) for s in run.glob("step*") if (s / "checksums.json").exists())
+        if steps:
+            runs[run.name] = {"steps": len(steps), "last": steps[-1]}
+            for s in steps:
+                manifest[f"{run.name}/step{s}"] = read_json(run / f"step{s}" / "checksums.json")
+    info = read_json(root / "suite.json")
+    timing = read_json(root / "timing.json") if (root / "timing.json").exists() else {}
+    return {
+        "profile": profile,
+        "trained": True,
+        "root": str(root),
+        "profile_sha256": info["profile_sha256"],
+        "manifest_sha256": sha256_json(manifest),
+        "checkpoints": len(manifest),
+        "runs": runs,
+        "train_seconds": timing,
+    }
+
+
+def environment() -> dict:
+    lock = {}
+    for line in (paths.ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, ver = line.split("==", 1)
+            lock[name.lower()] = ver
+    installed = {}
+    for name in (
+        "torch",
+        "transformers",
+        "tokenizers",
+        "jupyter-book",
+        "myst-nb",
+        "papermill",
+        "altair",
+        "spacy",
+        "numpy",
+        "pandas",
+        "pyarrow",
+    ):
+        try:
+            installed[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed[name] = "missing"
+    mismatched = {k: (v, lock.get(k)) for k, v in installed.items() if lock.get(k) and not v.startswith(lock[k])}
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
+        "packages": installed,
+        "differs_from_lock": mismatched,
+    }
+
+
+def chapter_times(chapters_dir: Path) -> list[dict]:
+    rows = []
+    for nb in sorted(chapters_dir.glob("*.ipynb")):
+        if nb.name.endswith(".failed.ipynb"):
+            continue
+        meta = json.loads(nb.read_text()).get("metadata", {})
+        pm = meta.get("papermill", {})
+        rows.append(
+            {
+                "chapter": nb.stem,
+                "seconds": round(pm.get("duration") or 0.0, 1),
+                "finished": (pm.get("end_time") or "")[:19],
+                "parameters": json.dumps(pm.get("parameters", {})),
+            }
+        )
+    return rows

@@ -1,0 +1,290 @@
+"""Checkpoint suites: one naming contract for our local suites and the PolyPythias on the hub.
+
+Names follow Pythia. A run is ``{family}-{size}-seed{k}`` (the hub's seed-0 PolyPythia runs have no suffix:
+``EleutherAI/pythia-{size}``), a checkpoint is the revision ``step{N}`` (on the hub, ``step143000`` is also
+``main``). A local suite mirrors it on disk: ``{root}/{family}-{size}-seed{k}/step{N}/`` holding
+``config.json``, ``model.safetensors``, the tokenizer files and ``checksums.json``.
+``format_*`` and ``parse_*`` below are the only code that builds or splits these strings.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .errors import LmconvError, choose
+from .io import read_json, sha256_file
+
+HUB_ORG = "EleutherAI"
+HUB_FAMILY = "pythia"
+HUB_FINAL_STEP = 143000
+# The PolyPythias (van der Wal et al. 2025): sizes, seeds (0 = the original run) and the released steps.
+POLYPYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m")
+POLYPYTHIA_SEEDS = tuple(range(10))
+POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_FINAL_STEP + 1, 1000))
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+_RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
+_STEP = re.compile(r"^step(?P<step>\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class CheckpointRef:
+    """One checkpoint: which family (suite), size, seed and training step."""
+
+    family: str
+    size: str
+    seed: int
+    step: int
+
+    @property
+    def run(self) -> str:
+        return format_run(self.family, self.size, self.seed)
+
+    @property
+    def revision(self) -> str:
+        return format_revision(self.step)
+
+    def __str__(self) -> str:
+        return f"{self.run}/{self.revision}"
+
+
+def format_run(family: str, size: str, seed: int) -> str:
+    if "-" in size or not size:
+        raise LmconvError(f"size name {size!r} is empty or contains '-'", "use names like 70m or d64")
+    return f"{family}-{size}-seed{int(seed)}"
+
+
+def parse_run(name: str) -> tuple[str, str, int]:
+    """``'lmconv-m-seed3'`` → ``('lmconv', 'm', 3)``."""
+    m = _RUN.match(name)
+    if not m:
+        raise LmconvError(f"{name!r} is not a run name", "run names look like {family}-{size}-seed{k}")
+    return m["family"], m["size"], int(m["seed"])
+
+
+def format_revision(step: int) -> str:
+    if int(step) < 0:
+        raise LmconvError(f"step {step} is negative")
+    return f"step{int(step)}"
+
+
+def parse_revision(revision: str, final_step: int = HUB_FINAL_STEP) -> int:
+    """``'step512'`` → 512; ``'main'`` → the final step."""
+    if revision == "main":
+        return final_step
+    m = _STEP.match(revision)
+    if not m:
+        raise LmconvError(f"{revision!r} is not a revision", "revisions look like step{N} (or main)")
+    return int(m["step"])
+
+
+def format_hub_repo(size: str, seed: int, org: str = HUB_ORG, family: str = HUB_FAMILY) -> str:
+    """The PolyPythia repository: seed 0 is the original run, with no suffix."""
+    base = f"{org}/{family}-{size}"
+    return base if int(seed) == 0 else f"{base}-seed{int(seed)}"
+
+
+def parse_hub_repo(repo_id: str) -> tuple[str, str, int]:
+    """``'EleutherAI/pythia-160m-seed3'`` → ``('pythia', '160m', 3)``; no suffix means seed 0."""
+    _, _, name = repo_id.rpartition("/")
+    if re.search(r"-seed\d+$", name):
+        return parse_run(name)
+    family, _, size = name.rpartition("-")
+    if not family or not size:
+        raise LmconvError(f"{repo_id!r} is not a hub repository name", "expected {org}/{family}-{size}[-seed{k}]")
+    return family, size, 0
+
+
+@dataclass
+class LocalSource:
+    """A folder in the ``{family}-{size}-seed{k}/step{N}`` layout: our suite or a user's own."""
+
+    root: Path
+    verify: bool = True
+    _shas: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        if not self.root.is_dir():
+            raise LmconvError(f"suite folder {self.root} does not exist", "train it: lmconv train --profile NAME")
+
+    def path(self, ref: CheckpointRef) -> Path:
+        return self.root / ref.run / ref.revision
+
+    @cached_property
+    def inventory(self) -> dict[tuple[str, str, int], list[int]]:
+        """``{(family, size, seed): [steps]}`` of every complete checkpoint on disk."""
+        out: dict[tuple[str, str, int], list[int]] = {}
+        for run_dir in sorted(self.root.iterdir()):
+            if not run_dir.is_dir() or run_dir.name.startswith("."):
+                continue
+            try:
+                key = parse_run(run_dir.name)
+            except LmconvError:
+                continue
+            steps = []
+            for step_dir in run_dir.iterdir():
+                if _STEP.match(step_dir.name) and (step_dir / "checksums.json").exists():
+                    steps.append(parse_revision(step_dir.name))
+            if steps:
+                out[key] = sorted(steps)
+        return out
+
+    def families(self) -> list[str]:
+        return sorted({f for f, _, _ in self.inventory})
+
+    def sizes(self, family: str) -> list[str]:
+        return sorted({s for f, s, _ in self.inventory if f == family})
+
+    def seeds(self, family: str, size: str) -> list[int]:
+        return sorted({k for f, s, k in self.inventory if f == family and s == size})
+
+    def steps(self, family: str, size: str, seed: int | None = None) -> list[int]:
+        """Steps present for the run, or (seed None) the steps every seed of the size has."""
+        seeds = [seed] if seed is not None else self.seeds(family, size)
+        sets = [set(self.inventory.get((family, size, k), [])) for k in seeds]
+        return sorted(set.intersection(*sets)) if sets else []
+
+    def check(self, ref: CheckpointRef) -> None:
+        """Raise a clear error when the suite lacks what ``ref`` asks for."""
+        choose("family", ref.family, self.families(), f"families in {self.root}")
+        choose("size", ref.size, self.sizes(ref.family), f"sizes of {ref.family} in {self.root}")
+        choose("seed", ref.seed, self.seeds(ref.family, ref.size), f"seeds of {ref.family}-{ref.size}")
+        choose("step", ref.step, self.steps(ref.family, ref.size, ref.seed), f"steps of {ref.run}")
+
+    def checksums(self, ref: CheckpointRef) -> dict[str, str]:
+        folder = self.path(ref)
+        if not (folder / "checksums.json").exists():
+            self.check(ref)
+        return read_json(folder / "checksums.json")
+
+    def sha(self, ref: CheckpointRef) -> str:
+        """The weights' sha256 as recorded when the checkpoint was written (a cache key)."""
+        return self.checksums(ref)["model.safetensors"]
+
+    def verify_files(self, ref: CheckpointRef) -> None:
+        folder = self.path(ref)
+        for name, sha in self.checksums(ref).items():
+            f = folder / name
+            if not f.exists():
+                raise LmconvError(f"checkpoint {ref} lacks {name} ({folder})", "retrain it: lmconv train (resumes)")
+            if self._shas.get(f) != sha and sha256_file(f) != sha:
+                raise LmconvError(
+                    f"checkpoint {ref}: {name} does not match its recorded sha256 (corrupt or truncated)",
+                    f"delete {folder} and rerun `lmconv train` with the same profile; it retrains that step",
+                )
+            self._shas[f] = sha
+
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+        from transformers import GPTNeoXForCausalLM
+
+        self.check(ref)
+        if self.verify:
+            self.verify_files(ref)
+        try:
+            model = GPTNeoXForCausalLM.from_pretrained(
+                str(self.path(ref)), dtype=dtype, use_safetensors=True, trust_remote_code=False
+            )
+        except Exception as e:  # corrupt weights that still matched (verify off) or a bad config
+            raise LmconvError(f"cannot load checkpoint {ref}: {e}", f"delete {self.path(ref)} and retrain it") from e
+        return model.eval()
+
+    def tokenizer_path(self, ref: CheckpointRef) -> Path:
+        return self.path(ref)
+
+
+@dataclass
+class HubSource:
+    """The PolyPythias through ``from_pretrained(repo, revision="step{N}")``.
+
+    Needs a network or a Hugging Face cache that already holds the checkpoints (then set ``HF_HUB_OFFLINE=1``).
+    Loads safetensors only unless ``allow_pickle`` is set (old Pythia revisions ship only pickled weights).
+    """
+
+    org: str = HUB_ORG
+    family: str = HUB_FAMILY
+    cache_dir: Path | None = None
+    allow_pickle: bool = False
+    known_only: bool = True  # reject sizes, seeds and steps the PolyPythias do not have
+
+    def repo(self, ref: CheckpointRef) -> str:
+        return format_hub_repo(ref.size, ref.seed, self.org, self.family)
+
+    def check(self, ref: CheckpointRef) -> None:
+        if self.known_only and self.family == HUB_FAMILY and self.org == HUB_ORG:
+            choose("PolyPythia size", ref.size, POLYPYTHIA_SIZES)
+            choose("PolyPythia seed", ref.seed, POLYPYTHIA_SEEDS)
+            choose("PolyPythia step", ref.step, POLYPYTHIA_STEPS)
+
+    def _kwargs(self) -> dict:
+        kw: dict = {"trust_remote_code": False}
+        if self.cache_dir is not None:
+            kw["cache_dir"] = str(self.cache_dir)
+        return kw
+
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+        from transformers import GPTNeoXForCausalLM
+
+        self.check(ref)
+        try:
+            model = GPTNeoXForCausalLM.from_pretrained(
+                self.repo(ref),
+                revision=ref.revision,
+                dtype=dtype,
+                use_safetensors=None if self.allow_pickle else True,
+                **self._kwargs(),
+            )
+        except OSError as e:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            raise LmconvError(
+                f"cannot load {self.repo(ref)}@{ref.revision} from the hub: {str(e).splitlines()[0]}",
+                "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1"
+                if offline
+                else "check the network, or pass allow_pickle=True for revisions without safetensors",
+            ) from e
+        return model.eval()
+
+    def sha(self, ref: CheckpointRef) -> str:
+        """The snapshot's commit hash (the hub's content address) as a cache key."""
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(
+            self.repo(ref),
+            revision=ref.revision,
+            **{k: v for k, v in self._kwargs().items() if k == "cache_dir"},
+            allow_patterns=["config.json"],
+        )
+        return Path(folder).name
+
+    def tokenizer_path(self, ref: CheckpointRef) -> str:
+        return self.repo(ref)
+
+
+def load_tokenizer(source: LocalSource | HubSource, ref: CheckpointRef):
+    from transformers import AutoTokenizer
+
+    kw = {"revision": ref.revision, **source._kwargs()} if isinstance(source, HubSource) else {}
+    return AutoTokenizer.from_pretrained(str(source.tokenizer_path(ref)), **kw)
+
+
+def check_same_tokenizer(source: LocalSource | HubSource, refs: list[CheckpointRef]) -> str:
+    """All checkpoints must split text identically; return the shared fingerprint or raise naming the odd one."""
+    from .tokenizer import fingerprint
+
+    seen: dict[str, CheckpointRef] = {}
+    for ref in refs:
+        tok = load_tokenizer(source, ref)
+        seen.setdefault(fingerprint(tok) + f"/{len(tok)}", ref)
+    if len(seen) > 1:
+        a, b = list(seen.values())[:2]
+        raise LmconvError(
+            f"the checkpoints do not share one tokenizer: {a} and {b} differ (vocabulary or merges)",
+            "compare only models trained with the same tokenizer; retrain the odd suite with the suite's tokenizer",
+        )
+    return next(iter(seen)).split("/")[0]

@@ -1,0 +1,117 @@
+"""Small tables the chapters show about a suite: its sizes, how they map to the PolyPythias, its training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import profiles
+from .suites import POLYPYTHIA_SIZES
+
+# Model-card shapes of the PolyPythias (van der Wal et al. 2025): layers, d_model, heads.
+POLYPYTHIA_SHAPES = {
+    "14m": (6, 128, 4),
+    "31m": (6, 256, 8),
+    "70m": (6, 512, 8),
+    "160m": (12, 768, 12),
+    "410m": (24, 1024, 16),
+}
+PYTHIA_VOCAB = 50304
+
+
+def parameter_count(hidden: int, layers: int, vocab: int) -> tuple[int, int]:
+    """(total, non-embedding) parameters of a GPT-NeoX model with untied embeddings and 4× MLP."""
+    per_layer = 12 * hidden * hidden + 13 * hidden  # qkv, dense, two MLP matrices, biases and two layer norms
+    non_emb = layers * per_layer + 2 * hidden
+    return non_emb + 2 * vocab * hidden, non_emb
+
+
+def sizes_table(profile: profiles.Profile) -> pd.DataFrame:
+    """Shape and parameter counts of every size of a profile."""
+    rows = []
+    for s in profile.sizes.values():
+        total, non_emb = parameter_count(s.hidden, s.layers, profile.vocab_size)
+        rows.append(
+            {
+                "size": s.name,
+                "layers": s.layers,
+                "d_model": s.hidden,
+                "heads": s.heads,
+                "d_head": s.head_dim,
+                "parameters": total,
+                "non-embedding": non_emb,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def polypythia_table() -> pd.DataFrame:
+    """Shape and parameter counts of the PolyPythia sizes, from their model cards."""
+    rows = []
+    for name in POLYPYTHIA_SIZES:
+        layers, d, heads = POLYPYTHIA_SHAPES[name]
+        total, non_emb = parameter_count(d, layers, PYTHIA_VOCAB)
+        rows.append(
+            {
+                "size": name,
+                "layers": layers,
+                "d_model": d,
+                "heads": heads,
+                "d_head": d // heads,
+                "parameters": total,
+                "non-embedding": non_emb,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def nearest_polypythia(profile: profiles.Profile) -> pd.DataFrame:
+    """Each of our sizes beside the PolyPythia size closest in non-embedding parameters (log scale)."""
+    ours, theirs = sizes_table(profile), polypythia_table()
+    rows = []
+    for r in ours.itertuples():
+        dist = (np.log(theirs["non-embedding"]) - np.log(r._7)).abs()
+        j = int(dist.idxmin())
+        rows.append(
+            {
+                "size": r.size,
+                "non-embedding": r._7,
+                "closest PolyPythia": theirs.loc[j, "size"],
+                "its non-embedding": int(theirs.loc[j, "non-embedding"]),
+                "ratio (ours / theirs)": r._7 / theirs.loc[j, "non-embedding"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def lr_curve(profile: profiles.Profile, arm: str | None = None, points: int = 400) -> pd.DataFrame:
+    """The learning rate of an arm at ``points`` steps, from the profile's schedule."""
+    a = profile.arm(arm)
+    total = a.train.steps
+    steps = np.unique(np.linspace(0, total - 1, points).astype(int))
+    return pd.DataFrame(
+        {
+            "step": steps,
+            "lr": [a.train.lr * a.train.schedule.multiplier(int(s), total) for s in steps],
+            "arm": a.family,
+        }
+    )
+
+
+def smooth_train_loss(train_log: pd.DataFrame, every: int = 25) -> pd.DataFrame:
+    """Training loss averaged over windows of ``every`` steps (per run), for readable curves."""
+    df = train_log.copy()
+    df["bucket"] = (df.step - 1) // every
+    g = df.groupby(["family", "size", "seed", "bucket"], as_index=False).agg(
+        step=("step", "max"), loss=("loss", "mean")
+    )
+    return g.drop(columns="bucket")
+
+
+def across_seeds(df: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
+    """Mean, standard deviation, min and max over seeds of ``value`` per ``by`` group."""
+    g = df.groupby(by)[value]
+    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    out["lo"] = out["mean"] - out["std"].fillna(0)
+    out["hi"] = out["mean"] + out["std"].fillna(0)
+    return out

@@ -1,0 +1,105 @@
+"""The naming contract, profiles and their checkpoint schedules, and clear errors for what a suite lacks."""
+
+import pytest
+
+from lmconv import profiles, suites
+from lmconv.errors import LmconvError
+from lmconv.suites import CheckpointRef
+
+
+@pytest.mark.parametrize(
+    ("family", "size", "seed", "name"),
+    [
+        ("lmconv", "0.3m", 1, "lmconv-0.3m-seed1"),
+        ("anneal-constant", "1.1m", 4, "anneal-constant-1.1m-seed4"),
+        ("pythia", "160m", 3, "pythia-160m-seed3"),
+    ],
+)
+def test_run_names_round_trip(family, size, seed, name):
+    assert suites.format_run(family, size, seed) == name
+    assert suites.parse_run(name) == (family, size, seed)
+
+
+def test_revisions():
+    assert suites.format_revision(512) == "step512"
+    assert suites.parse_revision("step143000") == 143000
+    assert suites.parse_revision("main") == suites.HUB_FINAL_STEP
+    assert suites.parse_revision("main", final_step=2000) == 2000
+    with pytest.raises(LmconvError):
+        suites.parse_revision("512")
+
+
+def test_hub_repo_names():
+    assert suites.format_hub_repo("160m", 3) == "EleutherAI/pythia-160m-seed3"
+    assert suites.format_hub_repo("70m", 0) == "EleutherAI/pythia-70m"  # seed 0: the original, no suffix
+    assert suites.parse_hub_repo("EleutherAI/pythia-70m") == ("pythia", "70m", 0)
+    assert suites.parse_hub_repo("EleutherAI/pythia-410m-seed9") == ("pythia", "410m", 9)
+
+
+def test_bad_names_are_rejected():
+    with pytest.raises(LmconvError):
+        suites.parse_run("lmconv-0.3m")
+    with pytest.raises(LmconvError):
+        suites.format_run("lmconv", "a-b", 1)
+
+
+def test_polypythia_steps_match_the_release():
+    steps = suites.POLYPYTHIA_STEPS
+    assert steps[:11] == (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+    assert steps[11] == 1000 and steps[-1] == 143000 and len(steps) == 154
+
+
+def test_profile_checkpoint_schedules():
+    d = profiles.load("default")
+    got = d.checkpoint_steps()
+    assert got[:9] == [0, 1, 2, 3, 4, 6, 8, 11, 16]  # half-powers of two, rounded
+    assert 256 in got and got[got.index(256) + 1] == 384  # then every 128
+    assert got[-1] == d.arm().train.steps
+    assert got == sorted(set(got))
+    assert profiles.CheckpointSchedule(512, 1, 1000).steps(143000)[:12] == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1512,
+    ]
+
+
+def test_schedules_hit_their_defining_values():
+    s = profiles.Schedule(kind="cosine", warmup=10, final_ratio=0.1)
+    assert s.multiplier(0, 100) == pytest.approx(0.1)
+    assert s.multiplier(9, 100) == pytest.approx(1.0)
+    assert s.multiplier(100, 100) == pytest.approx(0.1)
+    w = profiles.Schedule(kind="wsd", warmup=10, final_ratio=0.0, decay_fraction=0.2)
+    assert w.multiplier(79, 100) == 1.0 and w.multiplier(90, 100) == pytest.approx(0.5)
+    st = profiles.Schedule(kind="step", warmup=0)
+    assert st.multiplier(79, 100) == 1.0 and st.multiplier(80, 100) == 0.316 and st.multiplier(95, 100) == 0.1
+
+
+def test_profile_errors_name_the_problem(tmp_path):
+    with pytest.raises(LmconvError, match="unknown profile 'nope'"):
+        profiles.load("nope")
+    raw = profiles.load("smoke").raw | {"sizes": {"bad-name": {"hidden": 16, "layers": 1, "heads": 2}}}
+    with pytest.raises(LmconvError, match="contains '-'"):
+        profiles.parse(raw)
+    with pytest.raises(LmconvError, match="unknown size"):
+        profiles.load("smoke").size("huge")
+
+
+def test_local_source_reports_what_is_missing(smoke_suite):
+    src = smoke_suite.source
+    assert src.sizes("lmconv") == ["s", "xs"]
+    assert src.seeds("lmconv", "s") == [1, 2, 3]
+    with pytest.raises(LmconvError, match="unknown step 7"):
+        src.check(CheckpointRef("lmconv", "s", 1, 7))
+    with pytest.raises(LmconvError, match="unknown seed 9"):
+        src.check(CheckpointRef("lmconv", "s", 9, 0))
+    with pytest.raises(LmconvError, match="unknown size 'xl'"):
+        src.check(CheckpointRef("lmconv", "xl", 1, 0))

@@ -1,0 +1,162 @@
+"""Training is deterministic, resumable after a kill, and refuses bad input with a clear message."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from lmconv import io, profiles, suites, train
+from lmconv.errors import LmconvError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """
+description: tiny profile for resume tests
+corpus: brown
+vocab_size: 1024
+context: 64
+seeds: [1, 2]
+sizes:
+  xs: {hidden: 16, layers: 1, heads: 2}
+train:
+  steps: 160
+  batch_size: 8
+  lr: 3.0e-3
+  schedule: {kind: cosine, warmup: 8, final_ratio: 0.1}
+  threads: 2
+  val_every: 8
+  val_tokens: 1024
+  spectra_every: 4
+checkpoints: {log_until: 16, per_octave: 1, every: 16}
+probe: {tokens: 1024, context: 64, stride: 32}
+"""
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): io.sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "timing.json"
+    }
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lmconv", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_yaml(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("profiles") / "tinyresume.yaml"
+    p.write_text(TINY)
+    return p
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(smoke_suite, tmp_path, monkeypatch):
+    first = tree_hashes(smoke_suite.source.root / "lmconv-xs-seed1")
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    prof = profiles.load("smoke")
+    train.train_profile(prof, sizes=["xs"], seeds=[1, 2], progress=False)
+    again = tree_hashes(tmp_path / "suites" / "smoke" / "lmconv-xs-seed1")
+    assert again == first
+    other = tree_hashes(tmp_path / "suites" / "smoke" / "lmconv-xs-seed2")
+    assert other["step0/model.safetensors"] != first["step0/model.safetensors"]  # the seed sets the init
+    assert other["step0/tokenizer.json"] == first["step0/tokenizer.json"]  # one shared tokenizer
+
+
+@pytest.mark.slow
+def test_resume_after_kill_gives_identical_files(tiny_yaml, tmp_path):
+    from lmconv import corpus
+
+    corpus.prepare("brown")
+    ref_home, kill_home = tmp_path / "ref", tmp_path / "kill"
+    for h in (ref_home, kill_home):
+        shutil.copytree(Path(os.environ["LMCONV_HOME"]) / "corpus", h / "corpus")
+    r = cli("train", "--profile", str(tiny_yaml), "--quiet", env={"LMCONV_HOME": str(ref_home)})
+    assert r.returncode == 0, r.stderr
+    # kill the same command at several points (after given checkpoints appear), then let it finish
+    suite = kill_home / "suites" / "tinyresume"
+    for run, step in (("xs-seed1", 16), ("xs-seed1", 112), ("xs-seed2", 48)):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lmconv", "train", "--profile", str(tiny_yaml), "--quiet"],
+            env={**os.environ, "LMCONV_HOME": str(kill_home)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 120
+        while not (suite / f"lmconv-{run}" / f"step{step}").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert not (suite / "lmconv-xs-seed2" / "step160").exists(), "the run finished before it was killed"
+        for p in suite.glob("*/step*"):
+            assert (p / "checksums.json").exists(), f"partial checkpoint visible under its final name: {p}"
+    r = cli("train", "--profile", str(tiny_yaml), "--quiet", env={"LMCONV_HOME": str(kill_home)})
+    assert r.returncode == 0, r.stderr
+    a = tree_hashes(ref_home / "suites" / "tinyresume")
+    b = tree_hashes(kill_home / "suites" / "tinyresume")
+    assert a == b
+
+
+def test_corrupt_checkpoint_is_reported(smoke_suite, tmp_path):
+    src_root = smoke_suite.source.root
+    bad = tmp_path / "suite"
+    shutil.copytree(src_root / "lmconv-s-seed1", bad / "lmconv-s-seed1")
+    f = bad / "lmconv-s-seed1" / "step16" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    f.write_bytes(bytes(data))
+    src = suites.LocalSource(bad)
+    with pytest.raises(LmconvError, match="does not match its recorded sha256"):
+        src.load_model(suites.CheckpointRef("lmconv", "s", 1, 16))
+    (bad / "lmconv-s-seed1" / "step32" / "config.json").unlink()
+    with pytest.raises(LmconvError, match=r"lacks config\.json"):
+        src.load_model(suites.CheckpointRef("lmconv", "s", 1, 32))
+    # the untouched step still loads
+    assert src.load_model(suites.CheckpointRef("lmconv", "s", 1, 48)) is not None
+
+
+def test_cli_errors_exit_nonzero_with_a_fix():
+    r = cli("train", "--profile", "nope")
+    assert r.returncode == 2
+    assert "unknown profile 'nope'" in r.stderr and "fix:" in r.stderr
+    r = cli("train", "--profile", "smoke", "--sizes", "huge")
+    assert r.returncode == 2 and "unknown size 'huge'" in r.stderr
+
+
+def test_tokenizer_mismatch_is_rejected(smoke_suite, tmp_path):
+    import json
+
+    root = tmp_path / "mixed"
+    for seed in (1, 2):
+        shutil.copytree(smoke_suite.source.root / f"lmconv-s-seed{seed}", root / f"lmconv-s-seed{seed}")
+    tok = root / "lmconv-s-seed2" / "step96" / "tokenizer.json"
+    spec = json.loads(tok.read_text())
+    vocab = spec["model"]["vocab"]
+    a, b = list(vocab)[300:302]
+    vocab[a], vocab[b] = vocab[b], vocab[a]  # same size, different ids: a different tokenizer
+    tok.write_text(json.dumps(spec))
+    src = suites.LocalSource(root, verify=False)
+    refs = [suites.CheckpointRef("lmconv", "s", k, 96) for k in (1, 2)]
+    with pytest.raises(LmconvError, match="do not share one tokenizer"):
+        suites.check_same_tokenizer(src, refs)
+
+
+def test_training_data_order_depends_on_seed_only(smoke_profile):
+    data = train.prepare_data(smoke_profile)
+    a = data.batch(1, 5, 4)
+    assert (a == data.batch(1, 5, 4)).all()
+    assert not (a == data.batch(2, 5, 4)).all()
+    assert not (a == data.batch(1, 6, 4)).all()
