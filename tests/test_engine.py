@@ -72,6 +72,7 @@ def test_table_shapes_and_invariants(setup):
     assert np.allclose(final.cka, 1.0)  # every activation matches itself at the final step
     w = tables["weights"]
     assert np.allclose(w[w.step == 96].cos_final, 1.0)
+    assert np.allclose(w[w.step == 0].cos_init, 1.0) and (w[w.step == 96].cos_init < 1).all()
     assert w[w.step == 16].prev_step.unique().tolist() == [0]
     assert w[w.step == 96].prev_step.unique().tolist() == [16]
     assert (w[w.step > 0].delta_nuclear > 0).all()

@@ -160,3 +160,34 @@ def test_training_data_order_depends_on_seed_only(smoke_profile):
     assert (a == data.batch(1, 5, 4)).all()
     assert not (a == data.batch(2, 5, 4)).all()
     assert not (a == data.batch(1, 6, 4)).all()
+
+
+def test_a_branched_arm_shares_history_then_diverges(tmp_path, monkeypatch):
+    from lmconv import corpus
+
+    corpus.prepare("brown")
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    shutil.copytree(
+        Path(os.environ.get("LMCONV_TEST_HOME", tmp_path)) / "corpus", tmp_path / "corpus", dirs_exist_ok=True
+    )
+    raw = profiles.load("smoke").raw | {
+        "seeds": [1],
+        "sizes": {"xs": {"hidden": 16, "layers": 1, "heads": 2}},
+        "train": profiles.load("smoke").raw["train"] | {"steps": 64, "schedule": {"kind": "constant", "warmup": 8}},
+        "arms": {
+            "constant": {},
+            "wsd": {
+                "schedule": {"kind": "wsd", "decay_fraction": 0.25, "final_ratio": 0.0},
+                "branch_from": {"arm": "constant", "step": 48},
+            },
+        },
+    }
+    prof = profiles.parse(raw, "branchtest")
+    root = train.train_profile(prof, progress=False)
+    a, b = root / "constant-xs-seed1", root / "wsd-xs-seed1"
+    assert io.sha256_file(a / "step48" / "model.safetensors") == io.sha256_file(b / "step48" / "model.safetensors")
+    assert io.sha256_file(a / "step64" / "model.safetensors") != io.sha256_file(b / "step64" / "model.safetensors")
+    import pandas as pd
+
+    la, lb = pd.read_parquet(a / "train_log.parquet"), pd.read_parquet(b / "train_log.parquet")
+    assert (la.loss[:48] == lb.loss[:48]).all() and lb.lr.iloc[-1] < la.lr.iloc[-1]

@@ -29,7 +29,7 @@ from .metrics import spectrum
 from .probe import Probe
 from .suites import CheckpointRef
 
-ENGINE_VERSION = 1
+ENGINE_VERSION = 2
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 
@@ -126,7 +126,7 @@ class ActivationRecorder:
             h.remove()
 
 
-def _weight_rows(model, final_w: dict | None, prev_w: dict | None) -> tuple[list[dict], dict]:
+def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict | None) -> tuple[list[dict], dict]:
     rows, current = [], {}
     for name, w in neox.matrices(model, embeddings=True).items():
         w = w.detach().double().cpu()
@@ -140,6 +140,10 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None) -> tuple[list
             **n,
             "cos_final": spectrum.cosine(w, final_w[name] if final_w else w),  # the final step compares with itself
             "delta_nuclear": float(spectrum.singular_values(w - prev_w[name]).sum()) if prev_w else float("nan"),
+            "cos_init": spectrum.cosine(w, init_w[name]) if init_w else float("nan"),
+            "rel_change_init": float(torch.linalg.norm(w - init_w[name]) / torch.linalg.norm(init_w[name]))
+            if init_w
+            else float("nan"),
             "sv": sv.astype(np.float32),
         }
         rows.append(row)
@@ -178,6 +182,7 @@ def process_step(
     options: EngineOptions,
     final: dict | None,
     prev: dict | None,
+    init: dict | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Run every seed's model once over the probe; return this step's tables and its state (activations,
     weights) for the steps that compare against it."""
@@ -261,7 +266,10 @@ def process_step(
     weight_rows, rank_rows, weights_now = [], [], {}
     for k in seeds:
         rows, weights_now[k] = _weight_rows(
-            models[k], final["weights"][k] if final else None, prev["weights"][k] if prev else None
+            models[k],
+            final["weights"][k] if final else None,
+            prev["weights"][k] if prev else None,
+            init["weights"][k] if init else None,
         )
         weight_rows += [{"seed": k, "prev_step": prev["step"] if prev else -1, **r} for r in rows]
         rank_rows += [{"seed": k, **r} for r in _rank_rows(models[k], probe, options.grad_windows)]
@@ -328,8 +336,9 @@ def analyze(
 
         # The final checkpoint runs first (every other step's CKA compares against it); its ΔW to the step
         # before is filled in once that step's weights are in memory.
+        init_state = {"step": steps[0], "weights": _weights_only(source, refs[steps[0]])}
         models = load(final_step)
-        final_tables, final_state = process_step(models, probe, vocab, unigram_logp, options, None, None)
+        final_tables, final_state = process_step(models, probe, vocab, unigram_logp, options, None, None, init_state)
         del models
         pending_final = final_step in todo
         prev_state = None
@@ -341,7 +350,7 @@ def analyze(
                 prev_state = {"step": steps[idx - 1], "weights": _weights_only(source, refs[steps[idx - 1]])}
             models = load(st)
             tables, state = process_step(
-                models, probe, vocab, unigram_logp, options, final_state, prev_state if idx > 0 else None
+                models, probe, vocab, unigram_logp, options, final_state, prev_state if idx > 0 else None, init_state
             )
             del models
             cache.save(keys[st], tables, {"family": family, "size": size, "step": st, "seeds": seeds})

@@ -95,6 +95,7 @@ class CheckpointSchedule:
     log_until: int = 512
     per_octave: int = 1
     every: int = 1000
+    extra: tuple[int, ...] = ()  # further steps to keep (e.g. where another arm branches off)
 
     def steps(self, total: int) -> list[int]:
         """0, then log-spaced steps (``per_octave`` per doubling) up to ``log_until``, then every ``every``."""
@@ -110,6 +111,7 @@ class CheckpointSchedule:
         while s <= total:
             out.add(s)
             s += self.every
+        out.update(self.extra)
         return sorted(x for x in out if x <= total)
 
 
@@ -144,8 +146,8 @@ class Profile:
 
     @property
     def sha256(self) -> str:
-        """Hash of the profile's content: a cache key for its trained suite."""
-        return sha256_json(self.raw)
+        """Hash of what determines the trained checkpoints (prose and companion suites excluded)."""
+        return sha256_json({k: v for k, v in self.raw.items() if k not in ("description", "companions")})
 
     def checkpoint_steps(self, arm: str | None = None) -> list[int]:
         return self.checkpoints.steps(self.arm(arm).train.steps)
@@ -242,7 +244,11 @@ def parse(raw: dict, name: str = "<profile>") -> Profile:
         seeds=seeds,
         sizes=sizes,
         arms=arms,
-        checkpoints=_build(CheckpointSchedule, raw["checkpoints"], "checkpoints"),
+        checkpoints=_build(
+            CheckpointSchedule,
+            {**raw["checkpoints"], "extra": tuple(raw["checkpoints"].get("extra", ()))},
+            "checkpoints",
+        ),
         probe=_build(ProbeSettings, raw["probe"], "probe"),
         raw=raw,
     )

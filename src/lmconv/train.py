@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sys
 import time
@@ -257,6 +258,8 @@ def train_run(
             raise LmconvError(
                 f"arm {arm.family} branches from {src_dir.name} at step {start}, which has no saved state"
             )
+    if start is not None and src_dir != run_dir:
+        _link_checkpoints(src_dir, run_dir, [c for c in ckpt_steps if c <= start])
     if start is not None:
         from transformers import GPTNeoXForCausalLM
 
@@ -321,6 +324,20 @@ def train_run(
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{log.val[-1][1]:.3f}", refresh=False)
     bar.close()
     return run_dir
+
+
+def _link_checkpoints(src_run: Path, dst_run: Path, steps: list[int]) -> None:
+    """A branched arm shares its history with the arm it branches from: hard-link those checkpoints."""
+    for step in sorted(steps):
+        src, dst = src_run / format_revision(step), dst_run / format_revision(step)
+        if dst.exists() or not (src / "checksums.json").exists():
+            continue
+        with atomic_dir(dst) as tmp:
+            for f in src.iterdir():
+                try:
+                    os.link(f, tmp / f.name)
+                except OSError:
+                    shutil.copy2(f, tmp / f.name)
 
 
 def _lm_loss(model, x: torch.Tensor) -> torch.Tensor:
