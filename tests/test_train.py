@@ -163,13 +163,7 @@ def test_training_data_order_depends_on_seed_only(smoke_profile):
 
 
 def test_a_branched_arm_shares_history_then_diverges(tmp_path, monkeypatch):
-    from lmconv import corpus
-
-    corpus.prepare("brown")
     monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
-    shutil.copytree(
-        Path(os.environ.get("LMCONV_TEST_HOME", tmp_path)) / "corpus", tmp_path / "corpus", dirs_exist_ok=True
-    )
     raw = profiles.load("smoke").raw | {
         "seeds": [1],
         "sizes": {"xs": {"hidden": 16, "layers": 1, "heads": 2}},
