@@ -7,7 +7,8 @@ ARGS ?=
 PY := .venv/bin/python
 # Preload tcmalloc when installed: 1.45–1.8x faster CPU training here (see the status page).
 TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
-RUN := env $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning (same results; far faster when cores are shared).
+RUN := env $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
 .PHONY: setup book smoke chapter train test quicktest bench release clean lock lint help
 

@@ -19,7 +19,7 @@ import yaml
 
 from . import paths
 from .errors import LmconvError
-from .io import write_text
+from .io import atomic_dir, write_text
 
 CHAPTER_PREFIX = "chapters/"
 
@@ -58,8 +58,11 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     import nbformat
     import papermill
 
+    from . import params
+
     book_dir = book_dir or paths.BOOK
     src = notebook_source(name)
+    params.validate_injected(parameters)
     out_dir = book_dir / "chapters"
     work = book_dir / "_build" / "papermill"
     work.mkdir(parents=True, exist_ok=True)
@@ -88,9 +91,8 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     except papermill.PapermillExecutionError as e:
         failed = out_dir / f"{name}.failed.ipynb"
         shutil.copy2(tmp_out, failed)
-        last = (e.evalue or "").strip().splitlines()
         raise LmconvError(
-            f"chapter {name} failed in cell {e.exec_count}: {e.ename}: {last[-1] if last else ''}",
+            f"chapter {name} failed in cell {e.exec_count}: {e.ename}: {(e.evalue or '').strip()}",
             f"see the executed notebook {failed}",
         ) from None
     os.replace(tmp_out, final)
@@ -111,9 +113,14 @@ def prepare_book_dir(book_dir: Path) -> None:
 
 
 def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
-    """Render the book with ``jupyter-book build`` (warnings are errors when ``strict``)."""
+    """Render the book with ``jupyter-book build`` (warnings are errors when ``strict``).
+
+    Sphinx works in ``_build/.work`` (kept, so a rebuild with nothing changed is quick); the finished HTML
+    replaces ``_build/html`` in one rename, so a killed build never leaves a half-written site there.
+    """
     book_dir = book_dir or paths.BOOK
     prepare_book_dir(book_dir)
+    work = book_dir / "_build" / ".work"
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [
         str(jb),
@@ -124,7 +131,7 @@ def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
         "--toc",
         str(book_dir / "_toc.yml"),
         "--path-output",
-        str(book_dir),
+        str(work),
     ]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
@@ -137,7 +144,10 @@ def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         raise LmconvError(f"jupyter-book build failed:\n{tail}", f"full log: {log}")
-    return book_dir / "_build" / "html"
+    final = book_dir / "_build" / "html"
+    with atomic_dir(final) as tmp:
+        shutil.copytree(work / "_build" / "html", tmp, dirs_exist_ok=True)
+    return final
 
 
 def build(

@@ -136,4 +136,23 @@ def validate(**values: Any) -> SimpleNamespace:
     return SimpleNamespace(**out)
 
 
+def load_registrations() -> None:
+    """Import every chapter module (``lmconv.lenses.*``), which registers the parameters it adds."""
+    import importlib
+    import pkgutil
+
+    try:
+        import lmconv.lenses as lenses
+    except ImportError:
+        return
+    for mod in pkgutil.iter_modules(lenses.__path__):
+        importlib.import_module(f"lmconv.lenses.{mod.name}")
+
+
+def validate_injected(values: dict[str, Any]) -> None:
+    """Check parameters before a chapter starts, so a bad value writes nothing (as the notebook's own check)."""
+    load_registrations()
+    validate(**values)
+
+
 int_param, float_param, choice_param, list_param = _int, _float, _choice, _list
