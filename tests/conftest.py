@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,3 +43,31 @@ def smoke_results(smoke_suite):
     from lmconv import analysis
 
     return analysis.run("smoke", progress=False)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def netless(cmd: list[str]) -> list[str]:
+    """Run ``cmd`` in a network namespace with only loopback (kernels talk over 127.0.0.1)."""
+    if shutil.which("unshare") and os.geteuid() == 0:
+        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
+        if probe.returncode == 0:
+            return ["unshare", "-n", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh", *cmd]
+    return cmd
+
+
+@pytest.fixture(scope="session")
+def built_book(smoke_suite, tmp_path_factory) -> Path:
+    """The whole book built from the smoke suite, with the network cut, in a copy of book/."""
+    book = tmp_path_factory.mktemp("book") / "book"
+    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters", "_generated"))
+    r = subprocess.run(
+        netless([sys.executable, "-m", "lmconv", "book", "--profile", "smoke", "--book-dir", str(book)]),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return book

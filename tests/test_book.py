@@ -12,32 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import netless
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def netless(cmd: list[str]) -> list[str]:
-    """Run ``cmd`` in a network namespace with only loopback (kernels talk over 127.0.0.1)."""
-    if shutil.which("unshare") and os.geteuid() == 0:
-        probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-        if probe.returncode == 0:
-            return ["unshare", "-n", "sh", "-c", 'ip link set lo up 2>/dev/null; exec "$@"', "sh", *cmd]
-    return cmd
-
-
-@pytest.fixture(scope="session")
-def built_book(smoke_suite, tmp_path_factory) -> Path:
-    book = tmp_path_factory.mktemp("book") / "book"
-    shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters", "_generated"))
-    r = subprocess.run(
-        netless([sys.executable, "-m", "lmconv", "book", "--profile", "smoke", "--book-dir", str(book)]),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=os.environ,
-    )
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return book
 
 
 @pytest.mark.slow
@@ -53,13 +30,18 @@ def test_book_builds_every_chapter(built_book):
     assert "cdn.jsdelivr.net" not in page.replace("https://cdn.jsdelivr.net/npm/vega", "")
 
 
-def test_no_external_urls_are_fetched(built_book):
-    """Pages may name external URLs only in links; no script, style or image is loaded from elsewhere."""
+ALLOWED_LINKS = ("https://github.com/lmconv/lmconv", "https://colab.research.google.com/", "https://mybinder.org/")
+
+
+def test_no_external_urls_except_launch_and_repository_links(built_book):
+    """No script, style or image is loaded from elsewhere; the only outside links are launch/repository buttons."""
     html = built_book / "_build" / "html"
     for page in html.rglob("*.html"):
         text = page.read_text()
         for m in re.finditer(r'<(script|link|img)[^>]+(src|href)="(https?:)?//[^"]+"', text):
             raise AssertionError(f"{page.name} loads {m.group(0)}")
+        for m in re.finditer(r'href="(https?://[^"]+)"', text):
+            assert m.group(1).startswith(ALLOWED_LINKS), f"{page.name} links outside the book: {m.group(1)}"
 
 
 @pytest.mark.slow

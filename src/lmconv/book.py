@@ -24,6 +24,17 @@ from .io import atomic_dir, write_text
 CHAPTER_PREFIX = "chapters/"
 
 
+def glue(name: str, value, display: bool = False) -> None:
+    """``myst_nb.glue`` with numpy and pandas scalars turned into plain Python numbers first (their numpy 2
+    repr, ``np.float64(…)``, cannot be formatted by ``{glue:text}`key:.2f```)."""
+    import numpy as np
+    from myst_nb import glue as _glue
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    _glue(name, value, display=display)
+
+
 def toc_chapters(book_dir: Path | None = None) -> list[str]:
     """Notebook names in the order of the table of contents."""
     toc = yaml.safe_load(((book_dir or paths.BOOK) / "_toc.yml").read_text())

@@ -54,7 +54,10 @@ class Document:
 
 
 def brown_dir() -> Path:
-    return paths.NODE_MODULES / BROWN_PACKAGE
+    """The installed package: the repository's ``node_modules``, else the data home's (see ``bootstrap``)."""
+    repo = paths.NODE_MODULES / BROWN_PACKAGE
+    home = paths.data_home() / "npm" / "node_modules" / BROWN_PACKAGE
+    return home if not (repo / "cats.txt").exists() and (home / "cats.txt").exists() else repo
 
 
 def _surface(word: str) -> str:

@@ -13,19 +13,29 @@ from . import paths
 from .io import read_json, sha256_json
 
 
+def suite_manifest(profile: str) -> dict[str, dict[str, str]]:
+    """``{run/stepN: {file: sha256}}`` for every complete checkpoint of a trained suite."""
+    root = paths.suite_dir(profile)
+    manifest = {}
+    for run in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for step_dir in sorted(run.glob("step*"), key=lambda p: int(p.name[4:]) if p.name[4:].isdigit() else -1):
+            if (step_dir / "checksums.json").exists():
+                manifest[f"{run.name}/{step_dir.name}"] = read_json(step_dir / "checksums.json")
+    return manifest
+
+
 def suite_status(profile: str) -> dict:
     """Runs and steps of a trained suite, and one hash over every checkpoint's checksums (the manifest hash)."""
     root = paths.suite_dir(profile)
     if not (root / "suite.json").exists():
         return {"profile": profile, "trained": False, "root": str(root)}
-    runs = {}
-    manifest = {}
-    for run in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        steps = sorted(int(s.name[4:]) for s in run.glob("step*") if (s / "checksums.json").exists())
-        if steps:
-            runs[run.name] = {"steps": len(steps), "last": steps[-1]}
-            for s in steps:
-                manifest[f"{run.name}/step{s}"] = read_json(run / f"step{s}" / "checksums.json")
+    manifest = suite_manifest(profile)
+    runs: dict[str, dict] = {}
+    for key in manifest:
+        run, step = key.split("/")
+        r = runs.setdefault(run, {"steps": 0, "last": 0})
+        r["steps"] += 1
+        r["last"] = max(r["last"], int(step[4:]))
     info = read_json(root / "suite.json")
     timing = read_json(root / "timing.json") if (root / "timing.json").exists() else {}
     return {

@@ -1,0 +1,73 @@
+"""The release bundle (``make release``): the built HTML, every executed chapter, the suites' manifests, the
+metric tables, and ``SHA256SUMS`` — so a reader can check that a figure was drawn from the published tables
+without retraining (load a table with pandas and call the figure function named in its caption)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import time
+from pathlib import Path
+
+from . import __version__, analysis, book, engine, paths, profiles, status
+from .errors import LmconvError
+from .io import sha256_file, write_json, write_text
+
+README = """lmconv release bundle
+=====================
+html.tar.gz        the rendered book (open index.html; it needs no network)
+notebooks/         every chapter as executed for this build (papermill output; Colab and Binder open these)
+suites/            per profile: the manifest of every checkpoint's file checksums, and the suite's status
+tables/            the metric tables the chapters read: tables/{profile}/{family}/{table}.parquet
+SHA256SUMS         checksums of every file above; verify with:  sha256sum -c SHA256SUMS
+"""
+
+
+def profiles_of_build(book_dir: Path) -> list[str]:
+    """The profiles the executed chapters were run with, and their companion suites."""
+    used: list[str] = []
+    for nb in sorted((book_dir / "chapters").glob("*.ipynb")):
+        prof = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {}).get("parameters", {}).get("profile")
+        if prof and prof not in used:
+            used.append(prof)
+    out: list[str] = []
+    for p in used:
+        for q in [p, *book.companion_profiles(p)]:
+            if q not in out:
+                out.append(q)
+    return out
+
+
+def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
+    book_dir = book_dir or paths.BOOK
+    html = book_dir / "_build" / "html"
+    if not (html / "index.html").exists():
+        raise LmconvError(f"no built book in {html}", "build it first: make book")
+    bundle = (out or paths.ROOT / "_release") / f"lmconv-{__version__}-{time.strftime('%Y%m%d')}"
+    shutil.rmtree(bundle, ignore_errors=True)
+    bundle.mkdir(parents=True)
+    with tarfile.open(bundle / "html.tar.gz", "w:gz") as tar:
+        tar.add(html, arcname="html")
+    (bundle / "notebooks").mkdir()
+    for nb in sorted((book_dir / "chapters").glob("*.ipynb")):
+        if not nb.name.endswith(".failed.ipynb"):
+            shutil.copy2(nb, bundle / "notebooks" / nb.name)
+    for prof_name in profiles_of_build(book_dir):
+        st = status.suite_status(prof_name)
+        if not st["trained"]:
+            continue
+        write_json(bundle / "suites" / f"{prof_name}-status.json", st)
+        write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
+        prof = profiles.load(prof_name)
+        for arm in prof.arms:
+            res = analysis.run(prof_name, arm=arm, progress=False)
+            for name in engine.TABLES:
+                f = bundle / "tables" / prof_name / res.family / f"{name}.parquet"
+                f.parent.mkdir(parents=True, exist_ok=True)
+                res.tables[name].to_parquet(f, index=False)
+            res.targets.to_parquet(bundle / "tables" / prof_name / res.family / "probe_targets.parquet", index=False)
+    write_text(bundle / "README.txt", README)
+    sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
+    write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
+    return bundle

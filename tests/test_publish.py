@@ -1,0 +1,74 @@
+"""Publishing: the workflow files are well formed and call existing make targets; the release bundle verifies."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_targets() -> set[str]:
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z][\w-]*):", text, flags=re.M))
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "publish.yml"])
+def test_workflows_parse_and_call_existing_targets(name):
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / name).read_text())
+    on = wf.get("on", wf.get(True))  # YAML 1.1 reads the key `on` as True
+    assert on, "no trigger"
+    steps = [s for job in wf["jobs"].values() for s in job.get("steps", [])]
+    assert steps or name == "publish.yml"
+    called = {m for s in steps for m in re.findall(r"\bmake (\w[\w-]*)", s.get("run", ""))}
+    assert called, "the workflow must run the project through make"
+    assert called <= make_targets(), called - make_targets()
+    for s in steps:
+        assert "uses" in s or "run" in s
+
+
+def test_ci_runs_the_test_target_on_push_and_pull_requests():
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    on = wf.get("on", wf.get(True))
+    assert "push" in on and "pull_request" in on
+    runs = " ".join(s.get("run", "") for s in wf["jobs"]["test"]["steps"])
+    assert "make test" in runs
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_publish_caches_suites_by_profile_hash_and_deploys_pages():
+    text = (ROOT / ".github" / "workflows" / "publish.yml").read_text()
+    wf = yaml.safe_load(text)
+    steps = wf["jobs"]["book"]["steps"]
+    cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
+    assert "hashFiles('src/lmconv/profiles/*.yaml'" in cache["with"]["key"]
+    assert "_data/suites" in cache["with"]["path"]
+    assert any(s.get("uses", "").startswith("actions/upload-pages-artifact") for s in steps)
+    assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
+    assert "make book" in text and "make release" in text
+
+
+def test_citation_file_is_valid_yaml():
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["title"] and cff["license"] == "MIT"
+
+
+@pytest.mark.slow
+def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
+    from lmconv import release
+
+    bundle = release.make_bundle(tmp_path, built_book)
+    assert (bundle / "html.tar.gz").exists() and (bundle / "SHA256SUMS").exists()
+    assert list((bundle / "notebooks").glob("*.ipynb"))
+    assert (bundle / "suites" / "smoke-manifest.json").exists()
+    assert (bundle / "tables" / "smoke" / "lmconv" / "pairs.parquet").exists()
+    r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # a tampered table fails the check
+    (bundle / "tables" / "smoke" / "lmconv" / "pairs.parquet").write_bytes(b"tampered")
+    r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    assert r.returncode != 0
