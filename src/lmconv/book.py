@@ -63,6 +63,41 @@ def notebook_source(name: str) -> Path:
     return src
 
 
+def input_hash(name: str, parameters: dict) -> str:
+    """What an executed chapter depends on: its source, its parameters, the ``lmconv`` code, the pinned
+    environment and the manifests of the suites it reads. Equal hash → re-executing would change nothing."""
+    from . import status
+    from .io import sha256_file, sha256_json
+
+    code = {
+        str(f.relative_to(paths.ROOT)): sha256_file(f)
+        for f in sorted((paths.ROOT / "src" / "lmconv").rglob("*"))
+        if f.suffix in (".py", ".yaml")
+    }
+    profile = parameters.get("profile", "default")
+    suites = {p: status.suite_status(p).get("manifest_sha256") for p in [profile, *companion_profiles(profile)]}
+    return sha256_json(
+        {
+            "notebook": sha256_file(notebook_source(name)),
+            "parameters": parameters,
+            "code": code,
+            "lock": sha256_file(paths.ROOT / "requirements.lock"),
+            "suites": suites,
+        }
+    )
+
+
+def is_current(name: str, parameters: dict, book_dir: Path) -> bool:
+    nb = book_dir / "chapters" / f"{name}.ipynb"
+    if not nb.exists():
+        return False
+    try:
+        meta = json.loads(nb.read_text())["metadata"]
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return meta.get("lmconv", {}).get("input_hash") == input_hash(name, parameters)
+
+
 def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet: bool = False) -> Path:
     """Execute one chapter with papermill; the executed notebook appears only when it ran to the end."""
     import jupytext
@@ -80,7 +115,7 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     out_dir.mkdir(parents=True, exist_ok=True)
     nb = jupytext.read(src)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
-    nb.metadata["lmconv"] = {"source": f"notebooks/{src.name}"}
+    nb.metadata["lmconv"] = {"source": f"notebooks/{src.name}", "input_hash": input_hash(name, parameters)}
     unexecuted = work / f"{name}.ipynb"
     nbformat.write(nb, unexecuted)
     tmp_out = work / f"{name}.executed.ipynb"
@@ -180,7 +215,11 @@ def build(
             train_mod.train_profile(profiles.load(p))
             print(f"[book] suite {p!r} ready ({time.time() - t0:.0f} s)", flush=True)
     for name in names:
-        run_chapter(name, {"profile": profile, **(extra or {})}, book_dir)
+        params = {"profile": profile, **(extra or {})}
+        if name != "status" and is_current(name, params, book_dir):  # the status page always reports this build
+            print(f"[chapter] {name} is up to date (same notebook, parameters, code and suites)", flush=True)
+            continue
+        run_chapter(name, params, book_dir)
     return build_html(book_dir)
 
 
