@@ -162,3 +162,20 @@ def test_ov_circuits_per_head_sum_to_the_layer():
     whole, heads = neox.ov_circuits(model.gpt_neox.layers[0], 4)
     assert torch.allclose(whole, sum(heads), atol=1e-6)
     assert all(torch.linalg.matrix_rank(h) <= 4 for h in heads)
+
+
+def test_cka_against_a_cached_reference_equals_the_direct_estimators():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(150, 12))
+    ref = cka.Reference(y)
+    for _ in range(3):
+        x = y @ rng.normal(size=(12, 9)) + rng.normal(size=(150, 9))
+        biased, debiased = cka.cka_both(x, ref)
+        assert biased == pytest.approx(cka.cka(x, y)) and debiased == pytest.approx(cka.cka(x, y, debiased=True))
+
+
+def test_low_rank_singular_values_match_the_full_product():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(48, 6, generator=g), torch.randn(6, 48, generator=g)
+    full = torch.linalg.svdvals(a @ b)[:6].double().numpy()
+    assert rank.low_rank_singular_values(a, b) == pytest.approx(full, rel=1e-4)

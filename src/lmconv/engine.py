@@ -11,7 +11,7 @@ effective ranks; one backward pass on a fixed probe batch gives gradient ranks. 
 
 from __future__ import annotations
 
-import math
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -29,7 +29,7 @@ from .metrics import spectrum
 from .probe import Probe
 from .suites import CheckpointRef
 
-ENGINE_VERSION = 2
+ENGINE_VERSION = 3
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 
@@ -131,7 +131,7 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict 
     for name, w in neox.matrices(model, embeddings=True).items():
         w = w.detach().double().cpu()
         current[name] = w
-        sv = spectrum.singular_values(w)
+        sv = spectrum.singular_values(w, torch.float32)
         n = spectrum.norms(sv)
         row = {
             "matrix": name,
@@ -139,7 +139,9 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict 
             "kind": name.rsplit(".", 1)[-1],
             **n,
             "cos_final": spectrum.cosine(w, final_w[name] if final_w else w),  # the final step compares with itself
-            "delta_nuclear": float(spectrum.singular_values(w - prev_w[name]).sum()) if prev_w else float("nan"),
+            "delta_nuclear": float(spectrum.singular_values(w - prev_w[name], torch.float32).sum())
+            if prev_w
+            else float("nan"),
             "cos_init": spectrum.cosine(w, init_w[name]) if init_w else float("nan"),
             "rel_change_init": float(torch.linalg.norm(w - init_w[name]) / torch.linalg.norm(init_w[name]))
             if init_w
@@ -151,26 +153,35 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict 
 
 
 def _rank_rows(model, probe: Probe, n_windows: int) -> list[dict]:
-    rows = []
-    for faithful in (False, True):
-        for r in rank_mod.per_rows(model, grads=False, faithful_v=faithful):
-            rows.append({**r, "v_slice": "faithful" if faithful else "split"})
+    """PER of weights and of gradients on a fixed probe batch (both V slices)."""
     idx = np.arange(min(n_windows, len(probe.starts)))
     s = probe.starts[idx]
     x = torch.from_numpy(probe.stream[s[:, None] + np.arange(probe.context + 1)[None, :]])
-    dev = next(model.parameters()).device
-    x = x.to(dev)
+    x = x.to(next(model.parameters()).device)
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
         logits = model(x[:, :-1]).logits
         v = logits.shape[-1]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, v).float(), x[:, 1:].reshape(-1))
         loss.backward()
-    for faithful in (False, True):
-        for r in rank_mod.per_rows(model, grads=True, faithful_v=faithful):
-            rows.append({**r, "v_slice": "faithful" if faithful else "split"})
+    rows = []
+    with _one_thread():
+        for grads in (False, True):
+            for faithful in (False, True):
+                for r in rank_mod.per_rows(model, grads=grads, faithful_v=faithful):
+                    rows.append({**r, "v_slice": "faithful" if faithful else "split"})
     model.zero_grad(set_to_none=True)
     return rows
+
+
+@contextlib.contextmanager
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @torch.no_grad()
@@ -216,15 +227,10 @@ def process_step(
             logits = models[k](x).logits[..., :vocab]
             logps.append(torch.log_softmax(logits[lw, lo].double(), dim=-1))
         lp = torch.stack(logps)  # (S, n, V)
-        target = tgt[pos].to(dev)
-        tok_cols["surprisal"][:, pos] = (
-            (-lp.gather(2, target.expand(len(seeds), -1).unsqueeze(-1)).squeeze(-1)).cpu().numpy()
-        )
-        ent = kl_mod.entropy(lp)
-        tok_cols["entropy"][:, pos] = ent.cpu().numpy()
-        tok_cols["kl_uniform"][:, pos] = (math.log(vocab) - ent).cpu().numpy()
-        tok_cols["kl_unigram"][:, pos] = kl_mod.kl_to(lp, uni).cpu().numpy()
-        pair_kl[:, :, pos] = kl_mod.all_pairs_kl(lp).cpu().numpy()
+        stats = kl_mod.block_statistics(lp, tgt[pos].to(dev), uni)
+        for key in tok_cols:
+            tok_cols[key][:, pos] = stats[key].cpu().numpy()
+        pair_kl[:, :, pos] = stats["pairs"].cpu().numpy()
         del lp, logps
     for r in recorders.values():
         r.remove()
@@ -247,32 +253,27 @@ def process_step(
         }
     )
     acts = {k: recorders[k].out for k in seeds}
-    final_acts = final["acts"] if final else acts
+    # the final checkpoint's activations, with their CKA statistics computed once
+    refs = final["refs"] if final else {k: {key: cka_mod.Reference(a) for key, a in acts[k].items()} for k in seeds}
     cka_rows = []
     for k in seeds:
         for (variant, module, layer), a in acts[k].items():
-            ref = final_acts[k][(variant, module, layer)]
-            for est in ("biased", "debiased"):
+            biased, debiased = cka_mod.cka_both(a, refs[k][(variant, module, layer)])
+            for est, value in (("biased", biased), ("debiased", debiased)):
                 cka_rows.append(
-                    {
-                        "seed": k,
-                        "layer": layer,
-                        "module": module,
-                        "variant": variant,
-                        "estimator": est,
-                        "cka": cka_mod.cka(a, ref, debiased=est == "debiased"),
-                    }
+                    {"seed": k, "layer": layer, "module": module, "variant": variant, "estimator": est, "cka": value}
                 )
     weight_rows, rank_rows, weights_now = [], [], {}
     for k in seeds:
-        rows, weights_now[k] = _weight_rows(
-            models[k],
-            final["weights"][k] if final else None,
-            prev["weights"][k] if prev else None,
-            init["weights"][k] if init else None,
-        )
-        weight_rows += [{"seed": k, "prev_step": prev["step"] if prev else -1, **r} for r in rows]
         rank_rows += [{"seed": k, **r} for r in _rank_rows(models[k], probe, options.grad_windows)]
+        with _one_thread():  # many small factorisations: waking a thread pool for each costs more than it saves
+            rows, weights_now[k] = _weight_rows(
+                models[k],
+                final["weights"][k] if final else None,
+                prev["weights"][k] if prev else None,
+                init["weights"][k] if init else None,
+            )
+        weight_rows += [{"seed": k, "prev_step": prev["step"] if prev else -1, **r} for r in rows]
     tables = {
         "tokens": tokens,
         "pairs": pairs,
@@ -280,7 +281,7 @@ def process_step(
         "weights": pd.DataFrame(weight_rows),
         "rank": pd.DataFrame(rank_rows),
     }
-    return tables, {"acts": acts, "weights": weights_now}
+    return tables, {"refs": refs, "weights": weights_now}
 
 
 def analyze(
@@ -388,7 +389,7 @@ def analyze(
 def _fill_delta(weights: pd.DataFrame, current: dict, prev: dict) -> None:
     for i, row in weights.iterrows():
         d = current[row.seed][row.matrix] - prev["weights"][row.seed][row.matrix]
-        weights.at[i, "delta_nuclear"] = float(spectrum.singular_values(d).sum())
+        weights.at[i, "delta_nuclear"] = float(spectrum.singular_values(d, torch.float32).sum())
         weights.at[i, "prev_step"] = prev["step"]
 
 

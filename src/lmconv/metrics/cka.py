@@ -48,6 +48,50 @@ def _hsic_unbiased_features(x: np.ndarray, y: np.ndarray) -> float:
     return float((tr_kl + one_k_one * one_l_one / ((n - 1) * (n - 2)) - 2 * (k1 @ l1) / (n - 2)) / (n * (n - 3)))
 
 
+class Reference:
+    """Statistics of one fixed activation matrix ``y`` (e.g. the final checkpoint's), reused by every
+    :func:`cka_both` call against it, computed once in float64 with torch (multi-threaded BLAS)."""
+
+    def __init__(self, y: np.ndarray) -> None:
+        import torch
+
+        self.y = torch.as_tensor(np.asarray(y), dtype=torch.float64)
+        n = self.y.shape[0]
+        self.n = n
+        self.yc = self.y - self.y.mean(0, keepdim=True)
+        self.yy_biased = float(torch.linalg.norm(self.yc.T @ self.yc))
+        self.ld = (self.y * self.y).sum(1)
+        self.l1 = self.y @ self.y.sum(0) - self.ld
+        self.hyy = _hsic_terms(self.y, self.y, self.ld, self.ld, self.l1, self.l1)
+
+
+def _hsic_terms(x, y, kd, ld, k1, l1) -> float:
+    n = x.shape[0]
+    tr_kl = float((x.T @ y).square().sum() - kd @ ld)
+    return (tr_kl + float(k1.sum()) * float(l1.sum()) / ((n - 1) * (n - 2)) - 2 * float(k1 @ l1) / (n - 2)) / (
+        n * (n - 3)
+    )
+
+
+def cka_both(x: np.ndarray, ref: Reference) -> tuple[float, float]:
+    """(biased, debiased) linear CKA of ``x`` against a :class:`Reference`; equal to :func:`cka` for each."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    if x.shape[0] != ref.n:
+        raise ValueError(f"CKA needs the same samples: {x.shape[0]} vs {ref.n} rows")
+    xc = x - x.mean(0, keepdim=True)
+    xy = float((xc.T @ ref.yc).square().sum())
+    xx = float(torch.linalg.norm(xc.T @ xc))
+    biased = xy / (xx * ref.yy_biased) if xx > 0 and ref.yy_biased > 0 else float("nan")
+    kd = (x * x).sum(1)
+    k1 = x @ x.sum(0) - kd
+    hxy = _hsic_terms(x, ref.y, kd, ref.ld, k1, ref.l1)
+    hxx = _hsic_terms(x, x, kd, kd, k1, k1)
+    debiased = hxy / np.sqrt(hxx * ref.hyy) if hxx > 0 and ref.hyy > 0 else float("nan")
+    return biased, debiased
+
+
 def cka_gram(x: np.ndarray, y: np.ndarray, debiased: bool = False) -> float:
     """Reference: CKA from the n × n Gram matrices (slow; for tests)."""
     k = np.asarray(x, np.float64) @ np.asarray(x, np.float64).T

@@ -14,14 +14,30 @@ import math
 import torch
 
 
-def all_pairs_kl(logp: torch.Tensor) -> torch.Tensor:
-    """``(S, n, V)`` log-probs → ``(S, S, n)`` with ``[i, j, t] = KL(p_i(·|t) ‖ p_j(·|t))`` in nats."""
+def all_pairs_kl(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.Tensor:
+    """``(S, n, V)`` log-probs → ``(S, S, n)`` with ``[i, j, t] = KL(p_i(·|t) ‖ p_j(·|t))`` in nats.
+
+    ``p`` (the probabilities) may be passed when the caller has them already."""
     d = logp - logp.mean(dim=0, keepdim=True)
-    p = logp.exp()
+    p = logp.exp() if p is None else p
     a = torch.bmm(p.transpose(0, 1), d.permute(1, 2, 0))  # (n, S, S): Σ_v p_i D_j
     diag = torch.diagonal(a, dim1=1, dim2=2)  # (n, S)
     kl = diag.unsqueeze(2) - a
     return kl.permute(1, 2, 0).clamp_min_(0.0)
+
+
+def block_statistics(logp: torch.Tensor, target: torch.Tensor, ref_logp: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Everything the engine takes from one block of ``(S, n, V)`` log-probs, with one ``exp``:
+    surprisal of ``target`` (n,), entropy, KL to uniform, KL to ``ref_logp`` (S, n), and all-pairs KL (S, S, n)."""
+    p = logp.exp()
+    ent = -(p * logp).sum(-1)
+    return {
+        "surprisal": -logp.gather(2, target.expand(logp.shape[0], -1).unsqueeze(-1)).squeeze(-1),
+        "entropy": ent,
+        "kl_uniform": math.log(logp.shape[-1]) - ent,
+        "kl_unigram": -ent - p @ ref_logp.to(p.dtype),
+        "pairs": all_pairs_kl(logp, p),
+    }
 
 
 def pairwise_kl_loop(logp: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,15 @@ def proportional_effective_rank(singular_values, k: int) -> float:
 
 
 def _sv(w: torch.Tensor) -> np.ndarray:
-    return torch.linalg.svdvals(w.detach().double()).numpy()
+    return torch.linalg.svdvals(w.detach().float()).double().numpy()
+
+
+def low_rank_singular_values(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Singular values of ``a @ b`` (``a``: d × r, ``b``: r × d, r ≪ d) from an r × r problem:
+    with ``a = Q_a R_a`` and ``bᵀ = Q_b R_b``, ``a b = Q_a (R_a R_bᵀ) Q_bᵀ`` has the singular values of ``R_a R_bᵀ``."""
+    ra = torch.linalg.qr(a.detach().float(), mode="r").R
+    rb = torch.linalg.qr(b.detach().float().T, mode="r").R
+    return torch.linalg.svdvals(ra @ rb.T).double().numpy()
 
 
 def per_rows(model, grads: bool = False, faithful_v: bool = False) -> list[dict]:
@@ -46,35 +54,37 @@ def per_rows(model, grads: bool = False, faithful_v: bool = False) -> list[dict]
     for i, layer in enumerate(neox.layers(model)):
         w_qkv, w_o = layer.attention.query_key_value.weight, layer.attention.dense.weight
         w_v = neox.last_third(w_qkv) if faithful_v else neox.split_qkv(w_qkv, heads)[2]
+        g_v = g_o = None
         if grads:
             g_v = neox.last_third(w_qkv.grad) if faithful_v else neox.split_qkv(w_qkv.grad, heads)[2]
             g_o = w_o.grad
 
-            def ov(sl: slice) -> torch.Tensor:
-                return g_o[:, sl] @ w_v[sl] + w_o[:, sl] @ g_v[sl]  # noqa: B023
-        else:
-
-            def ov(sl: slice) -> torch.Tensor:
-                return w_o[:, sl] @ w_v[sl]  # noqa: B023
+        def factors(sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            """OV (or its product-rule gradient dW_O·W_V + W_O·dW_V) of the heads in ``sl`` as A @ B."""
+            if not grads:
+                return w_o[:, sl], w_v[sl]  # noqa: B023
+            return torch.cat([g_o[:, sl], w_o[:, sl]], 1), torch.cat([w_v[sl], g_v[sl]], 0)  # noqa: B023
 
         kind = "grad" if grads else "weight"
+        a, b = factors(slice(0, d))
         rows.append(
             {
                 "layer": i,
                 "circuit": "ov_layer",
                 "head": -1,
                 "kind": kind,
-                "per": proportional_effective_rank(_sv(ov(slice(0, d))), hd),
+                "per": proportional_effective_rank(_sv(a @ b), hd),
             }
         )
         for h in range(heads):
+            a, b = factors(slice(h * hd, (h + 1) * hd))
             rows.append(
                 {
                     "layer": i,
                     "circuit": "ov_head",
                     "head": h,
                     "kind": kind,
-                    "per": proportional_effective_rank(_sv(ov(slice(h * hd, (h + 1) * hd))), hd),
+                    "per": proportional_effective_rank(low_rank_singular_values(a, b), hd),
                 }
             )
         w = layer.mlp.dense_4h_to_h.weight

@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 
-def singular_values(w: torch.Tensor | np.ndarray) -> np.ndarray:
+def singular_values(w: torch.Tensor | np.ndarray, dtype: torch.dtype = torch.float64) -> np.ndarray:
+    """Singular values (descending), computed in ``dtype`` and returned as float64."""
     t = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w.detach())
-    return torch.linalg.svdvals(t.double()).numpy()
+    return torch.linalg.svdvals(t.to(dtype)).double().numpy()
 
 
 def distribution(sv: np.ndarray) -> np.ndarray:
@@ -28,10 +29,11 @@ def delta_sigma(sv_a: np.ndarray, sv_b: np.ndarray) -> float:
 
 
 def cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    a = np.asarray(a, dtype=np.float64).ravel()
-    b = np.asarray(b, dtype=np.float64).ravel()
-    den = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / den) if den > 0 else float("nan")
+    """Cosine of two arrays taken as flat vectors (in float64)."""
+    a = torch.as_tensor(a).reshape(-1).double()
+    b = torch.as_tensor(b).reshape(-1).double()
+    den = float(torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
+    return float(a @ b) / den if den > 0 else float("nan")
 
 
 def norms(sv: np.ndarray) -> dict[str, float]:
