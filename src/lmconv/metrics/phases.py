@@ -323,7 +323,7 @@ def stabilisation_step(
 
     Rule: return the earliest checkpoint step s such that every checkpoint t ≥ s satisfies the condition,
     where the condition is value ≥ ``threshold`` (mode "above"), value ≤ ``threshold`` (mode "below"), or
-    |value − final value| ≤ ``eps`` (mode "settled"; ``threshold`` is not used). A tail of fewer than
+    ``|value − final value|`` ≤ ``eps`` (mode "settled"; ``threshold`` is not used). A tail of fewer than
     ``min_run`` checkpoints counts as never (None): one last point cannot show that values *stay* there, and a
     metric measured against the final checkpoint (CKA with step T) is trivially 1 at T.
     Non-finite values are dropped with their steps first.
@@ -573,7 +573,7 @@ def loss_elbow_derivative(steps: ArrayLike, loss: ArrayLike, frac: float = 0.1, 
 
 
 def synchronisation(t_a: float | None, t_b: float | None) -> float:
-    """δ = log10(t_a) − log10(t_b), e.g. t_a = SoSD point, t_b = loss elbow (|δ| small ⇒ synchronised).
+    """δ = log10(t_a) − log10(t_b), e.g. t_a = SoSD point, t_b = loss elbow (``|δ|`` small ⇒ synchronised).
 
     Positive δ means t_a comes later. Returns NaN if either step is None (the event was not found).
     """
