@@ -1,0 +1,350 @@
+"""``make bench``: the performance targets measured in one run, printed as ratios and written to
+``{data}/bench/latest.json`` (the status page shows them).
+
+1. all-pairs KL, batched (the engine's path) vs the anchor's per-pair loop over the same log-probs;
+2. the whole analysis of checkpoints vs their forward passes alone (the floor), with load counts;
+3. bytes stored per analysed checkpoint vs the anchor's 469 MB;
+4. training throughput per size (tokens/s, GFLOP/s) vs this machine's dense matmul rate, and training all seeds
+   of a size at once (stacked with ``torch.func.vmap``) vs one after another;
+5. a warm rebuild of the book with nothing changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import papers, paths
+from .io import write_json
+
+GOALS = {"kl_speedup": 20.0, "analysis_over_forward": 1.15, "bytes_fraction": 0.01, "warm_rebuild_s": 120.0}
+
+
+def _child(code: str) -> dict:
+    """Run ``code`` in a fresh interpreter (clean peak-memory reading); it prints one JSON line."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+KL_CASE = """
+import json, resource, time, torch
+from lmconv.metrics import kl
+torch.manual_seed(0)
+S, V, n, method = {S}, {V}, {n}, "{method}"
+# the anchor stored log-softmax rows over the padded output width (50,304 for a 50,277-token vocabulary)
+raw = torch.log_softmax(torch.randn(n, V + 27) * 2 + 0.3 * torch.randn(S, n, V + 27), -1)
+lp32 = torch.log_softmax(raw[..., :V], -1)
+lp64 = lp32.double()
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def run():
+    if method == "anchor":  # seeds_kl_torch.py: per ordered pair, truncate, re-normalise, then sum p (lp - lq)
+        out = torch.zeros(S, S, n)
+        for i in range(S):
+            for j in range(S):
+                if i != j:
+                    a = torch.log_softmax(raw[i, :, :V], -1)
+                    b = torch.log_softmax(raw[j, :, :V], -1)
+                    out[i, j] = (a.exp() * (a - b)).sum(-1)
+        return out
+    if method == "loop":  # per ordered pair over the same (already normalised) log-probs
+        return kl.pairwise_kl_loop(lp32)
+    return kl.all_pairs_kl(lp64 if method == "batched64" else lp32)
+run()
+t = time.perf_counter(); reps = 0
+while time.perf_counter() - t < 1.5 or reps < 2:
+    run(); reps += 1
+dt = (time.perf_counter() - t) / reps
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+print(json.dumps({{"seconds": dt, "peak_extra_mb": peak / 1024, "input_mb": lp32.numel() * 4 / 2**20}}))
+"""
+
+METHODS = ("anchor", "loop", "batched64", "batched32")
+
+
+def bench_kl(seeds=(4, 5, 10), vocabs=(8192, 50304), n: int = 256) -> list[dict]:
+    """Seconds per block of ``n`` tokens for each method, each in a fresh process (peak memory above inputs)."""
+    rows = []
+    for v in vocabs:
+        for s in seeds:
+            res = {m: _child(KL_CASE.format(S=s, V=v, n=n, method=m)) for m in METHODS}
+            row = {"seeds": s, "vocab": v, "tokens": n, "input_mb": res["loop"].get("input_mb")}
+            for m, r in res.items():
+                row[f"{m}_s"] = r.get("seconds")
+                row[f"{m}_peak_mb"] = r.get("peak_extra_mb")
+            for m in ("batched64", "batched32"):
+                row[f"speedup_{m}_vs_anchor"] = row["anchor_s"] / row[f"{m}_s"] if row[f"{m}_s"] else None
+                row[f"speedup_{m}_vs_loop"] = row["loop_s"] / row[f"{m}_s"] if row[f"{m}_s"] else None
+            rows.append(row)
+            print(
+                f"  KL S={s:2d} V={v}: anchor {row['anchor_s']:.3f} s, loop {row['loop_s']:.3f} s, batched "
+                f"float64 {row['batched64_s']:.3f} s ({row['speedup_batched64_vs_anchor']:.1f}x the anchor, "
+                f"{row['speedup_batched64_vs_loop']:.1f}x the loop), float32 {row['batched32_s']:.3f} s "
+                f"({row['speedup_batched32_vs_anchor']:.1f}x, {row['speedup_batched32_vs_loop']:.1f}x); peak "
+                f"{row['batched64_peak_mb']:.0f} MB beside {row['input_mb']:.0f} MB of float32 log-probs",
+                flush=True,
+            )
+    return rows
+
+
+def bench_analysis(profile: str = "default", size: str | None = None, n_steps: int = 6) -> dict:
+    """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs forward alone."""
+    from . import analysis, engine, probe, suites
+    from . import tokenizer as tok_mod
+    from .cache import TableCache
+    from .metrics import kl as kl_mod
+
+    suite = analysis.Suite.open(profile)
+    fam, src, prof = suite.family(), suite.source, suite.profile
+    size = size or list(prof.sizes)[len(prof.sizes) // 2]
+    seeds = src.seeds(fam, size)
+    all_steps = src.steps(fam, size)
+    steps = sorted({all_steps[int(i)] for i in np.linspace(0, len(all_steps) - 1, n_steps)})
+    ref = suites.CheckpointRef(fam, size, seeds[0], steps[-1])
+    tok = suites.load_tokenizer(src, ref)
+    pr = probe.build(tok, prof.corpus, prof.probe.tokens, prof.probe.context, prof.probe.stride)
+    uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies(prof.corpus, prof.vocab_size))
+    # the floor: load each checkpoint and run it forward over the probe windows, nothing else
+    x = torch.from_numpy(pr.window_inputs(slice(0, len(pr.starts))))
+    t0 = time.perf_counter()
+    for st in steps:
+        for k in seeds:
+            m = src.load_model(suites.CheckpointRef(fam, size, k, st))
+            with torch.no_grad():
+                for i in range(0, len(x), 16):
+                    m(x[i : i + 16])
+    forward_s = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = TableCache("engine", Path(tmp))
+        engine.LOADS.counts.clear()
+        t0 = time.perf_counter()
+        engine.analyze(src, fam, size, seeds, steps, pr, uni, len(tok), cache=cache, progress=False)
+        analysis_s = time.perf_counter() - t0
+        stored = cache.bytes_used()
+    loads = sorted(set(engine.LOADS.counts.values()))
+    n_ckpt = len(steps) * len(seeds)
+    out = {
+        "profile": profile,
+        "size": size,
+        "seeds": len(seeds),
+        "steps": steps,
+        "probe_tokens": pr.n_tokens,
+        "forward_s": forward_s,
+        "analysis_s": analysis_s,
+        "ratio": analysis_s / forward_s,
+        "loads_per_checkpoint": loads,
+        "bytes_per_checkpoint": stored / n_ckpt,
+        "bytes_fraction_of_anchor": stored / n_ckpt / (papers.KL_STORAGE_MB_PER_CHECKPOINT * 2**20),
+    }
+    print(
+        f"  analysis of {n_ckpt} checkpoints ({size}, {len(seeds)} seeds): {analysis_s:.1f} s vs forward alone "
+        f"{forward_s:.1f} s = {out['ratio']:.2f}x; loads per checkpoint {loads}; "
+        f"{out['bytes_per_checkpoint'] / 1e6:.2f} MB stored per checkpoint "
+        f"({100 * out['bytes_fraction_of_anchor']:.3f}% of the anchor's 469 MB)",
+        flush=True,
+    )
+    return out
+
+
+def matmul_gflops(n: int = 1536, reps: int = 6) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def train_flops_per_token(hidden: int, layers: int, vocab: int, context: int) -> float:
+    """6 × (matrix parameters + output embedding) plus attention scores and mixing, forward + backward."""
+    matrix = layers * 12 * hidden * hidden + vocab * hidden
+    attention = layers * 2 * 2 * context * hidden  # QKᵀ and AV per token
+    return 6 * matrix + 3 * attention
+
+
+def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
+    from . import profiles, train
+
+    prof = profiles.load(profile)
+    s = prof.arm().train
+    torch.set_num_threads(s.threads)
+    data = train.prepare_data(prof)
+    peak = matmul_gflops()
+    rows = []
+    for size in prof.sizes.values():
+        model = train.init_model(prof, size, prof.seeds[0])
+        opts = train.make_optimizers(model, s)
+
+        def one(step: int, model=model, opts=opts) -> None:
+            x = data.batch(prof.seeds[0], step, s.batch_size)
+            loss = train._lm_loss(model, x)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            for o in opts:
+                o.step()
+                o.zero_grad(set_to_none=True)
+
+        one(0)
+        t = time.perf_counter()
+        for i in range(1, steps + 1):
+            one(i)
+        dt = (time.perf_counter() - t) / steps
+        tokens = s.batch_size * prof.context
+        gflops = train_flops_per_token(size.hidden, size.layers, prof.vocab_size, prof.context) * tokens / dt / 1e9
+        rows.append(
+            {
+                "size": size.name,
+                "s_per_step": dt,
+                "tokens_per_s": tokens / dt,
+                "gflops": gflops,
+                "fraction_of_matmul_peak": gflops / peak,
+            }
+        )
+        print(
+            f"  train {size.name}: {tokens / dt:,.0f} tokens/s, {gflops:.1f} GFLOP/s "
+            f"({100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s dense matmul rate)",
+            flush=True,
+        )
+    rows.append({"size": "matmul", "gflops": peak})
+    return rows
+
+
+def bench_stacked(profile: str = "default", steps: int = 10) -> dict:
+    """All seeds of the smallest size in one vmapped step vs one seed after another (same math per seed)."""
+    from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+
+    from . import profiles, train
+
+    prof = profiles.load(profile)
+    s = prof.arm().train
+    torch.set_num_threads(s.threads)
+    data = train.prepare_data(prof)
+    size = next(iter(prof.sizes.values()))
+    models = [train.init_model(prof, size, k) for k in prof.seeds]
+    tokens = s.batch_size * prof.context * len(models)
+    # one after another
+    opts = [train.make_optimizers(m, s) for m in models]
+    t = time.perf_counter()
+    for step in range(steps):
+        for k, (m, o) in enumerate(zip(models, opts, strict=True)):
+            loss = train._lm_loss(m, data.batch(prof.seeds[k], step, s.batch_size))
+            loss.backward()
+            for opt in o:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+    sequential = (time.perf_counter() - t) / steps
+    try:
+        params, buffers = stack_module_state(models)
+        base = train.init_model(prof, size, prof.seeds[0]).to("meta")
+
+        def loss_fn(p, b, x):
+            logits = functional_call(base, (p, b), (x[:, :-1],)).logits
+            return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+
+        step_fn = vmap(grad_and_value(loss_fn), in_dims=(0, 0, 0))
+        adam = torch.optim.AdamW([v.requires_grad_(False) for v in params.values()], lr=s.lr)
+        t = time.perf_counter()
+        for step in range(steps):
+            x = torch.stack([data.batch(k, step, s.batch_size) for k in prof.seeds])
+            grads, _ = step_fn(params, buffers, x)
+            for name, p in params.items():
+                p.grad = grads[name]
+            adam.step()
+        stacked = (time.perf_counter() - t) / steps
+        err = None
+    except Exception as e:  # vmap over the transformers model may not be supported
+        stacked, err = None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    out = {
+        "size": size.name,
+        "seeds": len(models),
+        "sequential_s_per_step": sequential,
+        "stacked_s_per_step": stacked,
+        "tokens_per_s_sequential": tokens / sequential,
+        "speedup": sequential / stacked if stacked else None,
+        "error": err,
+    }
+    if stacked:
+        print(
+            f"  all {len(models)} seeds of {size.name} stacked (vmap): {stacked:.3f} s/step vs "
+            f"{sequential:.3f} s one after another = {out['speedup']:.2f}x",
+            flush=True,
+        )
+    else:
+        print(f"  stacked training not possible: {err}", flush=True)
+    return out
+
+
+def bench_rebuild(profile: str = "default") -> dict:
+    html = paths.BOOK / "_build" / "html" / "index.html"
+    if not html.exists():
+        print("  warm rebuild: the book has not been built yet (make book first)", flush=True)
+        return {"seconds": None}
+    t = time.perf_counter()
+    r = subprocess.run(
+        [sys.executable, "-m", "lmconv", "book", "--profile", profile], capture_output=True, text=True, env=os.environ
+    )
+    dt = time.perf_counter() - t
+    print(f"  warm rebuild of the book with nothing changed: {dt:.0f} s (exit {r.returncode})", flush=True)
+    return {"seconds": dt, "returncode": r.returncode}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m lmconv.bench", description=__doc__)
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--quick", action="store_true", help="smaller cases (for a smoke run)")
+    a = ap.parse_args(argv)
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    print(
+        f"[bench] {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
+    results: dict = {
+        "date": started,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", ""),
+        "goals": GOALS,
+    }
+    print("[bench] 1. all-pairs KL", flush=True)
+    results["kl"] = bench_kl(seeds=(4, 5) if a.quick else (4, 5, 10), vocabs=(8192,) if a.quick else (8192, 50304))
+    print("[bench] 2-3. analysis vs forward, bytes stored", flush=True)
+    results["analysis"] = bench_analysis(a.profile, n_steps=3 if a.quick else 6)
+    print("[bench] 4. training", flush=True)
+    results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)
+    results["stacked"] = bench_stacked(a.profile, steps=3 if a.quick else 10)
+    print("[bench] 5. warm rebuild", flush=True)
+    results["rebuild"] = bench_rebuild(a.profile) if not a.quick else {"seconds": None}
+    kl_min = min(r["speedup_batched64_vs_anchor"] for r in results["kl"] if r["speedup_batched64_vs_anchor"])
+    verdict = {
+        "kl_speedup_min": kl_min,
+        "analysis_over_forward": results["analysis"]["ratio"],
+        "bytes_fraction": results["analysis"]["bytes_fraction_of_anchor"],
+        "warm_rebuild_s": results["rebuild"]["seconds"],
+    }
+    results["summary"] = verdict
+    write_json(paths.data_home() / "bench" / "latest.json", results)
+    print("[bench] summary (goal in brackets):")
+    print(f"  all-pairs KL vs the anchor, worst   {kl_min:8.1f}x   [≥ {GOALS['kl_speedup']:.0f}x]")
+    print(f"  analysis / forward passes           {verdict['analysis_over_forward']:8.2f}x   [≤ 1.15x]")
+    print(f"  bytes per checkpoint / 469 MB       {100 * verdict['bytes_fraction']:8.3f}%   [≤ 1%]")
+    wr = verdict["warm_rebuild_s"]
+    print(f"  warm rebuild                        {'n/a' if wr is None else f'{wr:6.0f} s':>8}   [≤ 120 s]")
+    print(f"[bench] written to {paths.data_home() / 'bench' / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
