@@ -1,0 +1,84 @@
+"""Exercises: every solution runs and is right, and no chapter's stub drifts from its solution."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmconv import exercises
+
+ROOT = Path(__file__).resolve().parents[1]
+EXERCISE = re.compile(r"```\{exercise-start\}\n:label: (?P<label>[\w-]+)\n```(?P<body>.*?)```\{exercise-end\}", re.S)
+STUB = re.compile(r"```python\n(?P<code>.*?)```", re.S)
+
+
+def stubs() -> list[tuple[str, str, str]]:
+    out = []
+    for nb in sorted((ROOT / "notebooks").glob("*.md")):
+        for m in EXERCISE.finditer(nb.read_text()):
+            for s in STUB.finditer(m["body"]):
+                out.append((nb.name, m["label"], s["code"]))
+    return out
+
+
+def test_every_chapter_exercise_has_a_stub():
+    assert stubs(), "no exercises found"
+
+
+@pytest.mark.parametrize(("notebook", "label", "code"), stubs(), ids=[s[1] for s in stubs()])
+def test_stub_matches_its_solution(notebook, label, code):
+    """Each stub names a solution in lmconv.exercises; its non-``...`` lines appear, in order, in that solution."""
+    m = re.search(r"def (\w+)\((.*?)\):", code)
+    assert m, f"{label} in {notebook}: the stub defines no function"
+    func = getattr(exercises, m[1], None)
+    assert func is not None, f"{label}: lmconv.exercises has no {m[1]}"
+    solution = [ln.strip() for ln in inspect.getsource(func).splitlines()]
+    solution = [ln for ln in solution if ln and not ln.startswith(('"""', "#"))]
+    sig = inspect.signature(func)
+    assert [p.strip().split(":")[0].split("=")[0] for p in m[2].split(",") if p.strip()] == list(sig.parameters), (
+        f"{label}: the stub's parameters differ from the solution's"
+    )
+    pos = 0
+    for line in (ln.strip() for ln in code.splitlines()):
+        if not line or line == "..." or line.startswith("def "):
+            continue
+        try:
+            pos = solution.index(line, pos) + 1
+        except ValueError:
+            raise AssertionError(f"{label} in {notebook}: stub line not in the solution (in order): {line!r}") from None
+
+
+def test_first_step_below_on_a_known_log():
+    log = pd.DataFrame(
+        {
+            "size": ["a"] * 6 + ["b"] * 6,
+            "seed": [1, 2] * 6,
+            "step": [0, 0, 10, 10, 20, 20] * 2,
+            "val_loss": [9, 9, 7, 6, 5, 5, 9, 9, 8, 8, 6.4, 6.6],
+        }
+    )
+    got = exercises.first_step_below(log, 6.6)
+    assert got["a"] == 10 and got["b"] == 20
+
+
+def test_unigram_entropy_known_values():
+    assert exercises.unigram_entropy(np.array([5, 5, 0])) == pytest.approx(np.log(2))
+    assert exercises.unigram_entropy(np.array([1, 1, 1, 1])) == pytest.approx(np.log(4))
+
+
+def test_solutions_run_on_the_smoke_suite(smoke_suite):
+    from lmconv import tokenizer
+
+    prof = smoke_suite.profile
+    _, val = smoke_suite.train_logs()
+    h1 = exercises.unigram_entropy(tokenizer.token_frequencies(prof.corpus, prof.vocab_size))
+    assert 0 < h1 < np.log(prof.vocab_size)
+    first = exercises.first_step_below(val, h1)
+    for size, step in first.items():  # at that step the mean is below, at the step before it is not
+        mean = val[val["size"] == size].groupby("step").val_loss.mean()
+        assert mean[step] < h1 and (mean[mean.index < step] >= h1).all()
