@@ -42,7 +42,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): io.sha256_file(p)
         for p in sorted(root.rglob("*"))
-        if p.is_file() and p.name != "timing.json"
+        if p.is_file() and p.name not in ("timing.json", "run.json")
     }
 
 

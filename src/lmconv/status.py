@@ -38,6 +38,7 @@ def suite_status(profile: str) -> dict:
         r["last"] = max(r["last"], int(step[4:]))
     info = read_json(root / "suite.json")
     timing = read_json(root / "timing.json") if (root / "timing.json").exists() else {}
+    run_seconds = {p.parent.name: read_json(p)["train_seconds"] for p in sorted(root.glob("*/run.json"))}
     return {
         "profile": profile,
         "trained": True,
@@ -46,7 +47,8 @@ def suite_status(profile: str) -> dict:
         "manifest_sha256": sha256_json(manifest),
         "checkpoints": len(manifest),
         "runs": runs,
-        "train_seconds": timing,
+        "train_seconds": timing,  # wall time of each `lmconv train` invocation
+        "run_train_seconds": run_seconds,  # per run, summed over resumed segments
     }
 
 

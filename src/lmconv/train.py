@@ -220,11 +220,14 @@ def _state_files(opts: list[torch.optim.Optimizer]) -> dict:
     return {f"optimizer{i}": o.state_dict() for i, o in enumerate(opts)}
 
 
-def save_state(run_dir: Path, step: int, opts: list[torch.optim.Optimizer], log: RunLog, names: list[str]) -> None:
+def save_state(
+    run_dir: Path, step: int, opts: list[torch.optim.Optimizer], log: RunLog, names: list[str], seconds: float
+) -> None:
     with atomic_dir(run_dir / STATE_DIR) as tmp:
         torch.save(_state_files(opts), tmp / "optimizer.pt")
         log.write(tmp, names)
         write_json(tmp / "state.json", {"step": step})
+        write_json(tmp / "timing.json", {"seconds": round(seconds, 1)})  # wall time so far (not deterministic)
 
 
 def load_state(run_dir: Path) -> int | None:
@@ -270,11 +273,15 @@ def train_run(
         for i, o in enumerate(opts):
             o.load_state_dict(state[f"optimizer{i}"])
         log = RunLog.read(state_dir, start)
+        timing = state_dir / "timing.json"
+        spent = float(read_json(timing)["seconds"]) if src_dir == run_dir and timing.exists() else 0.0
     else:
         model = init_model(profile, size, seed)
         opts = make_optimizers(model, s)
-        start, log = 0, RunLog()
+        start, log, spent = 0, RunLog(), 0.0
     names = list(neox.matrices(model))
+
+    t_start = time.perf_counter()
 
     def record(step: int) -> None:
         if (step % max(s.val_every, 1) == 0 or step in ckpt_steps) and (not log.val or log.val[-1][0] != step):
@@ -284,11 +291,21 @@ def train_run(
             log.spectra.append(layer_spectra(model))
         if step in ckpt_steps:
             save_checkpoint(model, run_dir / format_revision(step), data.tokenizer_dir)
+            seconds = spent + time.perf_counter() - t_start
             if step == final:
                 log.write(run_dir, names)
+                write_json(
+                    run_dir / "run.json",
+                    {
+                        "steps": final,
+                        "train_seconds": round(seconds, 1),
+                        "threads": s.threads,
+                        "tokens": final * s.batch_size * profile.context,
+                    },
+                )
                 shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
             else:
-                save_state(run_dir, step, opts, log, names)
+                save_state(run_dir, step, opts, log, names, seconds)
             if step in keep_state:
                 shutil.rmtree(run_dir / f"{STATE_DIR}-step{step}", ignore_errors=True)
                 shutil.copytree(run_dir / STATE_DIR, run_dir / f"{STATE_DIR}-step{step}")
