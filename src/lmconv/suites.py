@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 
 import torch
+import transformers
 
 from .errors import LmconvError, choose
 from .io import read_json, sha256_file
@@ -27,6 +28,7 @@ HUB_FINAL_STEP = 143000
 POLYPYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m")
 POLYPYTHIA_SEEDS = tuple(range(10))
 POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_FINAL_STEP + 1, 1000))
+transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 _RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
