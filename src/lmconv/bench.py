@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from . import papers, paths
@@ -296,6 +297,61 @@ def bench_rebuild(profile: str = "default") -> dict:
     dt = time.perf_counter() - t
     print(f"  warm rebuild of the book with nothing changed: {dt:.0f} s (exit {r.returncode})", flush=True)
     return {"seconds": dt, "returncode": r.returncode}
+
+
+def summary_table(results: dict) -> pd.DataFrame:
+    """One row per target: what was measured, the goal, and whether it was met (for the status page)."""
+
+    kl = results["kl"]
+    worst = min(kl, key=lambda r: r["speedup_batched64_vs_anchor"] or 0)
+    a = results["analysis"]
+    rows = [
+        (
+            "all-pairs KL vs the anchor's per-pair method (worst case)",
+            f"{worst['speedup_batched64_vs_anchor']:.1f}x (S={worst['seeds']}, V={worst['vocab']})",
+            "≥ 20x",
+            worst["speedup_batched64_vs_anchor"] >= GOALS["kl_speedup"],
+        ),
+        (
+            "whole analysis / forward passes alone",
+            f"{a['ratio']:.2f}x ({a['size']}, {a['seeds']} seeds)",
+            "≤ 1.15x",
+            a["ratio"] <= GOALS["analysis_over_forward"],
+        ),
+        ("loads per checkpoint per pass", str(a["loads_per_checkpoint"]), "[1]", a["loads_per_checkpoint"] == [1]),
+        (
+            "bytes stored per checkpoint / 469 MB",
+            f"{100 * a['bytes_fraction_of_anchor']:.3f}%",
+            "≤ 1%",
+            a["bytes_fraction_of_anchor"] <= GOALS["bytes_fraction"],
+        ),
+    ]
+    for t in results["training"]:
+        if t["size"] != "matmul":
+            rows.append(
+                (f"training {t['size']}: tokens/s, GFLOP/s", f"{t['tokens_per_s']:,.0f}, {t['gflops']:.1f}", "—", None)
+            )
+    st = results["stacked"]
+    rows.append(
+        (
+            "all seeds of a size trained together (vmap) / one after another",
+            f"{st['speedup']:.2f}x" if st.get("speedup") else st.get("error", "n/a"),
+            "> 1x to keep",
+            bool(st.get("speedup") and st["speedup"] > 1),
+        )
+    )
+    wr = results["rebuild"].get("seconds")
+    rows.append(
+        (
+            "warm rebuild of the book",
+            "n/a" if wr is None else f"{wr:.0f} s",
+            "≤ 120 s",
+            None if wr is None else wr <= GOALS["warm_rebuild_s"],
+        )
+    )
+    df = pd.DataFrame(rows, columns=["target", "measured", "goal", "met"])
+    df.attrs["date"] = results["date"]
+    return df.set_index("target")
 
 
 def main(argv: list[str] | None = None) -> int:
