@@ -82,3 +82,52 @@ def test_solutions_run_on_the_smoke_suite(smoke_suite):
     for size, step in first.items():  # at that step the mean is below, at the step before it is not
         mean = val[val["size"] == size].groupby("step").val_loss.mean()
         assert mean[step] < h1 and (mean[mean.index < step] >= h1).all()
+
+
+def _pairs_table() -> pd.DataFrame:
+    rows = []
+    for size, scale in (("a", 1.0), ("b", 2.0)):
+        for step, kl_level in ((0, 1.0), (10, 3.0), (20, 2.0)):
+            for i in (1, 2, 3):
+                for j in (1, 2, 3):
+                    if i != j:
+                        for pos in range(4):
+                            rows.append((size, step, i, j, pos, scale * kl_level * (1 + 0.1 * (i > j)) + 0.01 * pos))
+    return pd.DataFrame(rows, columns=["size", "step", "seed_i", "seed_j", "pos", "kl"])
+
+
+def test_expected_convergence_and_reconvergence_on_a_known_table():
+    pairs = _pairs_table()
+    e = exercises.expected_convergence(pairs, 10)
+    assert e["a"] == pytest.approx(-(3.0 * 1.05 + 0.015)) and e["b"] < e["a"]
+    r = exercises.reconvergence(pairs)
+    assert r.loc["a", "peak_step"] == 10 and r.loc["a", "fall"] == pytest.approx(
+        1 - (2 * 1.05 + 0.015) / (3 * 1.05 + 0.015)
+    )
+
+
+def test_kl_asymmetry_is_zero_for_a_symmetric_table():
+    pairs = _pairs_table()
+    sym = pairs.assign(kl=pairs.kl.where(pairs.seed_i < pairs.seed_j))
+    sym["kl"] = sym.groupby(["size", "step", "pos"]).kl.transform("max")
+    assert (exercises.kl_asymmetry(sym, 10) == 0).all()
+    assert (exercises.kl_asymmetry(pairs, 10) > 0).all()
+
+
+def test_frequency_rank_correlation_sign():
+    pairs = _pairs_table()
+    targets = pd.DataFrame({"pos": range(4), "frequency": [400, 300, 200, 100]})  # KL grows with pos
+    assert exercises.frequency_rank_correlation(pairs, targets, 10).tolist() == pytest.approx([-1.0, -1.0])
+
+
+def test_cka_rank_and_spectral_change_solutions_agree_with_the_library():
+    from lmconv.metrics import cka, rank, spectrum
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 5)), rng.normal(size=(60, 7))
+    assert exercises.linear_cka(x, y) == pytest.approx(cka.cka(x, y))
+    s = rng.uniform(0.1, 3, size=12)
+    assert exercises.proportional_effective_rank(s, 8) == pytest.approx(rank.proportional_effective_rank(s, 8))
+    t = rng.uniform(0.1, 3, size=12)
+    assert exercises.spectral_change(s, t) == pytest.approx(spectrum.delta_sigma(s, t))
+    assert exercises.spectral_change(s, 5 * s) == pytest.approx(0)
