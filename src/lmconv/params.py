@@ -85,9 +85,11 @@ def _str(name: str, v: Any) -> Any:
 
 
 def _profile(name: str, v: Any) -> Any:
-    if not isinstance(v, str) or v not in profiles.available():
-        raise _fail(name, v, f"a profile name, one of {profiles.available()}")
-    return v
+    from pathlib import Path
+
+    if isinstance(v, str) and (v in profiles.available() or (v.endswith((".yaml", ".yml")) and Path(v).exists())):
+        return v
+    raise _fail(name, v, f"a profile name, one of {profiles.available()}, or the path of a profile YAML file")
 
 
 def _bool(name: str, v: Any) -> Any:
