@@ -50,3 +50,27 @@ def test_hub_errors_are_clear(hub_cache, monkeypatch):
     with pytest.raises(LmconvError, match="unknown PolyPythia step 999"):
         real.check(CheckpointRef("pythia", "70m", 1, 999))
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_engine_runs_on_the_hub_source(hub_cache, smoke_suite, monkeypatch):
+    """The hub path end to end: tokenizer, probe and unigram counts from the hub tokenizer, all-pairs KL."""
+    from lmconv import analysis
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub = suites.HubSource(cache_dir=hub_cache, known_only=False)
+    res = analysis.run_hub(
+        ["s"], [0, 2], [0, 96], probe_tokens=256, probe_context=64, probe_stride=32, source=hub, progress=False
+    )
+    local = analysis.run(
+        "smoke",
+        sizes=["s"],
+        seeds=[1, 2],
+        steps=[0, 96],
+        probe_tokens=256,
+        probe_context=64,
+        probe_stride=32,
+        progress=False,
+    )
+    hub_kl = res.pairs.groupby("step").kl.mean()
+    local_kl = local.pairs.groupby("step").kl.mean()
+    assert hub_kl.to_numpy() == pytest.approx(local_kl.to_numpy(), rel=1e-6)  # same checkpoints, same numbers

@@ -71,7 +71,7 @@ class Suite:
 class Results:
     """Engine tables for a set of sizes, seeds and steps, plus the probe and the unigram counts."""
 
-    suite: Suite
+    suite: Suite | None  # None for the hub source
     family: str
     sizes: list[str]
     seeds: list[int]
@@ -154,6 +154,40 @@ def run(
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
     return Results(suite, family, sizes, seeds, steps, pr, counts, tables)
+
+
+def run_hub(
+    sizes: list[str],
+    seeds: list[int],
+    steps: list[int],
+    corpus_spec: str = "brown",
+    probe_tokens: int = 4096,
+    probe_context: int = 2048,
+    probe_stride: int = 1024,
+    source: suites.HubSource | None = None,
+    options: engine.EngineOptions | None = None,
+    progress: bool = True,
+) -> Results:
+    """The PolyPythias (or any hub family) through the same engine: the probe is cut from our corpus with the
+    hub tokenizer, and unigram counts come from our training split tokenised the same way."""
+    from . import corpus as corpus_mod
+
+    src = source or suites.HubSource()
+    refs = [suites.CheckpointRef(src.family, s, k, steps[-1]) for s in sizes for k in seeds]
+    for r in refs:
+        src.check(r)
+    suites.check_same_tokenizer(src, refs)
+    tok = suites.load_tokenizer(src, refs[0])
+    vocab = len(tok)
+    pr = probe_mod.build(tok, corpus_spec, probe_tokens, probe_context, probe_stride)
+    ids, _, _ = tok_mod.encode_documents(tok, corpus_mod.load(corpus_spec, "train"))
+    counts = np.bincount(ids, minlength=vocab)[:vocab].astype(np.int64)
+    uni = kl_mod.unigram_logprobs(counts)
+    per_size = [
+        engine.analyze(src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress) for s in sizes
+    ]
+    tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
+    return Results(None, src.family, list(sizes), list(seeds), list(steps), pr, counts, tables)
 
 
 def suite_root(profile: str) -> Path:
