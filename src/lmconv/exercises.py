@@ -28,7 +28,7 @@ def expected_convergence(pairs: pd.DataFrame, step: int) -> pd.Series:
 
 
 def kl_asymmetry(pairs: pd.DataFrame, step: int) -> pd.Series:
-    """Per size, mean |KL(i‖j) − KL(j‖i)| over tokens and unordered pairs, relative to the mean KL."""
+    """Per size, mean ``|KL(i‖j) − KL(j‖i)|`` over tokens and unordered pairs, relative to the mean KL."""
     at = pairs[pairs.step == step]
     fwd = at.set_index(["size", "seed_i", "seed_j", "pos"]).kl
     bwd = at.rename(columns={"seed_i": "seed_j", "seed_j": "seed_i"}).set_index(["size", "seed_i", "seed_j", "pos"]).kl

@@ -47,7 +47,12 @@ def step_scale(steps: Sequence[int] | None = None) -> alt.Scale:
 
 
 def step_axis(title: str = "training step (symlog: 0, then log-spaced)") -> alt.Axis:
-    return alt.Axis(title=title, values=[0, 1, 10, 100, 1000, 10000, 100000], format="~s")
+    """Ticks at 0 and the powers of ten, labelled 0, 1, 10, 100, 1k, 10k, 100k."""
+    return alt.Axis(
+        title=title,
+        values=[0, 1, 10, 100, 1000, 10000, 100000],
+        labelExpr="datum.value >= 1000 ? format(datum.value / 1000, '~g') + 'k' : format(datum.value, '~g')",
+    )
 
 
 def lines(

@@ -97,7 +97,7 @@ def moving_median(values: ArrayLike, window: int = 5) -> np.ndarray:
 def smooth_log(steps: ArrayLike, values: ArrayLike, window: float = 0.25) -> np.ndarray:
     """Moving median in log-step: each point becomes the median of the points within ``window``/2 decades.
 
-    Rule: for a point at step t > 0, take every point t' > 0 with |log10 t' − log10 t| ≤ window/2 and return
+    Rule: for a point at step t > 0, take every point t' > 0 with ``|log10 t' − log10 t|`` ≤ window/2 and return
     their median (NaNs ignored). Step 0 has no log position and is returned unchanged. Use this for densely
     logged series (e.g. a value every step), where a fixed number of points spans very different log-widths.
     """
