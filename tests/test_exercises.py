@@ -18,11 +18,14 @@ STUB = re.compile(r"```python\n(?P<code>.*?)```", re.S)
 
 
 def stubs() -> list[tuple[str, str, str]]:
+    """(notebook, exercise label, one stub function's code) for every function stub of every exercise."""
     out = []
     for nb in sorted((ROOT / "notebooks").glob("*.md")):
         for m in EXERCISE.finditer(nb.read_text()):
             for s in STUB.finditer(m["body"]):
-                out.append((nb.name, m["label"], s["code"]))
+                for chunk in re.split(r"\n(?=def )", s["code"]):
+                    if chunk.strip():
+                        out.append((nb.name, m["label"], chunk))
     return out
 
 
@@ -30,7 +33,7 @@ def test_every_chapter_exercise_has_a_stub():
     assert stubs(), "no exercises found"
 
 
-@pytest.mark.parametrize(("notebook", "label", "code"), stubs(), ids=[s[1] for s in stubs()])
+@pytest.mark.parametrize(("notebook", "label", "code"), stubs(), ids=[f"{s[1]}-{i}" for i, s in enumerate(stubs())])
 def test_stub_matches_its_solution(notebook, label, code):
     """Each stub names a solution in lmconv.exercises; its non-``...`` lines appear, in order, in that solution."""
     m = re.search(r"def (\w+)\((.*?)\):", code)
@@ -131,3 +134,11 @@ def test_cka_rank_and_spectral_change_solutions_agree_with_the_library():
     t = rng.uniform(0.1, 3, size=12)
     assert exercises.spectral_change(s, t) == pytest.approx(spectrum.delta_sigma(s, t))
     assert exercises.spectral_change(s, 5 * s) == pytest.approx(0)
+
+
+def test_econv_by_group_on_a_known_table():
+    pairs = _pairs_table()
+    groups = np.array(["function", "function", "content", "content"])
+    got = exercises.econv_by_group(pairs, groups, 10)
+    assert got.loc["a", "function"] == pytest.approx(-(3.0 * 1.05 + 0.005))
+    assert (got["function"] > got["content"]).all()  # the synthetic KL grows with the position

@@ -75,3 +75,10 @@ def reconvergence(pairs: pd.DataFrame) -> pd.DataFrame:
         last = g.loc[g.step.idxmax()]
         rows.append({"size": size, "peak_step": int(peak.step), "fall": float(1 - last.kl / peak.kl)})
     return pd.DataFrame(rows).set_index("size")
+
+
+def econv_by_group(pairs: pd.DataFrame, groups: np.ndarray, step: int) -> pd.DataFrame:
+    """E[conv] per size and token group at ``step``; ``groups[pos]`` is the group of the probe token ``pos``."""
+    at = pairs[pairs.step == step].copy()
+    at["group"] = np.asarray(groups)[at.pos.to_numpy()]
+    return (-at.groupby(["size", "group"]).kl.mean()).unstack("group")
