@@ -49,7 +49,8 @@ def test_statements_follow_the_numbers():
     assert "does not join them" in say["elbow"] and "1.00 to 1.30 decades" in say["elbow"]
     assert "close together" in say["late"]
     shifted = events()
-    shifted.loc[shifted.event == "loss_elbow", "step"] *= 10  # now the elbow meets the SoSD point
+    elbow = shifted.event == "loss_elbow"
+    shifted.loc[elbow, "step"] *= np.where(shifted.loc[elbow, "size"] == "small", 10, 20)  # now it meets t_S
     s2 = syn.summarise(shifted, ["small", "large"])
     assert syn.statements(s2, syn.gaps(s2), tol=0.1)["elbow"].startswith("lines up")
     order = syn.lead_event(s).set_index("size").order
