@@ -29,7 +29,7 @@ from .metrics import spectrum
 from .probe import Probe
 from .suites import CheckpointRef
 
-ENGINE_VERSION = 3
+ENGINE_VERSION = 4
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 
@@ -153,8 +153,10 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict 
 
 
 def _rank_rows(model, probe: Probe, n_windows: int) -> list[dict]:
-    """PER of weights and of gradients on a fixed probe batch (both V slices)."""
-    idx = np.arange(min(n_windows, len(probe.starts)))
+    """PER of weights and of gradients on a fixed probe batch (both V slices): ``n_windows`` disjoint windows,
+    the first of evenly spaced probe segments."""
+    firsts = np.nonzero(probe.score_from == 0)[0]
+    idx = firsts[np.unique(np.linspace(0, len(firsts) - 1, min(n_windows, len(firsts))).round().astype(int))]
     s = probe.starts[idx]
     x = torch.from_numpy(probe.stream[s[:, None] + np.arange(probe.context + 1)[None, :]])
     x = x.to(next(model.parameters()).device)
@@ -312,6 +314,7 @@ def analyze(
         "unigram": float(unigram_logp.double().sum()),
         "options": options.cache_part(),
         "final": shas[final_step],
+        "init": shas[steps[0]],  # cos_init and rel_change_init are measured from the first step analysed
     }
     keys = {}
     for i, st in enumerate(steps):
