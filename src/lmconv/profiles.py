@@ -80,7 +80,7 @@ class TrainSettings:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     weight_decay: float = 0.01
-    muon_lr: float = 0.02
+    muon_lr: float | None = None  # Muon's peak LR; None: the AdamW LR (Muon matches AdamW's update RMS)
     grad_clip: float = 1.0
     schedule: Schedule = field(default_factory=Schedule)
     threads: int = 2

@@ -128,7 +128,7 @@ def make_optimizers(model, s: TrainSettings) -> list[torch.optim.Optimizer]:
             {"params": vectors, "weight_decay": 0.0},
         ]
         return [torch.optim.AdamW(groups, **adam_kw)]
-    muon = torch.optim.Muon(hidden, lr=s.muon_lr, weight_decay=s.weight_decay, adjust_lr_fn="match_rms_adamw")
+    muon = torch.optim.Muon(hidden, lr=s.muon_lr or s.lr, weight_decay=s.weight_decay, adjust_lr_fn="match_rms_adamw")
     adam = torch.optim.AdamW(
         [{"params": matrices, "weight_decay": s.weight_decay}, {"params": vectors, "weight_decay": 0.0}],
         **adam_kw,
@@ -326,7 +326,7 @@ def train_run(
         lr_mult = s.schedule.multiplier(step, final)
         for o in opts:
             for g in o.param_groups:
-                g["lr"] = (s.muon_lr if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
+                g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
         x = data.batch(seed, step, s.batch_size)
         loss = _lm_loss(model, x)
         loss.backward()
