@@ -7,7 +7,7 @@ Each lens contributes the events its chapter detects by a stated rule:
   divergence, start of reconvergence);
 - activations (chapter 5, :func:`lmconv.lenses.activations.stabilisation`): the median stabilisation step of
   each run's attention and MLP layers;
-- spectra (chapter 7, ``lmconv.lenses.spectral.sosd_summary``): the SoSD point t_S of each run's mean
+- spectra (chapter 7, :func:`lmconv.lenses.spectral.sosd_summary`): the SoSD point t_S of each run's mean
   layer ΔΣ and the end of the fast loss drop t_L.
 
 Alignment is judged in decades of step: two events *line up* in a size when their medians are within

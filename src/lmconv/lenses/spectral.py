@@ -1,0 +1,942 @@
+"""Chapters 7–8: the stability of the singular distribution (SoSD) and how schedules and optimizers move it.
+
+Definitions (the paper's, as a secondary reading reports them, and ours where the paper's text was missing):
+
+- Σ̂_t = σ(W_t)/Σσ (paper): singular values sorted descending over their sum, per matrix.
+- cos(Σ_t, Σ_T) and cos(W_t, W_T) (paper): cosine of a matrix's singular values, or of its entries, with the
+  final checkpoint's.
+- ΔΣ = ‖Σ̂_{t'} − Σ̂_t‖₂ between consecutive records t < t' (paper, with t' = t + 1); with records ``g`` steps
+  apart the *rate* ΔΣ/g is reported beside it (ours). A run's ΔΣ curve is the mean over its layer matrices.
+- t_S, the SoSD point (ours, ``lmconv.metrics.phases.sosd_point``): the first step after which the
+  smoothed ΔΣ rate stays ≤ τ; τ = √(peak·floor) unless given.
+- t_L, the loss transition (ours): by default the end of fast descent, ``lmconv.metrics.phases.loss_elbow``
+  with ``from_steepest=True`` on the validation loss; δ = log10 t_S − log10 t_L.
+- The bound (ours, from Mirsky's inequality): ``ΔΣ ≤ ‖Σ̂' − Σ̂‖₁ ≤ 2‖W' − W‖_* / ‖W'‖_*``.
+- The scale (paper, reported): ΔΣ ∝ η/‖W‖; we regress log ΔΣ on ``log(η_t/‖W_t‖_*)`` with one intercept per
+  matrix and optimizer (ours).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import params, profiles
+from ..errors import LmconvError
+from ..metrics import phases, spectrum
+from ..neox import ATTENTION_KINDS
+
+MLP_KINDS = ("mlp_in", "mlp_out")
+EMBED_KINDS = ("embed_in", "embed_out")
+KIND_ORDER = (*ATTENTION_KINDS, *MLP_KINDS, *EMBED_KINDS)
+ELBOW_RULES = ("steepest", "hinge", "derivative")
+SWEEP_FALLBACK = {"default": "sweep", "smoke": "smoke-sweep"}
+# The paper's setting as the secondary reading reports it (unverified; ``lmconv.papers`` holds its ΔΣ values).
+PAPER_LOSS_START, PAPER_LOSS_END = 10.0, 4.0  # validation loss over phase I ("≈10 → ≈4.0")
+PAPER_LLAMA_SIZES_B = (0.5, 2.0)  # LLaMA sizes in billions of parameters (the largest model is 2B)
+FACTORS = ("schedule", "weight decay", "optimizer")
+
+
+def _optional_profile(name: str, v: object) -> object:
+    if v is None:
+        return None
+    if not isinstance(v, str) or v not in profiles.available():
+        raise LmconvError(
+            f"parameter {name}={v!r} is not valid: expected null or a profile name, one of {profiles.available()}",
+            f"pass it as e.g. make chapter NAME=... ARGS='-p {name} sweep'",
+        )
+    return v
+
+
+params.register("sosd_floor_frac", params.float_param(0.05, 1.0))
+params.register("sosd_elbow_rule", params.choice_param(ELBOW_RULES))
+params.register("sosd_elbow_frac", params.float_param(0.01, 0.9))
+params.register("sosd_elbow_thin", params.float_param(0.0, 0.5))
+params.register("sosd_cos_threshold", params.float_param(0.0, 1.0))
+params.register("sosd_heatmap_bins", params.int_param(4, 200))
+params.register("sosd_n_boot", params.int_param(10, 100_000))
+params.register("sweep_profile", _optional_profile)
+
+
+def group_of(kind: str) -> str:
+    """``attention`` for q/k/v/o, ``mlp`` for mlp_in/mlp_out, ``embedding`` for embed_in/embed_out."""
+    if kind in ATTENTION_KINDS:
+        return "attention"
+    if kind in MLP_KINDS:
+        return "mlp"
+    if kind in EMBED_KINDS:
+        return "embedding"
+    raise LmconvError(f"unknown matrix kind {kind!r}", f"kinds are {list(KIND_ORDER)}")
+
+
+def _split_name(name: str) -> tuple[int, str]:
+    if name.startswith("layers."):
+        _, layer, kind = name.split(".")
+        return int(layer), kind
+    return -1, name
+
+
+# ---------------------------------------------------------------------------------------------------------
+# dense spectra recorded during training
+# ---------------------------------------------------------------------------------------------------------
+
+
+def record_deltas(steps: Sequence[int], values: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """ΔΣ between consecutive records of one run, per matrix: one row per (later record, matrix).
+
+    Columns: step (the later record), prev_step, gap = step − prev_step, matrix, layer, kind, group,
+    delta = ‖Σ̂_step − Σ̂_prev‖₂ and rate = delta / gap.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or values.shape[0] != steps.size or values.shape[1] != len(names):
+        raise LmconvError(
+            f"record_deltas: values of shape {values.shape} do not match {steps.size} steps × {len(names)} names"
+        )
+    d, r = spectrum.spectra_deltas(steps, values)
+    n_rec, n_mat = d.shape
+    layer_kind = [_split_name(n) for n in names]
+    return pd.DataFrame(
+        {
+            "step": np.repeat(steps[1:], n_mat),
+            "prev_step": np.repeat(steps[:-1], n_mat),
+            "gap": np.repeat(np.diff(steps), n_mat),
+            "matrix": np.tile(np.asarray(names, dtype=object), n_rec),
+            "layer": np.tile([lk[0] for lk in layer_kind], n_rec),
+            "kind": np.tile([lk[1] for lk in layer_kind], n_rec),
+            "group": np.tile([group_of(lk[1]) for lk in layer_kind], n_rec),
+            "delta": d.ravel(),
+            "rate": r.ravel(),
+        }
+    )
+
+
+def record_norms(steps: Sequence[int], values: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """Frobenius, spectral and nuclear norm of every matrix at every record, from its singular values."""
+    v = np.asarray(values, dtype=np.float64)
+    n_rec, n_mat = v.shape[:2]
+    layer_kind = [_split_name(n) for n in names]
+    return pd.DataFrame(
+        {
+            "step": np.repeat(np.asarray(steps, dtype=np.int64), n_mat),
+            "matrix": np.tile(np.asarray(names, dtype=object), n_rec),
+            "layer": np.tile([lk[0] for lk in layer_kind], n_rec),
+            "kind": np.tile([lk[1] for lk in layer_kind], n_rec),
+            "fro": np.sqrt((v**2).sum(-1)).ravel(),
+            "spectral": v.max(-1).ravel(),
+            "nuclear": v.sum(-1).ravel(),
+        }
+    )
+
+
+def record_cosines(steps: Sequence[int], values: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """cos(σ_t, σ_T) of every matrix at every record against the last record T (sorted singular values)."""
+    v = np.sort(np.asarray(values, dtype=np.float64), axis=-1)[..., ::-1]
+    last = v[-1]
+    cos = (v * last).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(last, axis=-1))
+    n_rec, n_mat = cos.shape
+    layer_kind = [_split_name(n) for n in names]
+    return pd.DataFrame(
+        {
+            "step": np.repeat(np.asarray(steps, dtype=np.int64), n_mat),
+            "matrix": np.tile(np.asarray(names, dtype=object), n_rec),
+            "kind": np.tile([lk[1] for lk in layer_kind], n_rec),
+            "cos_sigma": cos.ravel(),
+        }
+    )
+
+
+def _runs(suite, sizes: Iterable[str] | None, seeds: Iterable[int] | None) -> list[tuple[str, int]]:
+    prof = suite.profile
+    return [(size, int(seed)) for size in sizes or list(prof.sizes) for seed in seeds or list(prof.seeds)]
+
+
+def dense_tables(
+    suite, family: str, sizes: Iterable[str] | None = None, seeds: Iterable[int] | None = None
+) -> dict[str, pd.DataFrame]:
+    """:func:`record_deltas`, :func:`record_norms` and :func:`record_cosines` of every run of one family.
+
+    Returns ``{"deltas": ..., "norms": ..., "cosines": ...}``, each with family, size and seed columns.
+    """
+    frames: dict[str, list[pd.DataFrame]] = {"deltas": [], "norms": [], "cosines": []}
+    for size, seed in _runs(suite, sizes, seeds):
+        steps, values, names = suite.spectra_records(family, size, seed)
+        for key, fn in (("deltas", record_deltas), ("norms", record_norms), ("cosines", record_cosines)):
+            df = fn(steps, values, names)
+            df.insert(0, "seed", seed)
+            df.insert(0, "size", size)
+            df.insert(0, "family", family)
+            frames[key].append(df)
+    return {k: pd.concat(v, ignore_index=True) for k, v in frames.items()}
+
+
+RUN = ["family", "size", "seed"]
+
+
+def run_curves(deltas: pd.DataFrame, kinds: Sequence[str] | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Each run's ΔΣ curve: the mean of ``delta`` and ``rate`` over its matrices (of ``kinds``) per record.
+
+    ``by`` adds grouping columns (e.g. ``["kind"]`` or ``["group"]``) so that each gets its own curve.
+    """
+    df = deltas if kinds is None else deltas[deltas.kind.isin(kinds)]
+    keys = [*RUN, *by, "step"]
+    return df.groupby(keys, as_index=False, sort=True).agg(
+        gap=("gap", "first"), delta=("delta", "mean"), rate=("rate", "mean")
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# events: SoSD point, loss transition, synchronisation
+# ---------------------------------------------------------------------------------------------------------
+
+
+def thin_log(steps: Sequence[int], values: Sequence[float], min_gap: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Keep points at least ``min_gap`` decades of step apart (greedy from the first step ≥ 1; the last point is
+    always kept). Validation every few steps is dense in log-step late in training, where the loss's noise over
+    tiny log-intervals would otherwise dominate any rate −dL/dlog t. ``min_gap`` 0 keeps every point ≥ 1."""
+    s = np.asarray(steps)
+    v = np.asarray(values, dtype=float)
+    keep: list[int] = []
+    last = -np.inf
+    for i, t in enumerate(s):
+        if t >= 1 and math.log10(t) >= last + min_gap - 1e-12:
+            keep.append(i)
+            last = math.log10(t)
+    if keep and keep[-1] != s.size - 1 and s[-1] >= 1:
+        keep.append(s.size - 1)
+    return s[keep], v[keep]
+
+
+def loss_transition(
+    steps: Sequence[int], loss: Sequence[float], rule: str = "steepest", frac: float = 0.1, thin: float = 0.05
+) -> float | None:
+    """t_L by one of three stated rules on (step, validation loss), after :func:`thin_log` with ``thin`` decades.
+
+    ``steepest``: breakpoint of the two-segment fit in log-step started at the fastest descent (the end of
+    fast descent); ``hinge``: the same fit over all steps ≥ 1 (on plateau–fall–tail curves this finds the start
+    of the fall); ``derivative``: first step after the fastest descent where −dL/dlog t < ``frac`` of its maximum.
+    None when the rule finds no transition (e.g. fewer than four checkpoints after the steepest descent).
+    """
+    s, y = thin_log(steps, loss, thin)
+    if rule in ("steepest", "hinge"):
+        try:
+            return phases.loss_elbow(s, y, from_steepest=rule == "steepest").step
+        except LmconvError:  # too few points after the steepest descent: no transition seen
+            return None
+    if rule == "derivative":
+        d = phases.loss_elbow_derivative(s, y, frac).step
+        return None if d is None else float(d)
+    raise LmconvError(f"unknown elbow rule {rule!r}", f"rules are {list(ELBOW_RULES)}")
+
+
+def sosd_summary(
+    curves: pd.DataFrame,
+    val_log: pd.DataFrame,
+    *,
+    tau: float | None = None,
+    window: int = 5,
+    floor_frac: float = 0.5,
+    elbow_rule: str = "steepest",
+    elbow_frac: float = 0.1,
+    elbow_thin: float = 0.05,
+    value: str = "rate",
+    by: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Per run (and ``by`` group): t_S on its ΔΣ ``value`` curve, t_L on its validation loss, δ, peak, floor.
+
+    t_S is ``lmconv.metrics.phases.sosd_point`` (``tau``, ``window``, ``floor_frac``); t_L is
+    :func:`loss_transition` (``elbow_rule``, ``elbow_frac``, ``elbow_thin``); δ = log10 t_S − log10 t_L (NaN
+    where either was not found).
+    """
+    rows = []
+    val_key = val_log.set_index(RUN).sort_index()
+    for key, g in curves.groupby([*RUN, *by], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g.sort_values("step")
+        sp = phases.sosd_point(g.step.to_numpy(), g[value].to_numpy(), tau=tau, window=window, floor_frac=floor_frac)
+        v = val_key.loc[tuple(key[:3])].sort_values("step")
+        t_l = loss_transition(v.step.to_numpy(), v.val_loss.to_numpy(), elbow_rule, elbow_frac, elbow_thin)
+        rows.append(
+            {
+                **dict(zip([*RUN, *by], key, strict=True)),
+                "t_S": sp.point,
+                "t_L": t_l,
+                "delta": phases.synchronisation(sp.point, t_l),
+                "tau": sp.tau,
+                "peak": sp.peak,
+                "peak_step": sp.peak_step,
+                "floor": sp.floor,
+                "peak_over_floor": sp.peak_over_floor,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def cos_point(steps: Sequence[int], cos: Sequence[float], threshold: float) -> int | None:
+    """First step from which cos(σ_t, σ_T) stays ≥ ``threshold`` (an alternative SoSD point; ≥ 2 points)."""
+    return phases.stabilisation_step(steps, cos, threshold=threshold, mode="above", min_run=2)
+
+
+def sensitivity(
+    curves: pd.DataFrame,
+    cosines: pd.DataFrame,
+    val_log: pd.DataFrame,
+    *,
+    tau: float | None = None,
+    window: int = 5,
+    floor_frac: float = 0.5,
+    elbow_rule: str = "steepest",
+    elbow_frac: float = 0.1,
+    elbow_thin: float = 0.05,
+    windows: Sequence[int] = (3, 5, 9),
+    floor_multiples: Sequence[float] = (2.0, 3.0),
+    cos_thresholds: Sequence[float] = (0.999, 0.9999),
+    floor_fracs: Sequence[float] = (0.25, 0.5),
+) -> pd.DataFrame:
+    """t_S and t_L under alternative rules, each row summarised over runs (median, min, max, found, median δ).
+
+    SoSD rows vary one choice of the default rule at a time (smoothing window; floor span; τ = k × floor instead
+    of √(peak·floor); the cos(σ_t, σ_T) ≥ c rule on the mean cosine over layer matrices); loss rows change the
+    elbow rule, and the default rule is also applied to the validation loss without thinning. δ pairs each t_S
+    with the default t_L, and each t_L with the default t_S. A given ``tau`` replaces √(peak·floor) in the
+    default rule and in the rows that vary the window or the floor span.
+    """
+    base = sosd_summary(
+        curves,
+        val_log,
+        tau=tau,
+        window=window,
+        floor_frac=floor_frac,
+        elbow_rule=elbow_rule,
+        elbow_frac=elbow_frac,
+        elbow_thin=elbow_thin,
+    )
+    base_tl = base.set_index(RUN).t_L
+    base_ts = base.set_index(RUN).t_S
+    rows: list[dict] = []
+
+    def add(event: str, rule: str, per_run: pd.Series, pair: pd.Series, t_s_side: bool) -> None:
+        vals = per_run.astype(float)
+        found = vals.dropna()
+        if t_s_side:
+            deltas = [
+                phases.synchronisation(_none(a), _none(b)) for a, b in zip(vals, pair.loc[vals.index], strict=True)
+            ]
+        else:
+            deltas = [
+                phases.synchronisation(_none(b), _none(a)) for a, b in zip(vals, pair.loc[vals.index], strict=True)
+            ]
+        deltas = np.array(deltas, dtype=float)
+        rows.append(
+            {
+                "event": event,
+                "rule": rule,
+                "median step": float(found.median()) if len(found) else math.nan,
+                "min": float(found.min()) if len(found) else math.nan,
+                "max": float(found.max()) if len(found) else math.nan,
+                "found": f"{len(found)}/{len(vals)}",
+                "median δ": float(np.nanmedian(deltas)) if np.isfinite(deltas).any() else math.nan,
+            }
+        )
+
+    def ts(**kw) -> pd.Series:
+        out = {}
+        for key, g in curves.groupby(RUN, sort=True):
+            g = g.sort_values("step")
+            out[key] = phases.sosd_point(g.step.to_numpy(), g.rate.to_numpy(), **kw).point
+        return pd.Series(out, dtype=object).rename_axis(RUN)
+
+    tau_text = f"τ = {tau:.3g} (given)" if tau is not None else "τ = √(peak·floor)"
+    default = f"{tau_text}, window {window}, floor over last {floor_frac:.0%}"
+    add("t_S", default + " (default)", base_ts, base_tl, True)
+    for w in windows:
+        if w != window:
+            add("t_S", f"window {w}", ts(tau=tau, window=w, floor_frac=floor_frac), base_tl, True)
+    for f in floor_fracs:
+        if f != floor_frac:
+            add("t_S", f"floor over last {f:.0%}", ts(tau=tau, window=window, floor_frac=f), base_tl, True)
+    for k in floor_multiples:
+        out = {}
+        for key, g in curves.groupby(RUN, sort=True):
+            g = g.sort_values("step")
+            fl = phases.sosd_point(g.step.to_numpy(), g.rate.to_numpy(), window=window, floor_frac=floor_frac).floor
+            out[key] = phases.sosd_point(
+                g.step.to_numpy(), g.rate.to_numpy(), tau=k * fl, window=window, floor_frac=floor_frac
+            ).point
+        add("t_S", f"τ = {k:g} × floor", pd.Series(out, dtype=object).rename_axis(RUN), base_tl, True)
+    mean_cos = cosines.groupby([*RUN, "step"], as_index=False).cos_sigma.mean()
+    for c in cos_thresholds:
+        out = {}
+        for key, g in mean_cos.groupby(RUN, sort=True):
+            g = g.sort_values("step")
+            out[key] = cos_point(g.step.to_numpy(), g.cos_sigma.to_numpy(), c)
+        add("t_S", f"cos(σ_t, σ_T) ≥ {c:g}", pd.Series(out, dtype=object).rename_axis(RUN), base_tl, True)
+    variants = [(rule, elbow_thin) for rule in ELBOW_RULES]
+    if elbow_thin > 0:
+        variants.append((elbow_rule, 0.0))
+    for rule, thin in variants:
+        out = {}
+        for key, g in val_log.groupby(RUN, sort=True):
+            if key not in base_ts.index:
+                continue
+            g = g.sort_values("step")
+            out[key] = loss_transition(g.step.to_numpy(), g.val_loss.to_numpy(), rule, elbow_frac, thin)
+        label = {
+            "steepest": "two-segment fit from the steepest descent",
+            "hinge": "two-segment fit from step 1",
+            "derivative": f"−dL/dlog t below {elbow_frac:.0%} of its maximum",
+        }[rule]
+        if thin != elbow_thin:
+            label += ", every validation point (not thinned)"
+        elif rule == elbow_rule:
+            label += " (default)"
+        add("t_L", label, pd.Series(out, dtype=object).rename_axis(RUN), base_ts, False)
+    return pd.DataFrame(rows)
+
+
+def _none(x: object) -> float | None:
+    if x is None:
+        return None
+    x = float(x)  # type: ignore[arg-type]
+    return None if math.isnan(x) else x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the engine's weights table (checkpoints)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def checkpoint_spectra(weights: pd.DataFrame) -> pd.DataFrame:
+    """Per weights row: cos(σ_t, σ_T) and cos(W_t, W_T), ΔΣ to the previous checkpoint (raw and per step),
+    its L1 version and the bound ``2‖ΔW‖_* / ‖W‖_*``.
+
+    Rows keep family, size, seed, step, prev_step, matrix, layer, kind and add group, cos_sigma, cos_w,
+    delta, rate, delta_l1, bound (NaN at the first step, which has no previous checkpoint).
+    """
+    w = weights.sort_values(["family", "size", "seed", "matrix", "step"]).reset_index(drop=True)
+    out = w[["family", "size", "seed", "step", "prev_step", "matrix", "layer", "kind"]].copy()
+    out["group"] = [group_of(k) for k in out.kind]
+    p = [spectrum.distribution(sv) for sv in w.sv]
+    last_idx = w.groupby(["family", "size", "seed", "matrix"]).step.transform("idxmax")
+    cos_sigma = np.empty(len(w))
+    delta = np.full(len(w), np.nan)
+    delta_l1 = np.full(len(w), np.nan)
+    prev_of = w.groupby(["family", "size", "seed", "matrix"]).cumcount()
+    for i in range(len(w)):
+        cos_sigma[i] = spectrum.cosine(w.sv[i], w.sv[last_idx[i]])
+        if prev_of[i] > 0 and not pd.isna(w.prev_step[i]) and w.prev_step[i] >= 0:
+            if w.step[i - 1] != w.prev_step[i]:
+                raise LmconvError(
+                    f"checkpoint_spectra: {w.matrix[i]} at step {w.step[i]} has prev_step {w.prev_step[i]}, but the "
+                    f"table's previous step is {w.step[i - 1]}",
+                    "pass the weights table of consecutive analysed steps",
+                )
+            diff = p[i] - p[i - 1]
+            delta[i] = float(np.linalg.norm(diff))
+            delta_l1[i] = float(np.abs(diff).sum())
+    out["cos_sigma"] = cos_sigma
+    out["cos_w"] = w.cos_final.to_numpy()
+    out["delta"] = delta
+    gap = (w.step - w.prev_step).to_numpy(dtype=float)
+    out["gap"] = gap
+    out["rate"] = delta / gap
+    out["delta_l1"] = delta_l1
+    out["bound"] = 2 * w.delta_nuclear.to_numpy(dtype=float) / w.nuclear.to_numpy(dtype=float)
+    for col in ("fro", "spectral", "nuclear", "cos_init", "rel_change_init"):
+        out[col] = w[col].to_numpy()
+    return out
+
+
+def bound_check(ckpt: pd.DataFrame, rtol: float = 1e-9) -> dict[str, float]:
+    """How the measured ΔΣ compares with the bound over all (checkpoint pair, matrix) points.
+
+    ``held`` is the fraction of points with ΔΣ ≤ bound·(1 + rtol) (the inequality says 1); ``held_l1`` the
+    same for the L1 distance; ``ratio_median`` / ``ratio_max`` summarise ΔΣ / bound (how loose the bound is).
+    """
+    d = ckpt.dropna(subset=["delta", "bound"])
+    if d.empty:
+        raise LmconvError("bound_check: no checkpoint pairs", "the weights table needs at least two steps")
+    ratio = d.delta / d.bound
+    return {
+        "n": len(d),
+        "held": float((d.delta <= d.bound * (1 + rtol)).mean()),
+        "held_l1": float((d.delta_l1 <= d.bound * (1 + rtol)).mean()),
+        "ratio_median": float(ratio.median()),
+        "ratio_max": float(ratio.max()),
+    }
+
+
+def saturation_steps(
+    ckpt: pd.DataFrame, threshold: float = 0.99, kinds: Sequence[str] = (*ATTENTION_KINDS, *MLP_KINDS)
+) -> pd.DataFrame:
+    """Per run: the first checkpoint from which the layer-mean cos(σ_t, σ_T), resp. cos(W_t, W_T), stays ≥ threshold."""
+    m = ckpt[ckpt.kind.isin(kinds)].groupby([*RUN, "step"], as_index=False)[["cos_sigma", "cos_w"]].mean()
+    rows = []
+    for key, g in m.groupby(RUN, sort=True):
+        g = g.sort_values("step")
+        rows.append(
+            {
+                **dict(zip(RUN, key, strict=True)),
+                "spectrum": cos_point(g.step.to_numpy(), g.cos_sigma.to_numpy(), threshold),
+                "weights": cos_point(g.step.to_numpy(), g.cos_w.to_numpy(), threshold),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def distribution_curves(
+    weights: pd.DataFrame, size: str, steps: Sequence[int], groups: Sequence[str] = ("attention", "mlp")
+) -> pd.DataFrame:
+    """Σ̂_i against rank i at the given checkpoints for one size: mean over seeds and the group's layer matrices."""
+    w = weights[(weights["size"] == size) & weights.step.isin(steps)]
+    rows = []
+    for (step, kind), g in w.groupby(["step", "kind"]):
+        grp = group_of(kind)
+        if grp not in groups:
+            continue
+        p = np.stack([spectrum.distribution(sv) for sv in g.sv])
+        rows.append(
+            pd.DataFrame({"step": int(step), "group": grp, "rank": np.arange(1, p.shape[1] + 1), "p": p.mean(0)})
+        )
+    df = pd.concat(rows, ignore_index=True)
+    return df.groupby(["step", "group", "rank"], as_index=False).p.mean()
+
+
+def pick_steps(steps: Sequence[int], n: int = 6) -> list[int]:
+    """``n`` checkpoint steps spread evenly in log-step from the first to the last (step 0 always included)."""
+    s = np.array(sorted(set(int(x) for x in steps)))
+    pos = s[s > 0]
+    targets = np.logspace(0, np.log10(pos.max()), n - 1)
+    chosen = {int(pos[np.argmin(np.abs(np.log10(pos) - np.log10(t)))]) for t in targets}
+    return sorted({int(s[0]), *chosen})
+
+
+def norm_growth(ckpt: pd.DataFrame, kinds: Sequence[str] = (*ATTENTION_KINDS, *MLP_KINDS)) -> pd.DataFrame:
+    """Norms relative to step 0 (``‖W_t‖ / ‖W_0‖`` for the Frobenius, spectral and nuclear norm), mean over
+    layer matrices, then over seeds (band)."""
+    d = ckpt[ckpt.kind.isin(kinds)].copy()
+    first = d.groupby(["family", "size", "seed", "matrix"]).step.transform("min")
+    for col in ("fro", "spectral", "nuclear"):
+        base = d[col].where(d.step == first).groupby([d.family, d["size"], d.seed, d.matrix]).transform("max")
+        d[col] = d[col] / base
+    per_run = d.groupby([*RUN, "step"], as_index=False)[
+        ["fro", "spectral", "nuclear", "cos_init", "rel_change_init"]
+    ].mean()
+    long = per_run.melt(id_vars=[*RUN, "step"], var_name="measure", value_name="value")
+    return long.groupby(["family", "size", "measure", "step"]).value.agg(["mean", "min", "max"]).reset_index()
+
+
+def heatmap_table(deltas: pd.DataFrame, bins: int = 24) -> pd.DataFrame:
+    """ΔΣ rate per matrix in log-spaced step bins: mean over records in the bin and over seeds.
+
+    Bin edges are ``bins`` + 1 points evenly spaced in log10(step) from the first to the last record; each bin
+    reports its edges (step_lo, step_hi) so it can be drawn with its true width on a log-step axis, and an empty
+    bin is absorbed by the occupied bin before it (where records are sparser than the bins).
+    """
+    d = deltas[deltas.step > 0]
+    lo, hi = d.step.min(), d.step.max()
+    edges = np.unique(np.round(np.logspace(np.log10(lo), np.log10(hi), bins + 1)).astype(int))
+    idx = np.clip(np.searchsorted(edges, d.step.to_numpy(), side="right") - 1, 0, len(edges) - 2)
+    d = d.assign(bin=idx)
+    g = d.groupby(["family", "size", "matrix", "layer", "kind", "bin"], as_index=False).rate.mean()
+    # a bin that holds no record is merged into the occupied bin before it, so the cells leave no gaps
+    used = np.unique(idx)
+    upper = dict(zip(used, np.r_[edges[used[1:]], edges[-1]], strict=True))
+    g["step_lo"] = edges[g.bin]
+    g["step_hi"] = g.bin.map(upper)
+    order = {k: i for i, k in enumerate(KIND_ORDER)}
+    g["row"] = [f"L{layer} {kind}" for layer, kind in zip(g.layer, g.kind, strict=True)]
+    g["row_order"] = g.layer * 10 + g.kind.map(order)
+    return g.drop(columns="bin")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chapter 8: the sweep
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sweep_profile_for(profile: str, given: str | None = None) -> str:
+    """The sweep suite that goes with a book profile: ``given``, else the profile's ``companions.sweep``, else
+    the fallback map (default → sweep, smoke → smoke-sweep)."""
+    if given:
+        return given
+    comp = (profiles.load(profile).raw.get("companions") or {}).get("sweep")
+    if comp:
+        return str(comp)
+    if profile in SWEEP_FALLBACK:
+        return SWEEP_FALLBACK[profile]
+    raise LmconvError(
+        f"profile {profile!r} names no sweep suite",
+        "add companions: {sweep: NAME} to its YAML or pass -p sweep_profile NAME",
+    )
+
+
+def arm_factor(profile: profiles.Profile, baseline: str | None = None) -> dict[str, str]:
+    """Which single factor each arm changes relative to the baseline (the first arm): schedule, weight decay or
+    optimizer; ``baseline`` for the baseline itself. An arm that changes more than one factor raises."""
+    base_name = baseline or next(iter(profile.arms))
+    base = profile.arm(base_name).train
+    out = {}
+    for name, arm in profile.arms.items():
+        t = arm.train
+        diff = []
+        if t.schedule != base.schedule:
+            diff.append("schedule")
+        if t.weight_decay != base.weight_decay:
+            diff.append("weight decay")
+        if t.optimizer != base.optimizer or t.muon_lr != base.muon_lr:
+            diff.append("optimizer")
+        others = [
+            k
+            for k in (
+                "steps",
+                "batch_size",
+                "lr",
+                "betas",
+                "eps",
+                "grad_clip",
+                "threads",
+                "val_every",
+                "val_tokens",
+                "spectra_every",
+            )
+            if getattr(t, k) != getattr(base, k)
+        ]
+        if others or len(diff) > 1:
+            raise LmconvError(
+                f"arm {name!r} differs from {base_name!r} in {diff + others}", "change one factor per arm"
+            )
+        out[name] = diff[0] if diff else "baseline"
+    return out
+
+
+def eta(
+    profile: profiles.Profile, arm: str, step_from: Sequence[int], step_to: Sequence[int], kind: str = "hidden"
+) -> np.ndarray:
+    """Mean learning rate of the updates from ``step_from`` to ``step_to`` (update s takes step s to s + 1).
+
+    ``kind`` "hidden" gives the LR of the layer matrices: ``muon_lr`` under Muon, ``lr`` under AdamW.
+    """
+    t = profile.arm(arm).train
+    base = t.muon_lr if (t.optimizer == "muon" and kind == "hidden") else t.lr
+    mult = np.array([t.schedule.multiplier(s, t.steps) for s in range(t.steps + 1)])
+    cum = np.concatenate([[0.0], np.cumsum(mult)])
+    a, b = np.asarray(step_from, dtype=np.int64), np.asarray(step_to, dtype=np.int64)
+    return base * (cum[b] - cum[a]) / np.maximum(b - a, 1)
+
+
+def scaling_table(profile: profiles.Profile, deltas: pd.DataFrame, norms: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run, matrix, record pair): log10 ΔΣ rate and log10(η/‖W_t‖) for ‖W‖ = nuclear, Frobenius
+    and spectral norm at the *earlier* record t; η is the mean LR over the updates between the records."""
+    n = norms.rename(columns={"step": "prev_step"})[
+        ["family", "size", "seed", "prev_step", "matrix", "fro", "spectral", "nuclear"]
+    ]
+    d = deltas.merge(n, on=["family", "size", "seed", "prev_step", "matrix"], how="left")
+    d["eta"] = 0.0
+    for fam, idx in d.groupby("family").groups.items():
+        sub = d.loc[idx]
+        d.loc[idx, "eta"] = eta(profile, str(fam), sub.prev_step.to_numpy(), sub.step.to_numpy())
+    opt = {name: a.train.optimizer for name, a in profile.arms.items()}
+    d["optimizer"] = d.family.map(opt)
+    d = d[(d.rate > 0) & (d.eta > 0)].copy()
+    d["y"] = np.log10(d.rate)
+    for col in ("nuclear", "fro", "spectral"):
+        d[f"x_{col}"] = np.log10(d.eta / d[col])
+    return d
+
+
+def _moments(x: np.ndarray, y: np.ndarray, group: np.ndarray, run: np.ndarray, n_group: int, n_run: int) -> np.ndarray:
+    """Per (run, group) sums n, Σx, Σy, Σx², Σxy, Σy²: shape (6, n_run, n_group)."""
+    cell = run * n_group + group
+    size = n_run * n_group
+    out = [np.bincount(cell, weights=w, minlength=size) for w in (np.ones_like(x), x, y, x * x, x * y, y * y)]
+    return np.stack(out).reshape(6, n_run, n_group)
+
+
+def _fe_from_moments(m: np.ndarray) -> tuple[float, float]:
+    """Slope and within-R² of y on x with one intercept per group, from summed moments (6, n_group)."""
+    n, sx, sy, sxx, sxy, syy = m
+    ok = n > 0
+    nn = np.where(ok, n, 1)
+    cxx = np.where(ok, sxx - sx * sx / nn, 0).sum()
+    cxy = np.where(ok, sxy - sx * sy / nn, 0).sum()
+    cyy = np.where(ok, syy - sy * sy / nn, 0).sum()
+    if cxx <= 0:
+        return math.nan, math.nan
+    b = cxy / cxx
+    return float(b), float(1 - (cyy - b * cxy) / cyy) if cyy > 0 else math.nan
+
+
+def scaling_fit(
+    table: pd.DataFrame,
+    norm: str = "nuclear",
+    n_boot: int = 1000,
+    seed: int = 0,
+    cluster: Sequence[str] = ("family", "seed"),
+) -> dict[str, float]:
+    """Slope b of log10 ΔΣ = a_(matrix, optimizer) + b·log10(η/‖W‖) + ε, and its 95% CI.
+
+    One intercept per (matrix, optimizer) absorbs shape constants; the CI is a percentile bootstrap over whole
+    runs (``cluster`` columns): runs are drawn with replacement and the same fit is made on the rows of the
+    runs drawn, so the records of one run, which are not independent, stay together.
+    Also returns the within-R² of the fit and the number of points and runs.
+    """
+    x = table[f"x_{norm}"].to_numpy(dtype=float)
+    y = table.y.to_numpy(dtype=float)
+    group = pd.factorize(table.matrix.astype(str) + "|" + table.optimizer.astype(str))[0]
+    run_labels = table[list(cluster)].astype(str).agg("|".join, axis=1)
+    run = pd.factorize(run_labels)[0]
+    n_run, n_group = int(run.max()) + 1, int(group.max()) + 1
+    mom = _moments(x, y, group, run, n_group, n_run)  # (6, runs, groups)
+    b, r2 = _fe_from_moments(mom.sum(axis=1))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        counts = np.bincount(rng.integers(0, n_run, size=n_run), minlength=n_run).astype(float)
+        boots.append(_fe_from_moments(np.einsum("r,krg->kg", counts, mom))[0])
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan)
+    return {"slope": b, "lo": float(lo), "hi": float(hi), "r2_within": r2, "n": len(table), "runs": n_run}
+
+
+def scaling_points(table: pd.DataFrame, norm: str = "nuclear", bins: int = 30) -> pd.DataFrame:
+    """Binned means for the scaling figure: x and y demeaned within (matrix, optimizer), then averaged in
+    ``bins`` equal-count x-bins per arm (family)."""
+    g = table.matrix.astype(str) + "|" + table.optimizer.astype(str)
+    d = pd.DataFrame(
+        {
+            "family": table.family.to_numpy(),
+            "x": (table[f"x_{norm}"] - table[f"x_{norm}"].groupby(g).transform("mean")).to_numpy(),
+            "y": (table.y - table.y.groupby(g).transform("mean")).to_numpy(),
+        }
+    )
+    out = []
+    for fam, sub in d.groupby("family"):
+        q = pd.qcut(sub.x.rank(method="first"), min(bins, len(sub)), labels=False)
+        m = sub.groupby(q).agg(x=("x", "mean"), y=("y", "mean"), n=("x", "size")).reset_index(drop=True)
+        m["family"] = fam
+        out.append(m)
+    return pd.concat(out, ignore_index=True)
+
+
+def window_ratio(curves: pd.DataFrame, profile: profiles.Profile, decay_fraction: float = 0.2) -> pd.DataFrame:
+    """Per run: mean ΔΣ rate over the last ``decay_fraction`` of training over its mean in the window of equal
+    length just before (how much a late LR decay lowers ΔΣ)."""
+    rows = []
+    for key, g in curves.groupby(RUN, sort=True):
+        total = profile.arm(key[0]).train.steps
+        start = total * (1 - decay_fraction)
+        late = g[g.step > start].rate.mean()
+        before = g[(g.step > start - decay_fraction * total) & (g.step <= start)].rate.mean()
+        rows.append({**dict(zip(RUN, key, strict=True)), "late": late, "before": before, "ratio": late / before})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# small aggregations for the charts
+# ---------------------------------------------------------------------------------------------------------
+
+
+def seed_band(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
+    """Mean, min and max of ``value`` over the rows of each ``by`` group (e.g. over seeds)."""
+    return df.groupby(list(by), sort=False)[value].agg(["mean", "min", "max"]).reset_index()
+
+
+def log_bin(df: pd.DataFrame, values: Sequence[str], by: Sequence[str], bins: int = 40) -> pd.DataFrame:
+    """Average ``values`` within ``bins`` log-spaced step bins per ``by`` group; ``step`` becomes the mean step
+    of the records in the bin (bins with no record are dropped). Keeps charts of dense records small."""
+    d = df[df.step > 0]
+    edges = np.logspace(np.log10(d.step.min()), np.log10(d.step.max()), bins + 1)
+    edges[-1] += 1
+    d = d.assign(_bin=np.clip(np.searchsorted(edges, d.step.to_numpy(), side="right") - 1, 0, bins - 1))
+    out = d.groupby([*by, "_bin"], as_index=False, sort=True).agg(
+        step=("step", "mean"), **{v: (v, "mean") for v in values}
+    )
+    return out.drop(columns="_bin")
+
+
+LAYER_KINDS = (*ATTENTION_KINDS, *MLP_KINDS)
+
+
+def phase_levels(curves: pd.DataFrame, events: pd.DataFrame, by: str = "group") -> pd.DataFrame:
+    """Mean ΔΣ rate of each ``by`` curve before and after its run's t_S (phase I and phase II).
+
+    ``curves`` come from :func:`run_curves` with ``by=[by]``; ``events`` from :func:`sosd_summary` on the run's
+    overall curve (one t_S per run), so every group of a run is split at the same step.
+    """
+    ts = events.set_index(RUN).t_S
+    rows = []
+    for key, g in curves.groupby([*RUN, by], sort=True):
+        t = ts.get(tuple(key[:3]))
+        if t is None or pd.isna(t):
+            continue
+        rows.append(
+            {
+                **dict(zip([*RUN, by], key, strict=True)),
+                "phase I": float(g[g.step <= t].rate.mean()),
+                "phase II": float(g[g.step > t].rate.mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def growth_after(ckpt: pd.DataFrame, events: pd.DataFrame, kinds: Sequence[str] = LAYER_KINDS) -> pd.DataFrame:
+    """Per run: how much the weights still change after t_S, at the first checkpoint ``t_star`` ≥ t_S vs the last (T).
+
+    Columns: t_star; nuclear_growth = mean over layer matrices of the nuclear norm at T over that at t_star,
+    minus 1; cos_w = mean cos(W_t_star, W_T); cos_sigma = mean cos(σ_t_star, σ_T).
+    """
+    d = ckpt[ckpt.kind.isin(kinds)]
+    rows = []
+    for key, g in d.groupby(RUN, sort=True):
+        ev = events.set_index(RUN).t_S.get(key)
+        if ev is None or pd.isna(ev):
+            continue
+        steps = np.sort(g.step.unique())
+        later = steps[steps >= ev]
+        if later.size < 2:
+            continue
+        t_star, t_end = int(later[0]), int(steps[-1])
+        a = g[g.step == t_star].set_index("matrix")
+        b = g[g.step == t_end].set_index("matrix")
+        rows.append(
+            {
+                **dict(zip(RUN, key, strict=True)),
+                "t_star": t_star,
+                "nuclear_growth": float((b.nuclear / a.nuclear).mean() - 1),
+                "cos_w": float(a.cos_w.mean()),
+                "cos_sigma": float(a.cos_sigma.mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# Costs measured on the project's 2-core machine (batch 16 × 128 tokens, tcmalloc, no other load), used to plan
+# the sweep: seconds per training step per run, by (hidden, layers), and seconds of svdvals per spectra record
+# (all layer matrices of the d96/L3 model).
+STEP_SECONDS = {(32, 2): 0.035, (96, 3): 0.075, (192, 4): 0.18}
+SVD_SECONDS_PER_RECORD = 0.013
+
+
+def arm_table(profile: profiles.Profile) -> pd.DataFrame:
+    """One row per arm: the factor it changes, schedule, weight decay, optimizer, LR of the layer matrices, and
+    the arm and step it branches from."""
+    factor = arm_factor(profile)
+    rows = []
+    for name, a in profile.arms.items():
+        t = a.train
+        s = t.schedule
+        sched = {
+            "cosine": f"cosine to {s.final_ratio:g}×",
+            "constant": "constant",
+            "wsd": f"linear decay to {s.final_ratio:g}× over the last {s.decay_fraction:.0%}",
+            "step": ", ".join(f"×{f:g} at {m:.0%}" for m, f in zip(s.milestones, s.factors, strict=True)),
+        }[s.kind]
+        b = t.branch_from
+        rows.append(
+            {
+                "arm": name,
+                "changes": factor[name],
+                "warmup": s.warmup,
+                "schedule after warmup": sched,
+                "weight decay": t.weight_decay,
+                "optimizer": "Muon (layer matrices) + AdamW" if t.optimizer == "muon" else "AdamW",
+                "peak LR (layer matrices)": t.muon_lr if t.optimizer == "muon" else t.lr,
+                "branched from": f"{b['arm']} at step {b['step']}" if b else "–",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sweep_budget(
+    profile: profiles.Profile, step_seconds: float, svd_seconds: float = SVD_SECONDS_PER_RECORD
+) -> dict[str, float]:
+    """Planned training time of a sweep: run-equivalents (a branched arm counts for the steps after its branch
+    point) × seeds × (steps × ``step_seconds`` + records × ``svd_seconds``)."""
+    runs = 0.0
+    for a in profile.arms.values():
+        t = a.train
+        start = int(t.branch_from["step"]) if t.branch_from else 0
+        runs += (t.steps - start) / t.steps
+    t0 = profile.arm().train
+    records = t0.steps / t0.spectra_every if t0.spectra_every else 0
+    per_run = t0.steps * step_seconds + records * svd_seconds
+    return {
+        "run_equivalents": runs,
+        "seeds": len(profile.seeds),
+        "per_run_s": per_run,
+        "total_s": runs * len(profile.seeds) * per_run,
+    }
+
+
+def step_seconds_for(size: profiles.Size) -> float:
+    """The measured seconds per step of the closest measured shape (by hidden × layers)."""
+    key = min(STEP_SECONDS, key=lambda k: abs(math.log(k[0] * k[1]) - math.log(size.hidden * size.layers)))
+    return STEP_SECONDS[key]
+
+
+def training_seconds(suite) -> float:
+    """Total wall time of the suite's training calls (sum of the entries of ``timing.json``)."""
+    import json
+
+    f = suite.source.root / "timing.json"
+    if not f.exists():
+        return math.nan
+    return float(sum(json.loads(f.read_text(encoding="utf-8")).values()))
+
+
+def relative_norms(norms: pd.DataFrame, kinds: Sequence[str] = LAYER_KINDS) -> pd.DataFrame:
+    """Per run and record: mean over layer matrices of ``‖W_t‖ / ‖W_0‖`` (Frobenius, spectral and nuclear norm),
+    from the recorded spectra."""
+    d = norms[norms.kind.isin(kinds)].sort_values([*RUN, "matrix", "step"]).copy()
+    for col in ("fro", "spectral", "nuclear"):
+        d[col] = d[col] / d.groupby([*RUN, "matrix"])[col].transform("first")
+    return d.groupby([*RUN, "step"], as_index=False)[["fro", "spectral", "nuclear"]].mean()
+
+
+def lin_bin(df: pd.DataFrame, values: Sequence[str], by: Sequence[str], width: int) -> pd.DataFrame:
+    """Average ``values`` in bins of ``width`` steps per ``by`` group; ``step`` becomes the bin's mean step."""
+    d = df.assign(_bin=df.step // width)
+    out = d.groupby([*by, "_bin"], as_index=False, sort=True).agg(
+        step=("step", "mean"), **{v: (v, "mean") for v in values}
+    )
+    return out.drop(columns="_bin")
+
+
+def factor_panels(df: pd.DataFrame, factor: dict[str, str], arm_col: str = "family") -> pd.DataFrame:
+    """Repeat rows so that each factor's panel holds its arms plus the baseline (column ``factor``, ``arm``)."""
+    base = [a for a, f in factor.items() if f == "baseline"]
+    out = []
+    for f in FACTORS:
+        arms = [a for a, g in factor.items() if g == f]
+        if not arms:
+            continue
+        sub = df[df[arm_col].isin(base + arms)].copy()
+        sub["factor"] = f
+        out.append(sub)
+    res = pd.concat(out, ignore_index=True)
+    return res.rename(columns={arm_col: "arm"}) if arm_col != "arm" else res
+
+
+def complete_seeds(suite) -> list[int]:
+    """Seeds whose runs have finished (a ``train_log.parquet`` exists) in every arm and size of the suite."""
+    from ..suites import format_run
+
+    prof = suite.profile
+    out = [
+        k
+        for k in prof.seeds
+        if all(
+            (suite.source.root / format_run(a, s, k) / "train_log.parquet").exists()
+            for a in prof.arms
+            for s in prof.sizes
+        )
+    ]
+    if not out:
+        raise LmconvError(
+            f"no seed of the {prof.name!r} suite has finished in every arm",
+            f"train it: lmconv train --profile {prof.name}",
+        )
+    return out
