@@ -142,3 +142,16 @@ def test_econv_by_group_on_a_known_table():
     got = exercises.econv_by_group(pairs, groups, 10)
     assert got.loc["a", "function"] == pytest.approx(-(3.0 * 1.05 + 0.005))
     assert (got["function"] > got["content"]).all()  # the synthetic KL grows with the position
+
+
+def test_final_loss_by_arm_on_a_known_log():
+    log = pd.DataFrame(
+        {
+            "family": ["a", "a", "b", "b", "a", "b"],
+            "seed": [1, 2, 1, 2, 1, 1],
+            "step": [10, 10, 10, 10, 5, 5],
+            "val_loss": [4.0, 5.0, 3.0, 3.5, 9.0, 1.0],
+        }
+    )
+    got = exercises.final_loss_by_arm(log)
+    assert list(got.index) == ["b", "a"] and got["a"] == pytest.approx(4.5)

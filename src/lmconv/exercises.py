@@ -82,3 +82,9 @@ def econv_by_group(pairs: pd.DataFrame, groups: np.ndarray, step: int) -> pd.Dat
     at = pairs[pairs.step == step].copy()
     at["group"] = np.asarray(groups)[at.pos.to_numpy()]
     return (-at.groupby(["size", "group"]).kl.mean()).unstack("group")
+
+
+def final_loss_by_arm(val_log: pd.DataFrame) -> pd.Series:
+    """Per arm (family), the validation loss at the last step, averaged over seeds, best first."""
+    last = val_log[val_log.step == val_log.step.max()]
+    return last.groupby("family").val_loss.mean().sort_values()
