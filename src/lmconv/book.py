@@ -227,4 +227,4 @@ def companion_profiles(profile: str) -> list[str]:
     """Suites a book profile needs besides its own (the sweep and annealing experiments), from its YAML."""
     from . import profiles
 
-    return list((profiles.load(profile).raw.get("companions") or {}).values())
+    return list((profiles.load(profile).raw.get("companions") or {}).values())  # see profiles.companion

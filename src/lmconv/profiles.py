@@ -163,6 +163,20 @@ class Profile:
         return self.sizes[name]
 
 
+def companion(profile: str, role: str, given: str | None = None) -> str:
+    """The suite a book profile uses for ``role`` (``anneal``, ``sweep``): ``given`` if set, else the profile's
+    ``companions`` entry; a clear error when it names none."""
+    if given:
+        return given
+    named = (load(profile).raw.get("companions") or {}).get(role)
+    if not named:
+        raise LmconvError(
+            f"profile {profile!r} names no {role} suite",
+            f"add `companions: {{{role}: NAME}}` to its YAML, or pass the chapter parameter {role}_profile",
+        )
+    return str(named)
+
+
 def available() -> list[str]:
     return sorted(p.stem for p in paths.PROFILES.glob("*.yaml"))
 

@@ -30,7 +30,6 @@ from ..errors import LmconvError
 from ..metrics import phases
 
 # The anneal companion of each main profile, used when the main profile names none under `companions`.
-ANNEAL_PROFILES = {"default": "anneal", "smoke": "smoke-anneal"}
 COSINE = "cosine"  # label of the main suite's arm
 SAME_KEYS = ("corpus", "vocab_size", "context", "seeds", "probe")  # must equal the main profile's
 # PolyPythia 14m–70m: peak LR 1e-3 decays by a cosine to 1e-4 (spec "paper_kl_convergence" §2, [code]).
@@ -46,19 +45,8 @@ params.register("abs_tol", params.float_param(0.0, None))
 
 
 def companion(profile: str, anneal_profile: str | None = None) -> str:
-    """The anneal profile of a main profile: the given one, else the profile's ``companions.anneal``, else
-    ``ANNEAL_PROFILES``."""
-    if anneal_profile:
-        return anneal_profile
-    named = (profiles.load(profile).raw.get("companions") or {}).get("anneal")
-    if named:
-        return str(named)
-    if profile in ANNEAL_PROFILES:
-        return ANNEAL_PROFILES[profile]
-    raise LmconvError(
-        f"profile {profile!r} has no anneal companion",
-        "add `companions: {anneal: NAME}` to its YAML or pass the parameter anneal_profile",
-    )
+    """The anneal profile of a main profile: the given one, else the profile's ``companions.anneal``."""
+    return profiles.companion(profile, "anneal", anneal_profile)
 
 
 @dataclass(frozen=True)

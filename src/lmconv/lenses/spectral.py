@@ -33,7 +33,6 @@ MLP_KINDS = ("mlp_in", "mlp_out")
 EMBED_KINDS = ("embed_in", "embed_out")
 KIND_ORDER = (*ATTENTION_KINDS, *MLP_KINDS, *EMBED_KINDS)
 ELBOW_RULES = ("steepest", "hinge", "derivative")
-SWEEP_FALLBACK = {"default": "sweep", "smoke": "smoke-sweep"}
 # The paper's setting as the secondary reading reports it (unverified; ``lmconv.papers`` holds its ΔΣ values).
 PAPER_LOSS_START, PAPER_LOSS_END = 10.0, 4.0  # validation loss over phase I ("≈10 → ≈4.0")
 PAPER_LLAMA_SIZES_B = (0.5, 2.0)  # LLaMA sizes in billions of parameters (the largest model is 2B)
@@ -559,19 +558,8 @@ def heatmap_table(deltas: pd.DataFrame, bins: int = 24) -> pd.DataFrame:
 
 
 def sweep_profile_for(profile: str, given: str | None = None) -> str:
-    """The sweep suite that goes with a book profile: ``given``, else the profile's ``companions.sweep``, else
-    the fallback map (default → sweep, smoke → smoke-sweep)."""
-    if given:
-        return given
-    comp = (profiles.load(profile).raw.get("companions") or {}).get("sweep")
-    if comp:
-        return str(comp)
-    if profile in SWEEP_FALLBACK:
-        return SWEEP_FALLBACK[profile]
-    raise LmconvError(
-        f"profile {profile!r} names no sweep suite",
-        "add companions: {sweep: NAME} to its YAML or pass -p sweep_profile NAME",
-    )
+    """The sweep suite that goes with a book profile: ``given``, else the profile's ``companions.sweep``."""
+    return profiles.companion(profile, "sweep", given)
 
 
 def arm_factor(profile: profiles.Profile, baseline: str | None = None) -> dict[str, str]:
