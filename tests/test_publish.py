@@ -66,6 +66,9 @@ def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
     assert list((bundle / "notebooks").glob("*.ipynb"))
     assert (bundle / "suites" / "smoke-manifest.json").exists()
     assert (bundle / "tables" / "smoke" / "lmconv" / "pairs.parquet").exists()
+    # the one-seed sweep has run logs but no cross-seed tables
+    assert list((bundle / "tables" / "smoke-sweep" / "runs").glob("*/train_log.parquet"))
+    assert not (bundle / "tables" / "smoke-sweep" / "cosine").exists()
     r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     # a tampered table fails the check

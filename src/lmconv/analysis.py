@@ -120,8 +120,10 @@ def run(
     probe_stride: int | None = None,
     options: engine.EngineOptions | None = None,
     progress: bool = True,
+    client=None,
 ) -> Results:
-    """Analyse a trained local suite (every table of the engine), from the cache where possible."""
+    """Analyse a trained local suite (every table of the engine), from the cache where possible; with a Dask
+    ``client`` (:func:`lmconv.fanout.client`) each checkpoint step runs as a task on its workers."""
     suite = Suite.open(profile)
     prof = suite.profile
     family = suite.family(arm)
@@ -150,7 +152,8 @@ def run(
     counts = tok_mod.token_frequencies(prof.corpus, prof.vocab_size)
     uni = kl_mod.unigram_logprobs(counts)
     per_size = [
-        engine.analyze(src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress) for s in sizes
+        engine.analyze(src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client)
+        for s in sizes
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
     return Results(suite, family, sizes, seeds, steps, pr, counts, tables)
@@ -167,6 +170,7 @@ def run_hub(
     source: suites.HubSource | None = None,
     options: engine.EngineOptions | None = None,
     progress: bool = True,
+    client=None,
 ) -> Results:
     """The PolyPythias (or any hub family) through the same engine: the probe is cut from our corpus with the
     hub tokenizer, and unigram counts come from our training split tokenised the same way."""
@@ -184,7 +188,8 @@ def run_hub(
     counts = np.bincount(ids, minlength=vocab)[:vocab].astype(np.int64)
     uni = kl_mod.unigram_logprobs(counts)
     per_size = [
-        engine.analyze(src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress) for s in sizes
+        engine.analyze(src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress, client=client)
+        for s in sizes
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
     return Results(None, src.family, list(sizes), list(seeds), list(steps), pr, counts, tables)

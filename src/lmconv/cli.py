@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -62,7 +63,13 @@ def cmd_train(a) -> None:
 def cmd_analyze(a) -> None:
     from . import analysis
 
-    r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, a.probe_tokens, progress=not a.quiet)
+    kw = dict(progress=not a.quiet)
+    with contextlib.ExitStack() as stack:
+        if a.scheduler or a.workers:
+            from . import fanout
+
+            kw["client"] = stack.enter_context(fanout.client(a.scheduler, a.workers or 2))
+        r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, a.probe_tokens, **kw)
     print(
         f"analysed {r.family}: sizes {r.sizes}, seeds {r.seeds}, {len(r.steps)} steps, "
         f"{r.probe.n_tokens} probe tokens; tables: " + ", ".join(f"{k} {len(v)} rows" for k, v in r.tables.items())
@@ -138,6 +145,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--arm", default=None)
     sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
     sp.add_argument("--probe-tokens", type=int, default=None)
+    sp.add_argument("--workers", type=int, default=None, help="fan out over an embedded Dask LocalCluster of N workers")
+    sp.add_argument("--scheduler", default=None, help="fan out over a running Dask cluster (tcp://HOST:PORT)")
     sp = add("chapter", cmd_chapter, "execute one chapter notebook with papermill (parameters with -p)")
     sp.add_argument("name", help="notebook name, e.g. 02_kl_convergence")
     sp.add_argument("--profile", default="default")

@@ -298,8 +298,10 @@ def analyze(
     options: EngineOptions | None = None,
     cache: TableCache | None = None,
     progress: bool = True,
+    client=None,
 ) -> dict[str, pd.DataFrame]:
-    """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each."""
+    """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each;
+    with a Dask ``client`` (see :mod:`lmconv.fanout`) the steps run as tasks on its workers."""
     options = options or EngineOptions()
     cache = cache or TableCache("engine")
     seeds, steps = sorted(int(s) for s in seeds), sorted(int(s) for s in steps)
@@ -328,7 +330,14 @@ def analyze(
             todo.append(st)
         else:
             results[st] = got
-    if todo:
+    if todo and client is not None:
+        meta = {"family": family, "size": size, "seeds": seeds}
+        results.update(
+            _analyze_on_cluster(
+                client, source, refs, steps, todo, keys, cache, meta, probe, vocab, unigram_logp, options, progress
+            )
+        )
+    elif todo:
         bar = tqdm(total=len(todo), desc=f"analyse {family}-{size}", unit="ckpt", disable=not progress)
 
         def load(st: int) -> dict[int, torch.nn.Module]:
@@ -389,7 +398,61 @@ def analyze(
     return out
 
 
+def _remote_step(source, refs_now, refs_prev, probe, vocab, unigram_logp, options, final_state, init_state):
+    """One step as a Dask task: load its models (and the previous step's weights, for ΔW), run the pass."""
+    models = {r.seed: source.load_model(r).to(options.device) for r in refs_now}
+    prev = {"step": refs_prev[0].step, "weights": _weights_only(source, refs_prev)} if refs_prev else None
+    return process_step(models, probe, vocab, unigram_logp, options, final_state, prev, init_state)
+
+
+def _init_state(source, refs: list[CheckpointRef]) -> dict:
+    return {"step": refs[0].step, "weights": _weights_only(source, refs)}
+
+
+def _analyze_on_cluster(
+    client, source, refs, steps, todo, keys, cache, meta, probe, vocab, unigram_logp, options, progress
+) -> dict[int, dict[str, pd.DataFrame]]:
+    """The steps in ``todo`` as tasks: the final step first, then the rest as workers free up; each result is
+    cached as it arrives, so an interrupted run keeps what finished."""
+    from dask.distributed import as_completed
+
+    def prev_refs(st: int):
+        i = steps.index(st)
+        return refs[steps[i - 1]] if i else None
+
+    final = steps[-1]
+    probe_f, uni_f = client.scatter([probe, unigram_logp], broadcast=True)
+    args = (probe_f, vocab, uni_f, options)
+    init_f = client.submit(_init_state, source, refs[steps[0]], pure=False)
+    final_f = client.submit(_remote_step, source, refs[final], prev_refs(final), *args, None, init_f, pure=False)
+    final_tables, final_state = final_f.result()
+    state_f = client.scatter(final_state, broadcast=True)
+    out = {}
+    bar = tqdm(
+        total=len(todo), desc=f"analyse {meta['family']}-{meta['size']} (dask)", unit="ckpt", disable=not progress
+    )
+    if final in todo:
+        cache.save(keys[final], final_tables, {**meta, "step": final})
+        out[final] = final_tables
+        bar.update(1)
+    futures = {
+        client.submit(_remote_step, source, refs[st], prev_refs(st), *args, state_f, init_f, pure=False): st
+        for st in todo
+        if st != final
+    }
+    for fut in as_completed(futures):
+        st = futures[fut]
+        tables, _ = fut.result()
+        cache.save(keys[st], tables, {**meta, "step": st})
+        out[st] = tables
+        bar.update(1)
+    bar.close()
+    return out
+
+
+@_one_thread()
 def _fill_delta(weights: pd.DataFrame, current: dict, prev: dict) -> None:
+    # one thread, as in process_step: the same ΔW singular values to the last bit whichever path computes them
     for i, row in weights.iterrows():
         d = current[row.seed][row.matrix] - prev["weights"][row.seed][row.matrix]
         weights.at[i, "delta_nuclear"] = float(spectrum.singular_values(d, torch.float32).sum())

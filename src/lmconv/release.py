@@ -19,7 +19,9 @@ README = """lmconv release bundle
 html.tar.gz        the rendered book (open index.html; it needs no network)
 notebooks/         every chapter as executed for this build (papermill output; Colab and Binder open these)
 suites/            per profile: the manifest of every checkpoint's file checksums, and the suite's status
-tables/            the metric tables the chapters read: tables/{profile}/{family}/{table}.parquet
+tables/            the metric tables the chapters read: tables/{profile}/{family}/{table}.parquet (the engine's
+                   cross-seed tables, for families with two or more seeds) and tables/{profile}/runs/{run}/ (each
+                   run's training, validation and spectra logs, which chapters 7 and 8 read)
 SHA256SUMS         checksums of every file above; verify with:  sha256sum -c SHA256SUMS
 """
 
@@ -60,7 +62,16 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
         write_json(bundle / "suites" / f"{prof_name}-status.json", st)
         write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
         prof = profiles.load(prof_name)
+        root = paths.suite_dir(prof_name)
+        for log in sorted(root.glob("*/*_log.parquet")) + sorted(root.glob("*/spectra.npz")):
+            dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(log, dest)
+        suite = analysis.Suite.open(prof_name)
         for arm in prof.arms:
+            family = suite.family(arm)
+            if not any(len(suite.source.seeds(family, s)) >= 2 for s in suite.source.sizes(family)):
+                continue  # one seed: no cross-seed tables (its chapters read the run logs above)
             res = analysis.run(prof_name, arm=arm, progress=False)
             for name in engine.TABLES:
                 f = bundle / "tables" / prof_name / res.family / f"{name}.parquet"
