@@ -1,11 +1,15 @@
-"""Write the small script that tells Altair's HTML output the Vega libraries are already on the page.
+"""Offline assets of the book.
 
 Altair's template loads vega, vega-lite and vega-embed from a CDN unless ``VEGA_DEBUG`` already names the
-versions it wants; the book loads the vendored copies (``book/_static/vega``) and this file first.
+versions it wants; the book loads the vendored copies (``book/_static/vega``) and this module writes that
+small script first. As a Sphinx extension (``_config.yml``) it also keeps one ``<script>`` per asset on each
+page: Jupyter Book adds every ``.js`` under ``_static`` again (MathJax then loads twice and throws), and
+sphinx-thebe's inline configuration appears twice (a ``const`` redeclared).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 from .io import write_text
@@ -19,6 +23,26 @@ def altair_offline_js() -> str:
         f'var VEGA_DEBUG = {{"vega_version": "{display.VEGA_VERSION}", '
         f'"vegalite_version": "{display.VEGALITE_VERSION}", "vegaembed_version": "{display.VEGAEMBED_VERSION}"}};\n'
     )
+
+
+def _one_script_per_asset(app, pagename, templatename, context, doctree) -> None:
+    seen, kept = set(), []
+    # lowest priority first, as Sphinx will order them: the copy kept is the one that would load first
+    # (for MathJax, Sphinx's deferred tag after its configuration, not the one Jupyter Book appended)
+    for js in sorted(context.get("script_files", []), key=lambda js: getattr(js, "priority", 500)):
+        name = os.fspath(js.filename) if getattr(js, "filename", None) else ""
+        key = name.split("?")[0] or getattr(js, "attributes", {}).get("body", "")
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(js)
+    context["script_files"][:] = kept
+
+
+def setup(app) -> dict:
+    """Sphinx entry point: runs after the other extensions have added their scripts to a page."""
+    app.connect("html-page-context", _one_script_per_asset, priority=900)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 if __name__ == "__main__":
