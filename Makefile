@@ -10,7 +10,7 @@ TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal
 # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning (same results; far faster when cores are shared).
 RUN := env $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup book smoke chapter train test quicktest bench release clean lock lint help
+.PHONY: setup book smoke chapter train test quicktest bench release pdf clean lock lint help
 
 help:
 	@echo "make book            train the default suite (if needed), run every chapter, build the HTML book"
@@ -19,6 +19,7 @@ help:
 	@echo "make chapter NAME=02_kl_convergence [PROFILE=default] [ARGS='-p sizes \"[\\\"1.1m\\\"]\"']"
 	@echo "make train PROFILE=default    train (or finish) a profile's suite only"
 	@echo "make bench           benchmarks with ratios;  make release  the release bundle;  make clean"
+	@echo "make pdf             the built book as one PDF (book/_build/pdf/lmconv.pdf)"
 
 setup:
 	@bash scripts/setup.sh
@@ -47,6 +48,9 @@ bench: setup
 
 release: setup
 	$(RUN) $(PY) -m lmconv release
+
+pdf: setup
+	$(RUN) $(PY) -m lmconv pdf
 
 lint: setup
 	$(RUN) $(PY) -m ruff check .

@@ -3,7 +3,8 @@
 #   .venv            from requirements.lock (re-installed only when the lock changes)
 #   node_modules     from package-lock.json (npm ci; the Brown Corpus and the Vega/MathJax browser assets)
 #   book/_static/    vendored Vega and MathJax, so the built book draws charts and formulas offline
-#   system packages  libtcmalloc-minimal4 (faster CPU training) and chromium (browser tests), if root
+#   system packages  libtcmalloc-minimal4 (faster CPU training), chromium and poppler-utils (browser tests,
+#                    make pdf), if root
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
@@ -47,7 +48,10 @@ fi
 # 4. System packages (optional; skipped without root)
 need=()
 ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || need+=(libtcmalloc-minimal4)
-if [ "${LMCONV_BROWSER:-1}" = 1 ]; then command -v chromium >/dev/null 2>&1 || need+=(chromium); fi
+if [ "${LMCONV_BROWSER:-1}" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v pdfunite >/dev/null 2>&1 || need+=(poppler-utils)  # make pdf joins the printed pages
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "apt-get install ${need[*]}"

@@ -60,23 +60,6 @@ def test_papermill_injected_the_profile(built_book):
     assert glued and glued[0]["data"]["application/papermill.record/text/plain"] == "2"
 
 
-def _toc_pages(book_dir: Path) -> list[str]:
-    """Every page of the table of contents, as paths relative to the HTML root."""
-    import yaml
-
-    toc = yaml.safe_load((book_dir / "_toc.yml").read_text())
-    files = [toc["root"]]
-
-    def walk(entries):
-        for e in entries:
-            files.append(e["file"])
-            walk(e.get("sections", []))
-
-    for part in toc["parts"]:
-        walk(part["chapters"])
-    return [f"{f}.html" for f in files]
-
-
 def _render(chromium: str, page: Path, profile: Path) -> subprocess.CompletedProcess:
     """Load ``page`` in headless Chromium with the network cut; the DOM after scripts ran on stdout, the
     console and network log on stderr."""
@@ -107,11 +90,13 @@ def _render(chromium: str, page: Path, profile: Path) -> subprocess.CompletedPro
 def test_every_page_renders_offline_in_chromium(built_book, tmp_path):
     """Each page of the book in Chromium without a network: no failed request, no script error, every chart
     container drawn by Vega, every formula typeset by the vendored MathJax."""
+    from lmconv import pdf
+
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed (make setup installs it as root)")
     html = built_book / "_build" / "html"
-    pages = _toc_pages(built_book)
+    pages = pdf.toc_pages(built_book)
     assert len(pages) >= 15
     charts = 0
     for rel in pages:
@@ -136,6 +121,22 @@ def test_every_page_renders_offline_in_chromium(built_book, tmp_path):
     assert charts >= 10
     first = _render(chromium, html / "chapters" / "01_suite.html", tmp_path / "profile").stdout
     assert re.search(r'<path[^>]+role="graphics-symbol"|role="graphics-object"', first)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_pdf_holds_every_page(built_book):
+    from lmconv import pdf
+
+    if not (shutil.which("chromium") and shutil.which("pdfunite")):
+        pytest.skip("chromium and poppler-utils are not installed (make setup installs them as root)")
+    out = pdf.build_pdf(built_book)
+    assert out.read_bytes()[:5] == b"%PDF-"
+    info = subprocess.run(["pdfinfo", str(out)], capture_output=True, text=True).stdout
+    n_pages = int(re.search(r"Pages:\s+(\d+)", info).group(1))
+    assert n_pages >= len(pdf.toc_pages(built_book))
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True).stdout
+    assert "The suite" in text and "References" in text
 
 
 @pytest.mark.slow

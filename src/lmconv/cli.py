@@ -99,6 +99,12 @@ def cmd_status(a) -> None:
     print(json.dumps(status.suite_status(a.profile), indent=1))
 
 
+def cmd_pdf(a) -> None:
+    from . import pdf
+
+    pdf.build_pdf(Path(a.book_dir) if a.book_dir else None)
+
+
 def cmd_release(a) -> None:
     from . import release
 
@@ -167,6 +173,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--chapters", type=_csv(str), default=None, help="only these chapters")
     sp = add("status", cmd_status, "what a suite holds: runs, steps, manifest hash")
     sp.add_argument("--profile", default="default")
+    sp = add("pdf", cmd_pdf, "print the built book to one PDF (headless Chromium, offline)")
+    sp.add_argument("--book-dir", default=None)
     sp = add("release", cmd_release, "bundle the built book, executed notebooks, tables and SHA256SUMS")
     sp.add_argument("--out", default=None)
     sp = add("hub-cache", cmd_hub_cache, "mirror a local suite as a Hugging Face hub cache folder")
