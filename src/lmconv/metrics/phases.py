@@ -558,8 +558,10 @@ def loss_elbow_derivative(steps: ArrayLike, loss: ArrayLike, frac: float = 0.1, 
     if s.size < 3:
         raise LmconvError(f"loss_elbow_derivative: {s.size} finite points with step > 0, need at least 3")
     rate = _descent_rate(s, y, window)
-    i_max = int(np.argmax(rate))
-    r_max = float(rate[i_max])
+    r_max = float(np.max(rate))
+    # the first step at the maximum up to rounding: on a straight stretch of the curve the rates tie, and
+    # float noise (which differs between BLAS builds) must not pick the step
+    i_max = int(np.flatnonzero(rate >= r_max - 1e-9 * max(abs(r_max), 1.0))[0])
     below = np.flatnonzero(rate[i_max + 1 :] < frac * r_max)
     return DerivativeElbow(
         step=int(s[i_max + 1 + int(below[0])]) if below.size else None,
