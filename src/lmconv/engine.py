@@ -29,7 +29,7 @@ from .metrics import spectrum
 from .probe import Probe
 from .suites import CheckpointRef
 
-ENGINE_VERSION = 4
+ENGINE_VERSION = 5
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 
@@ -161,7 +161,9 @@ def _rank_rows(model, probe: Probe, n_windows: int) -> list[dict]:
     x = torch.from_numpy(probe.stream[s[:, None] + np.arange(probe.context + 1)[None, :]])
     x = x.to(next(model.parameters()).device)
     model.zero_grad(set_to_none=True)
-    with torch.enable_grad():
+    # one thread: the weight gradients sum over the batch, and a different thread count splits that sum
+    # differently (a Dask worker's single thread gave other last bits than the in-process run)
+    with torch.enable_grad(), _one_thread():
         logits = model(x[:, :-1]).logits
         v = logits.shape[-1]
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, v).float(), x[:, 1:].reshape(-1))
