@@ -63,17 +63,12 @@ def test_papermill_injected_the_profile(built_book):
 def _render(chromium: str, page: Path, profile: Path) -> subprocess.CompletedProcess:
     """Load ``page`` in headless Chromium with the network cut; the DOM after scripts ran on stdout, the
     console and network log on stderr."""
+    from lmconv import pdf
+
     cmd = netless(
         [
             chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--no-first-run",
-            "--disable-sync",
-            "--disable-quic",
+            *pdf.HEADLESS,
             "--enable-logging=stderr",
             "--v=0",
             f"--user-data-dir={profile}",

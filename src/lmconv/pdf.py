@@ -43,16 +43,23 @@ def _tool(names: list[str], package: str) -> str:
     raise LmconvError(f"{names[0]} is not installed", f"install the Debian package {package} (make setup does)")
 
 
+# Headless Chromium with no background traffic (a closed network refuses it, many connections at a time).
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+)
+
+
 def print_page(chromium: str, page: Path, out: Path, profile: Path) -> None:
     cmd = [
         chromium,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
+        *HEADLESS,
         f"--user-data-dir={profile}",
         "--virtual-time-budget=15000",
         "--no-pdf-header-footer",

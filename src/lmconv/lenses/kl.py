@@ -241,23 +241,17 @@ def relative_to_start(cubes: dict[str, Cube]) -> pd.DataFrame:
     rows = []
     for size, c in cubes.items():
         curves = c.rep_curves()  # (R, T)
-        ratio = curves / curves[:, :1]
-        m = ratio.mean(axis=0)
-        sd = ratio.std(axis=0, ddof=1) if ratio.shape[0] > 1 else np.full_like(m, np.nan)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "size": size,
-                    "step": c.steps.astype(int),
-                    "value": m,
-                    "sd": sd,
-                    "lo": m - sd,
-                    "hi": m + sd,
-                    "kl0": float(curves[:, 0].mean()),
-                }
-            )
-        )
+        rows.append(_band_frame(size, c.steps, curves / curves[:, :1], kl0=float(curves[:, 0].mean())))
     return pd.concat(rows, ignore_index=True)
+
+
+def _band_frame(size: str, steps: np.ndarray, reps: np.ndarray, **extra) -> pd.DataFrame:
+    """size, step, value (mean over replicates, axis 0 of ``reps`` (R, T)), sd, lo, hi (±1 SD) and ``extra``."""
+    m = reps.mean(axis=0)
+    sd = reps.std(axis=0, ddof=1) if reps.shape[0] > 1 else np.full_like(m, np.nan)
+    return pd.DataFrame(
+        {"size": size, "step": steps.astype(int), "value": m, "sd": sd, "lo": m - sd, "hi": m + sd, **extra}
+    )
 
 
 def value_at(df: pd.DataFrame, size: str, step: int | None = None, group: str | None = None, col: str = "value"):
@@ -400,23 +394,16 @@ def icl_scores(
                 long_sum = np.bincount(inv[l_mask], weights=v[l_mask], minlength=len(types))
                 long_mean = long_sum / np.maximum(long_count, 1)
                 score[t, k] = float(np.mean(v[matched] - long_mean[inv[matched]]))
-        m = score.mean(axis=1)
-        sd = score.std(axis=1, ddof=1) if r_n > 1 else np.full_like(m, np.nan)
         rows.append(
-            pd.DataFrame(
-                {
-                    "size": size,
-                    "step": c.steps.astype(int),
-                    "value": m,
-                    "sd": sd,
-                    "lo": m - sd,
-                    "hi": m + sd,
-                    "short": c.values[:, :, s_mask].mean(axis=(1, 2)),
-                    "long": c.values[:, :, l_mask].mean(axis=(1, 2)),
-                    "n_short": int(s_mask.sum()),
-                    "n_matched": int(matched.sum()),
-                    "n_long": int(l_mask.sum()),
-                }
+            _band_frame(
+                size,
+                c.steps,
+                score.T,
+                short=c.values[:, :, s_mask].mean(axis=(1, 2)),
+                long=c.values[:, :, l_mask].mean(axis=(1, 2)),
+                n_short=int(s_mask.sum()),
+                n_matched=int(matched.sum()),
+                n_long=int(l_mask.sum()),
             )
         )
     return pd.concat(rows, ignore_index=True)
