@@ -103,3 +103,54 @@ def test_local_source_reports_what_is_missing(smoke_suite):
         src.check(CheckpointRef("lmconv", "s", 9, 0))
     with pytest.raises(LmconvError, match="unknown size 'xl'"):
         src.check(CheckpointRef("lmconv", "xl", 1, 0))
+
+
+def test_size_names_state_their_parameter_counts():
+    """A size called "2.5m" has 2.5 million parameters (to the name's precision), in every profile."""
+    import re
+
+    from lmconv import train
+
+    seen = {}
+    for name in profiles.available():
+        prof = profiles.load(name)
+        for size in prof.sizes.values():
+            m = re.fullmatch(r"(\d+(?:\.\d+)?)m", size.name)
+            if not m or size in seen:
+                continue
+            model = train.init_model(prof, size, 0)
+            seen[size] = n = sum(p.numel() for p in model.parameters())
+            digits = len(m.group(1).split(".")[1]) if "." in m.group(1) else 0
+            assert round(n / 1e6, digits) == pytest.approx(float(m.group(1))), (name, size, n)
+    assert len(seen) >= 5
+
+
+def test_gpu_profile_extends_the_default_suite():
+    d, g = profiles.load("default"), profiles.load("gpu")
+    assert g.arm().train.device == "cuda" and d.arm().train.device == "cpu"
+    for key in ("corpus", "vocab_size", "context", "checkpoints"):
+        assert d.raw[key] == g.raw[key], key
+    assert d.raw["train"] == {k: v for k, v in g.raw["train"].items() if k != "device"}
+    assert all(g.sizes[k] == v for k, v in d.sizes.items()) and len(g.sizes) > len(d.sizes)
+    assert set(d.seeds) < set(g.seeds)
+    assert d.checkpoint_steps() == g.checkpoint_steps()
+
+
+def test_a_gpu_profile_without_a_gpu_stops_before_writing(tmp_path, monkeypatch):
+    import torch
+
+    from lmconv import paths, train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    with pytest.raises(LmconvError, match="sees no CUDA device"):
+        train.train_profile(profiles.load("gpu"))
+    assert not paths.suite_dir("gpu").exists()
+
+
+def test_sizes_need_an_even_number_of_rotary_dimensions():
+    raw = profiles.load("smoke").raw | {"sizes": {"odd": {"hidden": 168, "layers": 1, "heads": 6}}}
+    with pytest.raises(LmconvError, match="odd number of rotary dimensions"):
+        profiles.parse(raw)
+    with pytest.raises(LmconvError, match="unknown device"):
+        profiles.parse(profiles.load("smoke").raw | {"train": {**profiles.load("smoke").raw["train"], "device": "tpu"}})

@@ -151,6 +151,7 @@ def run(
     )
     counts = tok_mod.token_frequencies(prof.corpus, prof.vocab_size)
     uni = kl_mod.unigram_logprobs(counts)
+    options = options or engine.EngineOptions(device=prof.arm(family).train.device)
     per_size = [
         engine.analyze(src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client)
         for s in sizes

@@ -21,6 +21,8 @@ from .io import sha256_json
 
 SCHEDULES = ("cosine", "constant", "wsd", "step")
 OPTIMIZERS = ("adamw", "muon")
+DEVICES = ("cpu", "cuda")
+ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class TrainSettings:
     grad_clip: float = 1.0
     schedule: Schedule = field(default_factory=Schedule)
     threads: int = 2
+    device: str = "cpu"  # "cuda" trains (and analyses) on a GPU; the project's checks run on the CPU
     val_every: int = 50
     val_tokens: int = 16384
     spectra_every: int = 0  # record singular values of every weight matrix every N steps (0: never)
@@ -210,6 +213,7 @@ def _train(data: dict, where: str) -> TrainSettings:
     t = _build(TrainSettings, {**d, "schedule": _build(Schedule, sched, f"{where}.schedule")}, where)
     choose("optimizer", t.optimizer, OPTIMIZERS)
     choose("schedule", t.schedule.kind, SCHEDULES)
+    choose("device", t.device, DEVICES)
     for key in ("steps", "batch_size", "threads"):
         if not isinstance(getattr(t, key), int) or getattr(t, key) < 1:
             raise LmconvError(f"{where}.{key} must be a positive integer, got {getattr(t, key)!r}")
@@ -240,6 +244,12 @@ def parse(raw: dict, name: str = "<profile>") -> Profile:
         size = _build(Size, {"name": key, **s}, f"sizes.{key}")
         if size.hidden % size.heads:
             raise LmconvError(f"size {key}: hidden {size.hidden} is not divisible by heads {size.heads}")
+        if int(size.head_dim * ROTARY_PCT) % 2:
+            raise LmconvError(
+                f"size {key}: head dimension {size.head_dim} gives an odd number of rotary dimensions "
+                f"({int(size.head_dim * ROTARY_PCT)}); rotary embeddings rotate pairs",
+                "choose heads so that hidden / heads is a multiple of 8",
+            )
         sizes[key] = size
     arms = {}
     for arm_name, over in (raw.get("arms") or {raw.get("family", "lmconv"): {}}).items():

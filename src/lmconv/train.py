@@ -36,7 +36,7 @@ from .io import (
     write_json,
     write_text,
 )
-from .profiles import Arm, Profile, Size, TrainSettings
+from .profiles import ROTARY_PCT, Arm, Profile, Size, TrainSettings
 from .suites import format_revision, format_run
 
 STATE_DIR = "resume"
@@ -91,7 +91,7 @@ def model_config(profile: Profile, size: Size):
         num_attention_heads=size.heads,
         intermediate_size=4 * size.hidden,
         max_position_embeddings=profile.context,
-        rotary_pct=0.25,
+        rotary_pct=ROTARY_PCT,
         rotary_emb_base=10000,
         use_parallel_residual=True,
         tie_word_embeddings=False,
@@ -136,12 +136,28 @@ def make_optimizers(model, s: TrainSettings) -> list[torch.optim.Optimizer]:
     return [muon, adam]
 
 
+def training_device(s: TrainSettings) -> torch.device:
+    """The profile's device; on CUDA with deterministic kernels where CUDA has them (bit-identical reruns are
+    promised on the CPU, at a pinned thread count)."""
+    if s.device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise LmconvError(
+            f"the profile trains on {s.device!r}, but this torch ({torch.__version__}) sees no CUDA device",
+            "run it on a machine with a GPU and a CUDA build of torch, or train a CPU profile (default, smoke)",
+        )
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.device(s.device)
+
+
 @torch.no_grad()
 def evaluate(model, windows: np.ndarray, batch: int = 32) -> float:
     model.eval()
+    dev = next(model.parameters()).device
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
-        x = torch.from_numpy(windows[i : i + batch])
+        x = torch.from_numpy(windows[i : i + batch]).to(dev)
         logits = model(x[:, :-1]).logits.float()
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"
@@ -156,7 +172,7 @@ def evaluate(model, windows: np.ndarray, batch: int = 32) -> float:
 def layer_spectra(model) -> np.ndarray:
     """Singular values of every layer matrix (``neox.matrices`` order), as float32 ``(n_matrices, d)``."""
     mats = neox.matrices(model)
-    return np.stack([torch.linalg.svdvals(w.detach()).numpy() for w in mats.values()])
+    return np.stack([torch.linalg.svdvals(w.detach()).cpu().numpy() for w in mats.values()])
 
 
 def save_checkpoint(model, folder: Path, tokenizer_dir: Path) -> None:
@@ -241,6 +257,7 @@ def train_run(
     """Train one run to its last step, resuming from its last complete checkpoint. Returns the run folder."""
     s = arm.train
     torch.set_num_threads(s.threads)
+    dev = training_device(s)
     run_dir = root / format_run(arm.family, size.name, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
@@ -268,15 +285,16 @@ def train_run(
 
         state_dir = run_dir / STATE_DIR if src_dir == run_dir else src_dir / f"{STATE_DIR}-step{start}"
         model = GPTNeoXForCausalLM.from_pretrained(str(src_dir / format_revision(start)), dtype=torch.float32)
+        model = model.to(dev)
         opts = make_optimizers(model, s)
-        state = torch.load(state_dir / "optimizer.pt", weights_only=True)
+        state = torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=dev)
         for i, o in enumerate(opts):
             o.load_state_dict(state[f"optimizer{i}"])
         log = RunLog.read(state_dir, start)
         timing = state_dir / "timing.json"
         spent = float(read_json(timing)["seconds"]) if src_dir == run_dir and timing.exists() else 0.0
     else:
-        model = init_model(profile, size, seed)
+        model = init_model(profile, size, seed).to(dev)
         opts = make_optimizers(model, s)
         start, log, spent = 0, RunLog(), 0.0
     names = list(neox.matrices(model))
@@ -327,7 +345,7 @@ def train_run(
         for o in opts:
             for g in o.param_groups:
                 g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
-        x = data.batch(seed, step, s.batch_size)
+        x = data.batch(seed, step, s.batch_size).to(dev)
         loss = _lm_loss(model, x)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
@@ -402,6 +420,8 @@ def train_profile(
     for k in seeds or []:
         if k not in profile.seeds:
             raise LmconvError(f"seed {k} is not in profile {profile.name} (seeds {list(profile.seeds)})")
+    for arm in profile.arms.values():
+        training_device(arm.train)  # a GPU profile on a machine without one stops before anything is written
     root = paths.suite_dir(profile.name)
     data = prepare_data(profile)
     info = suite_info(profile, data)
