@@ -30,6 +30,16 @@ def test_book_builds_every_chapter(built_book):
     assert "cdn.jsdelivr.net" not in page.replace("https://cdn.jsdelivr.net/npm/vega", "")
 
 
+@pytest.mark.slow
+def test_executed_chapters_print_no_warnings(built_book):
+    """A reader sees no library warning in the book: no chapter writes a warning to its cell outputs."""
+    for nb_file in sorted((built_book / "chapters").glob("*.ipynb")):
+        for cell in json.loads(nb_file.read_text())["cells"]:
+            for out in cell.get("outputs", []):
+                text = "".join(out.get("text", "")) if out.get("output_type") == "stream" else ""
+                assert "Warning" not in text, f"{nb_file.name}: {text[:300]}"
+
+
 ALLOWED_LINKS = ("https://github.com/lmconv/lmconv", "https://colab.research.google.com/", "https://mybinder.org/")
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidgets)
 
 from . import neox
 from .cache import TableCache, key_of

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidgets)
 
 from . import corpus, neox, paths
 from . import tokenizer as tok_mod

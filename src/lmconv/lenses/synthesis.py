@@ -131,12 +131,15 @@ def aligned_pairs(gap_table: pd.DataFrame, tol: float) -> pd.DataFrame:
 
 
 def lead_event(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per size, the events in the order they happen (by median step; events not seen are left out)."""
-    rows = []
+    """The events in the order they happen (by median step; events not seen are left out): one column per size,
+    row k the k-th event as "label (median step)"."""
+    cols = {}
     for size, g in summary.groupby("size", sort=False):
-        g = g.dropna(subset=["median"]).sort_values("median")
-        rows.append({"size": size, "order": " → ".join(g.event)})
-    return pd.DataFrame(rows)
+        g = g.dropna(subset=["median"]).sort_values("median", kind="stable")
+        cols[size] = pd.Series([f"{lab} ({med:g})" for lab, med in zip(g.label, g["median"], strict=True)])
+    out = pd.DataFrame(cols)
+    out.index = pd.RangeIndex(1, len(out) + 1, name="order")
+    return out.fillna("")
 
 
 def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> dict[str, str]:

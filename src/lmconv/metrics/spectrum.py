@@ -30,10 +30,15 @@ def delta_sigma(sv_a: np.ndarray, sv_b: np.ndarray) -> float:
 
 def cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
     """Cosine of two arrays taken as flat vectors (in float64)."""
-    a = torch.as_tensor(a).reshape(-1).double()
-    b = torch.as_tensor(b).reshape(-1).double()
+    a, b = _flat_double(a), _flat_double(b)
     den = float(torch.linalg.vector_norm(a) * torch.linalg.vector_norm(b))
     return float(a @ b) / den if den > 0 else float("nan")
+
+
+def _flat_double(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    # torch.tensor copies a NumPy array (torch.as_tensor warns on read-only ones, e.g. from np.load)
+    t = torch.tensor(x, dtype=torch.float64) if isinstance(x, np.ndarray) else torch.as_tensor(x).double()
+    return t.reshape(-1)
 
 
 def norms(sv: np.ndarray) -> dict[str, float]:
