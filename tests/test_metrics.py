@@ -31,6 +31,31 @@ def test_all_pairs_kl_matches_brute_force(spread):
     assert torch.allclose(kl.pairwise_kl_loop(lp)[off], ref[off], rtol=1e-9)  # the anchor's loop agrees too
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_block_statistics_match_their_definitions(dtype):
+    """The engine's one-product statistics (entropy from the product's diagonal in float64) against the
+    per-token definitions, in float64 and, from float32 log-probs, to 1e-5 relative."""
+    lp = random_logp(spread=0.05).to(dtype)
+    lp64 = lp.double()  # the reference sees exactly the values the tested path sees
+    target = torch.randint(0, lp.shape[-1], (lp.shape[1],), generator=torch.Generator().manual_seed(1))
+    ref = kl.unigram_logprobs(np.arange(lp.shape[-1]) % 7)
+    got = kl.block_statistics(lp, target, ref)
+    p = lp64.exp()
+    ent = -(p * lp64).sum(-1)
+    want = {
+        "surprisal": -lp64[:, torch.arange(lp.shape[1]), target],
+        "entropy": ent,
+        "kl_uniform": np.log(lp.shape[-1]) - ent,
+        "kl_unigram": (p * (lp64 - ref.double())).sum(-1),
+        "pairs": (p[:, None] * (lp64[:, None] - lp64[None, :])).sum(-1),
+    }
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for key, w in want.items():
+        g = got[key].double()
+        off = ~torch.eye(lp.shape[0], dtype=bool) if key == "pairs" else slice(None)
+        assert float(((g - w).abs() / w.abs().clamp_min(1e-3))[off].max()) < tol, key
+
+
 def test_kl_of_a_distribution_with_itself_is_zero_and_kl_is_nonnegative():
     lp = random_logp()
     same = torch.stack([lp[0], lp[0], lp[1]])

@@ -60,6 +60,8 @@ def run():
         return out
     if method == "loop":  # per ordered pair over the same (already normalised) log-probs
         return kl.pairwise_kl_loop(lp32)
+    if method == "pass":  # one elementwise pass over the float64 log-probs: the floor of any method reading them
+        return lp64.exp()
     return kl.all_pairs_kl(lp64 if method == "batched64" else lp32)
 run()
 t = time.perf_counter(); reps = 0
@@ -70,7 +72,7 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
 print(json.dumps({{"seconds": dt, "peak_extra_mb": peak / 1024, "input_mb": lp32.numel() * 4 / 2**20}}))
 """
 
-METHODS = ("anchor", "loop", "batched64", "batched32")
+METHODS = ("anchor", "loop", "batched64", "batched32", "pass")
 
 
 def bench_kl(seeds=(4, 5, 10), vocabs=(8192, 50304), n: int = 256) -> list[dict]:
@@ -86,20 +88,28 @@ def bench_kl(seeds=(4, 5, 10), vocabs=(8192, 50304), n: int = 256) -> list[dict]
             for m in ("batched64", "batched32"):
                 row[f"speedup_{m}_vs_anchor"] = row["anchor_s"] / row[f"{m}_s"] if row[f"{m}_s"] else None
                 row[f"speedup_{m}_vs_loop"] = row["loop_s"] / row[f"{m}_s"] if row[f"{m}_s"] else None
+            # in passes over the block: how far each method is from merely reading its log-probs once
+            row["anchor_passes"] = row["anchor_s"] / row["pass_s"] if row["pass_s"] else None
+            row["batched64_passes"] = row["batched64_s"] / row["pass_s"] if row["pass_s"] else None
             rows.append(row)
             print(
                 f"  KL S={s:2d} V={v}: anchor {row['anchor_s']:.3f} s, loop {row['loop_s']:.3f} s, batched "
                 f"float64 {row['batched64_s']:.3f} s ({row['speedup_batched64_vs_anchor']:.1f}x the anchor, "
                 f"{row['speedup_batched64_vs_loop']:.1f}x the loop), float32 {row['batched32_s']:.3f} s "
-                f"({row['speedup_batched32_vs_anchor']:.1f}x, {row['speedup_batched32_vs_loop']:.1f}x); peak "
-                f"{row['batched64_peak_mb']:.0f} MB beside {row['input_mb']:.0f} MB of float32 log-probs",
+                f"({row['speedup_batched32_vs_anchor']:.1f}x, {row['speedup_batched32_vs_loop']:.1f}x); one pass "
+                f"over the float64 block {row['pass_s']:.3f} s (batched = {row['batched64_passes']:.1f} passes, "
+                f"anchor = {row['anchor_passes']:.1f}); peak {row['batched64_peak_mb']:.0f} MB beside "
+                f"{row['input_mb']:.0f} MB of float32 log-probs",
                 flush=True,
             )
     return rows
 
 
 def bench_analysis(profile: str = "default", size: str | None = None, n_steps: int = 6) -> dict:
-    """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs forward alone."""
+    """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs forward alone.
+
+    The forward pass's cost grows with the model, the statistics over the full vocabulary and the spectra do
+    not (much): the ratio is the fixed cost of the analysis over the floor, and it falls with size."""
     from . import analysis, engine, probe, suites
     from . import tokenizer as tok_mod
     from .cache import TableCache
@@ -302,30 +312,30 @@ def bench_rebuild(profile: str = "default") -> dict:
 def summary_table(results: dict) -> pd.DataFrame:
     """One row per target: what was measured, the goal, and whether it was met (for the status page)."""
 
-    kl = results["kl"]
-    worst = min(kl, key=lambda r: r["speedup_batched64_vs_anchor"] or 0)
-    a = results["analysis"]
-    rows = [
-        (
-            "all-pairs KL vs the anchor's per-pair method (worst case)",
-            f"{worst['speedup_batched64_vs_anchor']:.1f}x (S={worst['seeds']}, V={worst['vocab']})",
-            "≥ 20x",
-            worst["speedup_batched64_vs_anchor"] >= GOALS["kl_speedup"],
-        ),
-        (
-            "whole analysis / forward passes alone",
-            f"{a['ratio']:.2f}x ({a['size']}, {a['seeds']} seeds)",
-            "≤ 1.15x",
-            a["ratio"] <= GOALS["analysis_over_forward"],
-        ),
-        ("loads per checkpoint per pass", str(a["loads_per_checkpoint"]), "[1]", a["loads_per_checkpoint"] == [1]),
-        (
-            "bytes stored per checkpoint / 469 MB",
-            f"{100 * a['bytes_fraction_of_anchor']:.3f}%",
-            "≤ 1%",
-            a["bytes_fraction_of_anchor"] <= GOALS["bytes_fraction"],
-        ),
-    ]
+    rows = []
+    for r in results["kl"]:
+        rows.append(
+            (
+                f"all-pairs KL vs the anchor's per-pair method, S={r['seeds']}, V={r['vocab']}",
+                f"{r['speedup_batched64_vs_anchor']:.1f}x (float32: {r['speedup_batched32_vs_anchor']:.1f}x)",
+                "≥ 20x",
+                r["speedup_batched64_vs_anchor"] >= GOALS["kl_speedup"],
+            )
+        )
+    runs = results["analysis"]
+    for a in runs:
+        rows.append(
+            (
+                f"whole analysis / forward passes alone, {a['size']} ({a['seeds']} seeds)",
+                f"{a['ratio']:.2f}x",
+                "≤ 1.15x",
+                a["ratio"] <= GOALS["analysis_over_forward"],
+            )
+        )
+    loads = sorted({n for a in runs for n in a["loads_per_checkpoint"]})
+    rows.append(("loads per checkpoint per pass", str(loads), "[1]", loads == [1]))
+    frac = max(a["bytes_fraction_of_anchor"] for a in runs)
+    rows.append(("bytes stored per checkpoint / 469 MB", f"{100 * frac:.3f}%", "≤ 1%", frac <= GOALS["bytes_fraction"]))
     for t in results["training"]:
         if t["size"] != "matmul":
             rows.append(
@@ -354,6 +364,35 @@ def summary_table(results: dict) -> pd.DataFrame:
     return df.set_index("target")
 
 
+def gap_causes(results: dict) -> list[str]:
+    """Why a goal was missed, in sentences built from the measurements of the same run."""
+    out = []
+    kl = results["kl"]
+    missed = [r for r in kl if r["speedup_batched64_vs_anchor"] < GOALS["kl_speedup"]]
+    if missed and all(r.get("batched64_passes") for r in kl):
+        met = ", ".join(f"S={r['seeds']}, V={r['vocab']}" for r in kl if r not in missed) or "none"
+        miss = ", ".join(f"S={r['seeds']}, V={r['vocab']}" for r in missed)
+        out.append(
+            "All-pairs KL is bound by memory bandwidth, not arithmetic: the batched product takes "
+            f"{min(r['batched64_passes'] for r in kl):.1f}–{max(r['batched64_passes'] for r in kl):.1f} times one "
+            "elementwise pass over the block of log-probs, while the anchor's per-pair method takes "
+            f"{min(r['anchor_passes'] for r in kl):.0f}–{max(r['anchor_passes'] for r in kl):.0f} such passes, a "
+            "number that grows with the S(S−1) ordered pairs. With few seeds no method that reads the block can be "
+            f"20x faster than the anchor; the goal is met at {met} and missed at {miss}."
+        )
+    runs = results["analysis"]
+    over = [a for a in runs if a["ratio"] > GOALS["analysis_over_forward"]]
+    if over:
+        by = ", ".join(f"{a['size']} {a['ratio']:.2f}x (forward {a['forward_s']:.1f} s)" for a in runs)
+        out.append(
+            "Beside the forward pass the analysis computes statistics over the full vocabulary for every probe "
+            "token and seed, the singular values of every matrix and a gradient batch; these costs barely grow "
+            "with the model while the forward pass does, so the ratio falls with size (" + by + "). Our models "
+            "are so small that the forward pass is not yet the dominant cost; for the PolyPythias it is."
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -377,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] 1. all-pairs KL", flush=True)
     results["kl"] = bench_kl(seeds=(4, 5) if a.quick else (4, 5, 10), vocabs=(8192,) if a.quick else (8192, 50304))
     print("[bench] 2-3. analysis vs forward, bytes stored", flush=True)
-    results["analysis"] = bench_analysis(a.profile, n_steps=3 if a.quick else 6)
+    from . import profiles
+
+    sizes = list(profiles.load(a.profile).sizes)
+    results["analysis"] = [bench_analysis(a.profile, s, n_steps=3 if a.quick else 6) for s in sizes]
     print("[bench] 4. training", flush=True)
     results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)
     results["stacked"] = bench_stacked(a.profile, steps=3 if a.quick else 10)
@@ -386,18 +428,22 @@ def main(argv: list[str] | None = None) -> int:
     kl_min = min(r["speedup_batched64_vs_anchor"] for r in results["kl"] if r["speedup_batched64_vs_anchor"])
     verdict = {
         "kl_speedup_min": kl_min,
-        "analysis_over_forward": results["analysis"]["ratio"],
-        "bytes_fraction": results["analysis"]["bytes_fraction_of_anchor"],
+        "analysis_over_forward": {r["size"]: r["ratio"] for r in results["analysis"]},
+        "bytes_fraction": max(r["bytes_fraction_of_anchor"] for r in results["analysis"]),
         "warm_rebuild_s": results["rebuild"]["seconds"],
     }
     results["summary"] = verdict
+    results["causes"] = gap_causes(results)
     write_json(paths.data_home() / "bench" / "latest.json", results)
     print("[bench] summary (goal in brackets):")
     print(f"  all-pairs KL vs the anchor, worst   {kl_min:8.1f}x   [≥ {GOALS['kl_speedup']:.0f}x]")
-    print(f"  analysis / forward passes           {verdict['analysis_over_forward']:8.2f}x   [≤ 1.15x]")
+    for size, ratio in verdict["analysis_over_forward"].items():
+        print(f"  analysis / forward passes, {size:8s} {ratio:8.2f}x   [≤ 1.15x]")
     print(f"  bytes per checkpoint / 469 MB       {100 * verdict['bytes_fraction']:8.3f}%   [≤ 1%]")
     wr = verdict["warm_rebuild_s"]
     print(f"  warm rebuild                        {'n/a' if wr is None else f'{wr:6.0f} s':>8}   [≤ 120 s]")
+    for line in results["causes"]:
+        print(f"[bench] gap: {line}")
     print(f"[bench] written to {paths.data_home() / 'bench' / 'latest.json'}")
     return 0
 

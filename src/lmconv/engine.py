@@ -29,7 +29,7 @@ from .metrics import spectrum
 from .probe import Probe
 from .suites import CheckpointRef
 
-ENGINE_VERSION = 5
+ENGINE_VERSION = 6
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 

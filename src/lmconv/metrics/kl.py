@@ -2,9 +2,10 @@
 
 For S seeds and a block of n tokens with log-probabilities ``logp`` of shape ``(S, n, V)``,
 ``KL(p_i‖p_j) = Σ_v p_i (log p_i − log p_j)`` for every ordered pair comes from one batched product:
-``A[t, i, j] = Σ_v p_i[t, v] · D_j[t, v]`` with ``D = log p − mean_s log p`` (centring each token's log-probs
-across seeds keeps both terms small, so float32 loses no accuracy to cancellation); then
-``KL(p_i‖p_j) = A[t, i, i] − A[t, i, j]``. Nothing of size V is kept beyond the block.
+``A[t, i, j] = Σ_v p_i[t, v] · D_j[t, v]``, then ``KL(p_i‖p_j) = A[t, i, i] − A[t, i, j]``. In float64
+``D = log p`` and the diagonal is minus each seed's entropy, so one product gives both; in float32 ``D`` is
+``log p − mean_s log p`` (centring each token's log-probs across seeds keeps both terms small, so float32
+loses no accuracy to cancellation). Nothing of size V is kept beyond the block.
 """
 
 from __future__ import annotations
@@ -18,25 +19,34 @@ def all_pairs_kl(logp: torch.Tensor, p: torch.Tensor | None = None) -> torch.Ten
     """``(S, n, V)`` log-probs → ``(S, S, n)`` with ``[i, j, t] = KL(p_i(·|t) ‖ p_j(·|t))`` in nats.
 
     ``p`` (the probabilities) may be passed when the caller has them already."""
-    d = logp - logp.mean(dim=0, keepdim=True)
-    p = logp.exp() if p is None else p
-    a = torch.bmm(p.transpose(0, 1), d.permute(1, 2, 0))  # (n, S, S): Σ_v p_i D_j
+    return _pairs(_cross(logp, logp.exp() if p is None else p))
+
+
+def _cross(logp: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """``(n, S, S)``: ``Σ_v p_i D_j`` (``D`` as in the module docstring)."""
+    d = logp if logp.dtype == torch.float64 else logp - logp.mean(dim=0, keepdim=True)
+    return torch.bmm(p.transpose(0, 1), d.permute(1, 2, 0))
+
+
+def _pairs(a: torch.Tensor) -> torch.Tensor:
     diag = torch.diagonal(a, dim1=1, dim2=2)  # (n, S)
-    kl = diag.unsqueeze(2) - a
-    return kl.permute(1, 2, 0).clamp_min_(0.0)
+    return (diag.unsqueeze(2) - a).permute(1, 2, 0).clamp_min_(0.0)
 
 
 def block_statistics(logp: torch.Tensor, target: torch.Tensor, ref_logp: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Everything the engine takes from one block of ``(S, n, V)`` log-probs, with one ``exp``:
-    surprisal of ``target`` (n,), entropy, KL to uniform, KL to ``ref_logp`` (S, n), and all-pairs KL (S, S, n)."""
+    """Everything the engine takes from one block of ``(S, n, V)`` log-probs, with one ``exp`` and (in float64)
+    one batched product: surprisal of ``target`` (n,), entropy, KL to uniform, KL to ``ref_logp`` (S, n), and
+    all-pairs KL (S, S, n)."""
     p = logp.exp()
-    ent = -(p * logp).sum(-1)
+    a = _cross(logp, p)
+    # in float64 the product's diagonal is Σ_v p_i log p_i
+    ent = -torch.diagonal(a, dim1=1, dim2=2).T if logp.dtype == torch.float64 else -(p * logp).sum(-1)
     return {
         "surprisal": -logp.gather(2, target.expand(logp.shape[0], -1).unsqueeze(-1)).squeeze(-1),
         "entropy": ent,
         "kl_uniform": math.log(logp.shape[-1]) - ent,
         "kl_unigram": -ent - p @ ref_logp.to(p.dtype),
-        "pairs": all_pairs_kl(logp, p),
+        "pairs": _pairs(a),
     }
 
 

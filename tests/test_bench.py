@@ -1,0 +1,55 @@
+"""make bench's report: one row per measured case, and the stated cause of every missed goal (no timing here)."""
+
+from __future__ import annotations
+
+from lmconv import bench
+
+
+def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6)) -> dict:
+    kl = [
+        {
+            "seeds": s,
+            "vocab": 8192,
+            "speedup_batched64_vs_anchor": x,
+            "speedup_batched32_vs_anchor": 2 * x,
+            "batched64_passes": 2.0,
+            "anchor_passes": 2.0 * x,
+        }
+        for s, x in zip((4, 10), kl_speedups, strict=True)
+    ]
+    analysis = [
+        {
+            "size": name,
+            "seeds": 4,
+            "ratio": r,
+            "forward_s": 10.0 * (i + 1),
+            "loads_per_checkpoint": [1],
+            "bytes_fraction_of_anchor": 0.002,
+        }
+        for i, (name, r) in enumerate(zip(("small", "large"), ratios, strict=True))
+    ]
+    return {
+        "date": "2026-12-01",
+        "kl": kl,
+        "analysis": analysis,
+        "training": [{"size": "small", "tokens_per_s": 1000.0, "gflops": 5.0}, {"size": "matmul", "gflops": 100.0}],
+        "stacked": {"speedup": 0.9},
+        "rebuild": {"seconds": 30.0},
+    }
+
+
+def test_summary_has_a_row_per_case_and_judges_each_goal():
+    t = bench.summary_table(results())
+    kl_rows = t[t.index.str.startswith("all-pairs KL")]
+    assert list(kl_rows.met) == [False, True]
+    an = t[t.index.str.startswith("whole analysis")]
+    assert len(an) == 2 and not an.met.any()
+    assert t.loc["warm rebuild of the book", "met"]
+
+
+def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
+    causes = bench.gap_causes(results())
+    assert len(causes) == 2
+    assert "missed at S=4, V=8192" in causes[0] and "met at S=10, V=8192" in causes[0]
+    assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
+    assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05))) == []
