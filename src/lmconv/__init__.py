@@ -3,4 +3,12 @@
 The package is thin on purpose: every chapter of the book calls these functions, and so does the CLI.
 """
 
+import warnings as _warnings
+
 __version__ = "0.1.0"
+
+# transformers and huggingface_hub import tqdm.auto, which in a Jupyter kernel without ipywidgets warns once,
+# at import, into the reader's cell output. Our bars are text bars, so import it first with that warning off.
+with _warnings.catch_warnings():
+    _warnings.filterwarnings("ignore", message="IProgress not found")
+    import tqdm.auto  # noqa: F401
