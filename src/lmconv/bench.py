@@ -370,8 +370,8 @@ def gap_causes(results: dict) -> list[str]:
     kl = results["kl"]
     missed = [r for r in kl if r["speedup_batched64_vs_anchor"] < GOALS["kl_speedup"]]
     if missed and all(r.get("batched64_passes") for r in kl):
-        met = ", ".join(f"S={r['seeds']}, V={r['vocab']}" for r in kl if r not in missed) or "none"
-        miss = ", ".join(f"S={r['seeds']}, V={r['vocab']}" for r in missed)
+        met = "; ".join(f"S={r['seeds']}, V={r['vocab']}" for r in kl if r not in missed) or "none"
+        miss = "; ".join(f"S={r['seeds']}, V={r['vocab']}" for r in missed)
         out.append(
             "All-pairs KL is bound by memory bandwidth, not arithmetic: the batched product takes "
             f"{min(r['batched64_passes'] for r in kl):.1f}–{max(r['batched64_passes'] for r in kl):.1f} times one "
