@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -65,13 +67,34 @@ def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
     assert (bundle / "html.tar.gz").exists() and (bundle / "SHA256SUMS").exists()
     assert list((bundle / "notebooks").glob("*.ipynb"))
     assert (bundle / "suites" / "smoke-manifest.json").exists()
-    assert (bundle / "tables" / "smoke" / "lmconv" / "pairs.parquet").exists()
+    # the tables are those of the analyses the chapters ran (their ledgers), each with the request that made it
+    folders = sorted((bundle / "tables" / "smoke" / "lmconv").iterdir())
+    assert folders and all((f / "pairs.parquet").exists() for f in folders)
+    used = {c for f in folders for c in json.loads((f / "request.json").read_text())["chapters"]}
+    assert {"02_kl_convergence", "05_activations", "09_three_lenses"} <= used
+    for f in folders:
+        request = json.loads((f / "request.json").read_text())["request"]
+        pairs = pd.read_parquet(f / "pairs.parquet")
+        assert sorted(int(st) for st in pairs.step.unique()) == request["steps"]
+        assert set(pairs["size"]) == set(request["sizes"])
     # the one-seed sweep has run logs but no cross-seed tables
     assert list((bundle / "tables" / "smoke-sweep" / "runs").glob("*/train_log.parquet"))
     assert not (bundle / "tables" / "smoke-sweep" / "cosine").exists()
     r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     # a tampered table fails the check
-    (bundle / "tables" / "smoke" / "lmconv" / "pairs.parquet").write_bytes(b"tampered")
+    (folders[0] / "pairs.parquet").write_bytes(b"tampered")
     r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_analysis_ledger_keeps_each_request_once(tmp_path):
+    from lmconv import analysis
+
+    ledger = tmp_path / "chapter.analyses.json"
+    a = {"profile": "smoke", "arm": None, "sizes": ["a"], "seeds": [1, 2], "steps": [0, 8]}
+    b = {**a, "steps": [0, 4, 8]}
+    for request in (a, b, a):
+        analysis.record(ledger, request)
+    assert json.loads(ledger.read_text()) == [a, b]
+    assert analysis.request_id(a) != analysis.request_id(b) and len(analysis.request_id(a)) == 12

@@ -3,7 +3,8 @@ tidy tables with the probe's per-token annotations."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from . import engine, paths, profiles, suites
 from . import probe as probe_mod
 from . import tokenizer as tok_mod
 from .errors import LmconvError
+from .io import read_json, sha256_json, write_json
 from .metrics import kl as kl_mod
 
 
@@ -157,7 +159,40 @@ def run(
         for s in sizes
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
+    # in a chapter the book executes: record the request, so that the release publishes exactly these tables
+    if os.environ.get(paths.LEDGER_ENV):
+        request = {
+            "profile": prof.name,
+            "arm": arm,
+            "sizes": sizes,
+            "seeds": [int(k) for k in seeds],
+            "steps": [int(st) for st in steps],
+            "probe_tokens": probe_tokens or prof.probe.tokens,
+            "probe_context": probe_context or prof.probe.context,
+            "probe_stride": probe_stride or prof.probe.stride,
+            "options": asdict(options),
+        }
+        record(Path(os.environ[paths.LEDGER_ENV]), request)
     return Results(suite, family, sizes, seeds, steps, pr, counts, tables)
+
+
+def request_id(request: dict) -> str:
+    """A short name for one analysis request (what the release calls its folder of tables)."""
+    return sha256_json(request)[:12]
+
+
+def record(ledger: Path, request: dict) -> None:
+    """Add one analysis request to a ledger file (a JSON list, written atomically; duplicates kept once)."""
+    got = read_json(ledger) if ledger.exists() else []
+    if request not in got:
+        write_json(ledger, [*got, request])
+
+
+def replay(request: dict) -> Results:
+    """Run a recorded request again (from the cache when the build's entries are still there)."""
+    r = dict(request)
+    options = engine.EngineOptions(**r.pop("options"))
+    return run(**r, options=options, progress=False)
 
 
 def run_hub(

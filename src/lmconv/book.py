@@ -120,9 +120,13 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     nbformat.write(nb, unexecuted)
     tmp_out = work / f"{name}.executed.ipynb"
     final = out_dir / f"{name}.ipynb"
+    ledger = work / f"{name}.analyses.json"  # the analyses the chapter runs (the release publishes their tables)
+    ledger.unlink(missing_ok=True)
     t0 = time.time()
     if not quiet:
         print(f"[chapter] {name} {json.dumps(parameters)}", flush=True)
+    previous = os.environ.get(paths.LEDGER_ENV)
+    os.environ[paths.LEDGER_ENV] = str(ledger)
     try:
         papermill.execute_notebook(
             str(unexecuted),
@@ -141,10 +145,24 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
             f"chapter {name} failed in cell {e.exec_count}: {e.ename}: {(e.evalue or '').strip()}",
             f"see the executed notebook {failed}",
         ) from None
+    finally:
+        if previous is None:
+            os.environ.pop(paths.LEDGER_ENV, None)
+        else:
+            os.environ[paths.LEDGER_ENV] = previous
+    if ledger.exists():
+        os.replace(ledger, ledger_of(name, book_dir))
+    else:
+        ledger_of(name, book_dir).unlink(missing_ok=True)
     os.replace(tmp_out, final)
     if not quiet:
         print(f"[chapter] {name} done in {time.time() - t0:.0f} s", flush=True)
     return final
+
+
+def ledger_of(name: str, book_dir: Path | None = None) -> Path:
+    """The analyses an executed chapter ran (:func:`lmconv.analysis.record`); absent when it ran none."""
+    return (book_dir or paths.BOOK) / "chapters" / f"{name}.analyses.json"
 
 
 def prepare_book_dir(book_dir: Path) -> None:

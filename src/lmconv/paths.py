@@ -16,6 +16,8 @@ BOOK = ROOT / "book"
 BOOK_CONFIG = ROOT / "_config.yml"
 NODE_MODULES = ROOT / "node_modules"
 NPM_LOCK = ROOT / "package-lock.json"
+# Set while a chapter executes: the JSON file where lmconv.analysis.run records the analyses the chapter ran.
+LEDGER_ENV = "LMCONV_LEDGER"
 
 
 def data_home() -> Path:

@@ -10,18 +10,19 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import __version__, analysis, book, engine, paths, profiles, status
+from . import __version__, analysis, book, engine, paths, status
 from .errors import LmconvError
-from .io import sha256_file, write_json, write_text
+from .io import read_json, sha256_file, write_json, write_text
 
 README = """lmconv release bundle
 =====================
 html.tar.gz        the rendered book (open index.html; it needs no network)
 notebooks/         every chapter as executed for this build (papermill output; Colab and Binder open these)
 suites/            per profile: the manifest of every checkpoint's file checksums, and the suite's status
-tables/            the metric tables the chapters read: tables/{profile}/{family}/{table}.parquet (the engine's
-                   cross-seed tables, for families with two or more seeds) and tables/{profile}/runs/{run}/ (each
-                   run's training, validation and spectra logs, which chapters 7 and 8 read)
+tables/            the metric tables the chapters read: tables/{profile}/{family}/{request}/{table}.parquet (the
+                   engine's cross-seed tables of one analysis a chapter ran; request.json says which sizes, seeds,
+                   steps and probe, and which chapters used it) and tables/{profile}/runs/{run}/ (each run's
+                   training, validation and spectra logs, which chapters 1, 7 and 8 read)
 SHA256SUMS         checksums of every file above; verify with:  sha256sum -c SHA256SUMS
 """
 
@@ -38,6 +39,16 @@ def profiles_of_build(book_dir: Path) -> list[str]:
         for q in [p, *book.companion_profiles(p)]:
             if q not in out:
                 out.append(q)
+    return out
+
+
+def chapter_analyses(book_dir: Path) -> dict[str, list[str]]:
+    """Every analysis the executed chapters ran (their ledgers), as canonical JSON → the chapters that ran it."""
+    out: dict[str, list[str]] = {}
+    for name in book.toc_chapters(book_dir):
+        ledger = book.ledger_of(name, book_dir)
+        for request in read_json(ledger) if ledger.exists() else []:
+            out.setdefault(json.dumps(request, sort_keys=True), []).append(name)
     return out
 
 
@@ -61,23 +72,20 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
             continue
         write_json(bundle / "suites" / f"{prof_name}-status.json", st)
         write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
-        prof = profiles.load(prof_name)
         root = paths.suite_dir(prof_name)
         for log in sorted(root.glob("*/*_log.parquet")) + sorted(root.glob("*/spectra.npz")):
             dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(log, dest)
-        suite = analysis.Suite.open(prof_name)
-        for arm in prof.arms:
-            family = suite.family(arm)
-            if not any(len(suite.source.seeds(family, s)) >= 2 for s in suite.source.sizes(family)):
-                continue  # one seed: no cross-seed tables (its chapters read the run logs above)
-            res = analysis.run(prof_name, arm=arm, progress=False)
-            for name in engine.TABLES:
-                f = bundle / "tables" / prof_name / res.family / f"{name}.parquet"
-                f.parent.mkdir(parents=True, exist_ok=True)
-                res.tables[name].to_parquet(f, index=False)
-            res.targets.to_parquet(bundle / "tables" / prof_name / res.family / "probe_targets.parquet", index=False)
+    for request, chapters in chapter_analyses(book_dir).items():
+        request = json.loads(request)
+        res = analysis.replay(request)
+        folder = bundle / "tables" / request["profile"] / res.family / analysis.request_id(request)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in engine.TABLES:
+            res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
+        res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
+        write_json(folder / "request.json", {"request": request, "chapters": chapters})
     write_text(bundle / "README.txt", README)
     sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
     write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
