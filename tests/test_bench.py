@@ -5,7 +5,7 @@ from __future__ import annotations
 from lmconv import bench
 
 
-def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6)) -> dict:
+def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6), stacked=0.9) -> dict:
     kl = [
         {
             "seeds": s,
@@ -33,7 +33,7 @@ def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6)) -> dict:
         "kl": kl,
         "analysis": analysis,
         "training": [{"size": "small", "tokens_per_s": 1000.0, "gflops": 5.0}, {"size": "matmul", "gflops": 100.0}],
-        "stacked": {"speedup": 0.9},
+        "stacked": {"size": "small", "speedup": stacked, "unbatched_ops": ["aten::sdpa"]},
         "rebuild": {"seconds": 30.0},
     }
 
@@ -49,7 +49,8 @@ def test_summary_has_a_row_per_case_and_judges_each_goal():
 
 def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     causes = bench.gap_causes(results())
-    assert len(causes) == 2
+    assert len(causes) == 3
     assert "missed at S=4, V=8192" in causes[0] and "met at S=10, V=8192" in causes[0]
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
-    assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05))) == []
+    assert "0.90x" in causes[2] and "no batching rule for aten::sdpa" in causes[2]
+    assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)) == []

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -265,16 +267,22 @@ def bench_stacked(profile: str = "default", steps: int = 10) -> dict:
         step_fn = vmap(grad_and_value(loss_fn), in_dims=(0, 0, 0))
         adam = torch.optim.AdamW([v.requires_grad_(False) for v in params.values()], lr=s.lr)
         t = time.perf_counter()
-        for step in range(steps):
-            x = torch.stack([data.batch(k, step, s.batch_size) for k in prof.seeds])
-            grads, _ = step_fn(params, buffers, x)
-            for name, p in params.items():
-                p.grad = grads[name]
-            adam.step()
+        # vmap warns where an operator has no batching rule (it then loops over the seeds): keep those as a finding
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for step in range(steps):
+                x = torch.stack([data.batch(k, step, s.batch_size) for k in prof.seeds])
+                grads, _ = step_fn(params, buffers, x)
+                for name, p in params.items():
+                    p.grad = grads[name]
+                adam.step()
         stacked = (time.perf_counter() - t) / steps
+        fallbacks = sorted(
+            {m.group(1) for w in caught if (m := re.search(r"batching rule for (\S+?)\.? ", str(w.message)))}
+        )
         err = None
     except Exception as e:  # vmap over the transformers model may not be supported
-        stacked, err = None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+        stacked, err, fallbacks = None, f"{type(e).__name__}: {str(e).splitlines()[0][:200]}", []
     out = {
         "size": size.name,
         "seeds": len(models),
@@ -282,12 +290,18 @@ def bench_stacked(profile: str = "default", steps: int = 10) -> dict:
         "stacked_s_per_step": stacked,
         "tokens_per_s_sequential": tokens / sequential,
         "speedup": sequential / stacked if stacked else None,
+        "unbatched_ops": fallbacks,  # operators vmap ran one seed at a time
         "error": err,
     }
     if stacked:
         print(
             f"  all {len(models)} seeds of {size.name} stacked (vmap): {stacked:.3f} s/step vs "
-            f"{sequential:.3f} s one after another = {out['speedup']:.2f}x",
+            f"{sequential:.3f} s one after another = {out['speedup']:.2f}x"
+            + (
+                f" (vmap has no batching rule for {', '.join(fallbacks)}: it loops over the seeds there)"
+                if fallbacks
+                else ""
+            ),
             flush=True,
         )
     else:
@@ -396,6 +410,14 @@ def gap_causes(results: dict) -> list[str]:
             "token and seed, the singular values of every matrix and a gradient batch; these costs barely grow "
             "with the model while the forward pass does, so the ratio falls with size (" + by + "). Our models "
             "are so small that the forward pass is not yet the dominant cost; for the PolyPythias it is."
+        )
+    st = results.get("stacked", {})
+    if st.get("speedup") and st["speedup"] <= 1:
+        ops = st.get("unbatched_ops") or []
+        out.append(
+            f"Training all seeds of {st['size']} together with vmap ran at {st['speedup']:.2f}x of one after another, "
+            "so it is not used"
+            + (f": vmap has no batching rule for {', '.join(ops)} and runs those seed by seed." if ops else ".")
         )
     return out
 
