@@ -54,3 +54,10 @@ def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
     assert "0.90x" in causes[2] and "no batching rule for aten::sdpa" in causes[2]
     assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)) == []
+
+
+def test_each_kl_case_runs_in_its_child_process():
+    """The benchmark's embedded script runs for every method (what it measures is not checked here)."""
+    for method in bench.METHODS:
+        r = bench._child(bench.KL_CASE.format(S=2, V=64, n=8, method=method))
+        assert "error" not in r and r["seconds"] > 0 and r["input_mb"] > 0, (method, r)
