@@ -54,6 +54,10 @@ def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
     assert "0.90x" in causes[2] and "no batching rule for aten::sdpa" in causes[2]
     assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)) == []
+    slow = {**results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)}
+    slow["rebuild"] = {"seconds": 200.0, "chapters_executed": ["02_kl_convergence"]}
+    (cause,) = bench.gap_causes(slow)
+    assert cause.startswith("The warm rebuild took 200 s: it executed 02_kl_convergence again")
 
 
 def test_each_kl_case_runs_in_its_child_process():
