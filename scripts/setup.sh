@@ -33,16 +33,16 @@ fi
 
 # 3. Vendor the browser assets into the book's static files (never a CDN)
 static=book/_static
-if [ ! -f "$static/vega/.stamp" ] || [ "$(cat "$static/vega/.stamp")" != "$want" ]; then
+want_static="$want-$(stamp src/lmconv/vendor.py)"
+if [ ! -f "$static/vega/.stamp" ] || [ "$(cat "$static/vega/.stamp")" != "$want_static" ]; then
   step "vendoring Vega and MathJax into $static"
-  rm -rf "$static/vega" "$static/mathjax"
-  mkdir -p "$static/vega" "$static/mathjax/output/chtml/fonts"
+  rm -rf "$static/vega"
+  mkdir -p "$static/vega"
   cp node_modules/vega/build/vega.min.js node_modules/vega-lite/build/vega-lite.min.js \
      node_modules/vega-embed/build/vega-embed.min.js "$static/vega/"
-  .venv/bin/python -m lmconv.vendor "$static/vega/altair-offline.js"
-  cp node_modules/mathjax/es5/tex-mml-chtml.js "$static/mathjax/"
-  cp -r node_modules/mathjax/es5/output/chtml/fonts/woff-v2 "$static/mathjax/output/chtml/fonts/"
-  echo "$want" > "$static/vega/.stamp"
+  .venv/bin/python -m lmconv.vendor altair "$static/vega/altair-offline.js"
+  .venv/bin/python -m lmconv.vendor mathjax node_modules/mathjax/es5 "$static/mathjax"
+  echo "$want_static" > "$static/vega/.stamp"
 fi
 
 # 4. System packages (optional; skipped without root)

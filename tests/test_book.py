@@ -28,6 +28,14 @@ def test_book_builds_every_chapter(built_book):
     page = (html / "chapters" / "01_suite.html").read_text()
     assert "vega-embed" in page and '"$schema": "https://vega.github.io/schema/vega-lite' in page
     assert "cdn.jsdelivr.net" not in page.replace("https://cdn.jsdelivr.net/npm/vega", "")
+    # no file a reader's browser loads names a CDN (the executed .ipynb downloads keep Altair's, for Colab)
+    from lmconv import vendor
+
+    for f in html.rglob("*"):
+        if f.is_file() and f.suffix in (".html", ".js", ".css", ".json"):
+            assert not vendor.names_a_cdn(f.read_text(errors="replace")), f.relative_to(html)
+    # one MathJax script per page: its components load only when MathJax asks for them
+    assert len(re.findall(r'<script[^>]+src="[^"]*mathjax/', (html / "chapters" / "methods.html").read_text())) == 1
 
 
 @pytest.mark.slow

@@ -1,18 +1,35 @@
 """Offline assets of the book.
 
+MathJax is copied from the pinned npm package with every component a page can ask for (the accessibility menu's
+explorer and speech rules included), and the CDN addresses its bundled speech engine keeps as fallbacks are
+rewritten to relative ones, so that no copy names a CDN and nothing is ever fetched from one.
+
 Altair's template loads vega, vega-lite and vega-embed from a CDN unless ``VEGA_DEBUG`` already names the
 versions it wants; the book loads the vendored copies (``book/_static/vega``) and this module writes that
-small script first. As a Sphinx extension (``_config.yml``) it also keeps one ``<script>`` per asset on each
-page: Jupyter Book adds every ``.js`` under ``_static`` again (MathJax then loads twice and throws), and
-sphinx-thebe's inline configuration appears twice (a ``const`` redeclared).
+small script first. As a Sphinx extension (``_config.yml``) it points the CDN fallbacks that Altair's output
+and sphinx-thebe's configuration carry at local paths (no page names a CDN), and keeps one ``<script>`` per asset
+on each page: Jupyter Book adds every ``.js`` under ``_static`` again (MathJax then loads twice and throws, and
+its components would load on every page), and sphinx-thebe's inline configuration appears twice (a ``const``
+redeclared).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sys
+from pathlib import Path
 
 from .io import write_text
+
+# Hosts that serve browser libraries; no vendored file may name one (the book renders offline).
+CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs.cloudflare.com")
+_CDN_URL = re.compile(r"https?://(?:" + "|".join(re.escape(h) for h in CDN_HOSTS) + r")/(?:npm/)?")
+# MathJax resolves every component under "[mathjax]", the folder of its copy here: these are the ones its pages
+# load (the combined TeX/MathML/CHTML bundle and its fonts) or its menu can ask for (assistive MathML,
+# the explorer, speech rules).
+MATHJAX_PARTS = ("tex-mml-chtml.js", "output/chtml/fonts/woff-v2", "a11y", "sre", "ui")
 
 
 def altair_offline_js() -> str:
@@ -25,15 +42,74 @@ def altair_offline_js() -> str:
     )
 
 
+def names_a_cdn(text: str) -> list[str]:
+    """The CDN addresses in a text (empty for a file the offline book may ship)."""
+    return sorted(set(_CDN_URL.findall(text)))
+
+
+def vendor_mathjax(es5: Path, dest: Path) -> list[Path]:
+    """Copy MathJax's ``es5`` components into ``dest``, CDN fallbacks made relative; returns the files written."""
+    es5, dest = Path(es5), Path(dest)
+    if not (es5 / MATHJAX_PARTS[0]).exists():
+        raise SystemExit(f"[vendor] no MathJax in {es5}: run npm ci (make setup)")
+    shutil.rmtree(dest, ignore_errors=True)
+    for part in MATHJAX_PARTS:
+        src = es5 / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part)
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    written = sorted(f for f in dest.rglob("*") if f.is_file())
+    for f in written:
+        if f.suffix == ".js":
+            text = f.read_text(encoding="utf-8")
+            if names_a_cdn(text):
+                write_text(f, _CDN_URL.sub("", text))
+    return written
+
+
+# Altair's HTML output keeps CDN addresses as a fallback loader (used only where VEGA_DEBUG does not already name
+# the loaded versions, e.g. a notebook opened in Colab); in the book they point at the vendored copies instead.
+_ALTAIR_FALLBACK = re.compile(
+    r'"https://cdn\.jsdelivr\.net/npm/(vega-lite|vega-embed|vega-lib|vega)(?:@[^"?]*)?\?noext"'
+)
+VENDORED_VEGA = {
+    "vega": "vega.min.js",
+    "vega-lib": "vega.min.js",
+    "vega-lite": "vega-lite.min.js",
+    "vega-embed": "vega-embed.min.js",
+}
+
+
+def offline_page(html: str, vega_url: str) -> str:
+    """A page's HTML with Altair's fallback loader pointed at ``vega_url`` (the vendored folder) and any other CDN
+    address made relative (sphinx-thebe's, for live code the book does not enable): it names no CDN."""
+    html = _ALTAIR_FALLBACK.sub(lambda m: f'"{vega_url}{VENDORED_VEGA[m.group(1)]}"', html)
+    return _CDN_URL.sub("", html)
+
+
+def _offline_page(app, pagename, templatename, context, doctree) -> None:
+    if "body" in context:
+        context["body"] = offline_page(context["body"], context["pathto"]("_static/vega/", 1))
+    scripts = context.get("script_files", [])
+    for i, js in enumerate(scripts):
+        body = getattr(js, "attributes", {}).get("body", "")
+        if body and names_a_cdn(body):
+            scripts[i] = type(js)(
+                js.filename, priority=js.priority, **{**js.attributes, "body": offline_page(body, "")}
+            )
+
+
 def _one_script_per_asset(app, pagename, templatename, context, doctree) -> None:
     seen, kept = set(), []
     # lowest priority first, as Sphinx will order them: the copy kept is the one that would load first
     # (for MathJax, Sphinx's deferred tag after its configuration, not the one Jupyter Book appended)
     for js in sorted(context.get("script_files", []), key=lambda js: getattr(js, "priority", 500)):
         name = os.fspath(js.filename) if getattr(js, "filename", None) else ""
-        key = name.split("?")[0] or getattr(js, "attributes", {}).get("body", "")
-        if key in seen:
-            continue
+        key = name.split("?")[0].removeprefix("_static/") or getattr(js, "attributes", {}).get("body", "")
+        if key in seen or (key.startswith("mathjax/") and key != app.config.mathjax_path):
+            continue  # a second copy, or a MathJax component that MathJax loads itself when it needs it
         seen.add(key)
         kept.append(js)
     context["script_files"][:] = kept
@@ -42,8 +118,13 @@ def _one_script_per_asset(app, pagename, templatename, context, doctree) -> None
 def setup(app) -> dict:
     """Sphinx entry point: runs after the other extensions have added their scripts to a page."""
     app.connect("html-page-context", _one_script_per_asset, priority=900)
+    app.connect("html-page-context", _offline_page, priority=901)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 if __name__ == "__main__":
-    write_text(sys.argv[1], altair_offline_js())
+    # python -m lmconv.vendor altair OUT.js | python -m lmconv.vendor mathjax ES5_DIR DEST_DIR
+    if sys.argv[1:2] == ["mathjax"]:
+        vendor_mathjax(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        write_text(sys.argv[-1], altair_offline_js())
