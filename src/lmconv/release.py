@@ -42,13 +42,13 @@ def profiles_of_build(book_dir: Path) -> list[str]:
     return out
 
 
-def chapter_analyses(book_dir: Path) -> dict[str, list[str]]:
-    """Every analysis the executed chapters ran (their ledgers), as canonical JSON → the chapters that ran it."""
-    out: dict[str, list[str]] = {}
+def chapter_analyses(book_dir: Path) -> dict[str, dict]:
+    """Every analysis the executed chapters ran (their ledgers): request id → the request and its chapters."""
+    out: dict[str, dict] = {}
     for name in book.toc_chapters(book_dir):
         ledger = book.ledger_of(name, book_dir)
         for request in read_json(ledger) if ledger.exists() else []:
-            out.setdefault(json.dumps(request, sort_keys=True), []).append(name)
+            out.setdefault(analysis.request_id(request), {"request": request, "chapters": []})["chapters"].append(name)
     return out
 
 
@@ -77,15 +77,14 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
             dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(log, dest)
-    for request, chapters in chapter_analyses(book_dir).items():
-        request = json.loads(request)
-        res = analysis.replay(request)
-        folder = bundle / "tables" / request["profile"] / res.family / analysis.request_id(request)
+    for rid, used in chapter_analyses(book_dir).items():
+        res = analysis.replay(used["request"])
+        folder = bundle / "tables" / used["request"]["profile"] / res.family / rid
         folder.mkdir(parents=True, exist_ok=True)
         for name in engine.TABLES:
             res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
         res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
-        write_json(folder / "request.json", {"request": request, "chapters": chapters})
+        write_json(folder / "request.json", used)
     write_text(bundle / "README.txt", README)
     sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
     write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
