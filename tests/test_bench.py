@@ -51,6 +51,11 @@ def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     causes = bench.gap_causes(results())
     assert len(causes) == 3
     assert "missed at S=4, V=8192" in causes[0] and "met at S=10, V=8192" in causes[0]
+    # the anchor's 16 passes at S=4 make 20x unreachable; the sentence says so only where the numbers show it
+    assert "fewer than 20 passes (S=4, V=8192 (16))" in causes[0]
+    slower_anchor = results()
+    slower_anchor["kl"][0]["anchor_passes"] = 24.0
+    assert "less than one pass" not in bench.gap_causes(slower_anchor)[0]
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
     assert "0.90x" in causes[2] and "no batching rule for aten::sdpa" in causes[2]
     assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)) == []
