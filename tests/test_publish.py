@@ -98,3 +98,29 @@ def test_analysis_ledger_keeps_each_request_once(tmp_path):
         analysis.record(ledger, request)
     assert json.loads(ledger.read_text()) == [a, b]
     assert analysis.request_id(a) != analysis.request_id(b) and len(analysis.request_id(a)) == 12
+
+
+def test_a_release_that_fails_leaves_no_half_bundle(tmp_path):
+    """An analysis that cannot be replayed stops the release with a clear error; the old bundle stays whole."""
+    from lmconv import __version__, release
+    from lmconv.errors import LmconvError
+
+    book_dir = tmp_path / "book"
+    (book_dir / "_build" / "html").mkdir(parents=True)
+    (book_dir / "_build" / "html" / "index.html").write_text("<html></html>")
+    (book_dir / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/ch\n")
+    (book_dir / "chapters").mkdir()
+    request = {"profile": "no-such-profile", "arm": None, "sizes": ["a"], "seeds": [1, 2], "steps": [0]}
+    request |= {"probe_tokens": 8, "probe_context": 8, "probe_stride": 8, "options": {}}
+    (book_dir / "chapters" / "ch.analyses.json").write_text(json.dumps([{"bad": "entry"}, request]))
+    out = tmp_path / "release"
+    old = out / f"lmconv-{__version__}-{__import__('time').strftime('%Y%m%d')}"
+    old.mkdir(parents=True)
+    (old / "SHA256SUMS").write_text("the previous bundle\n")
+    with pytest.raises(LmconvError, match="not a recorded analysis request"):
+        release.make_bundle(out, book_dir)
+    (book_dir / "chapters" / "ch.analyses.json").write_text(json.dumps([request]))
+    with pytest.raises(LmconvError, match="no-such-profile"):
+        release.make_bundle(out, book_dir)
+    assert [p.name for p in out.iterdir()] == [old.name]
+    assert (old / "SHA256SUMS").read_text() == "the previous bundle\n"

@@ -3,6 +3,7 @@ tidy tables with the probe's per-token annotations."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -191,6 +192,12 @@ def record(ledger: Path, request: dict) -> None:
 def replay(request: dict) -> Results:
     """Run a recorded request again (from the cache when the build's entries are still there)."""
     r = dict(request)
+    keys = {"profile", "arm", "sizes", "seeds", "steps", "probe_tokens", "probe_context", "probe_stride", "options"}
+    if set(r) != keys:
+        raise LmconvError(
+            f"not a recorded analysis request: {json.dumps(request)[:200]}",
+            "rebuild the book (make book) so that each chapter records its analyses again",
+        )
     options = engine.EngineOptions(**r.pop("options"))
     return run(**r, options=options, progress=False)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import __version__, analysis, book, engine, paths, status
 from .errors import LmconvError
-from .io import read_json, sha256_file, write_json, write_text
+from .io import atomic_dir, read_json, sha256_file, write_json, write_text
 
 README = """lmconv release bundle
 =====================
@@ -57,35 +57,35 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
     html = book_dir / "_build" / "html"
     if not (html / "index.html").exists():
         raise LmconvError(f"no built book in {html}", "build it first: make book")
-    bundle = (out or paths.ROOT / "_release") / f"lmconv-{__version__}-{time.strftime('%Y%m%d')}"
-    shutil.rmtree(bundle, ignore_errors=True)
-    bundle.mkdir(parents=True)
-    with tarfile.open(bundle / "html.tar.gz", "w:gz") as tar:
-        tar.add(html, arcname="html")
-    (bundle / "notebooks").mkdir()
-    for nb in sorted((book_dir / "chapters").glob("*.ipynb")):
-        if not nb.name.endswith(".failed.ipynb"):
-            shutil.copy2(nb, bundle / "notebooks" / nb.name)
-    for prof_name in profiles_of_build(book_dir):
-        st = status.suite_status(prof_name)
-        if not st["trained"]:
-            continue
-        write_json(bundle / "suites" / f"{prof_name}-status.json", st)
-        write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
-        root = paths.suite_dir(prof_name)
-        for log in sorted(root.glob("*/*_log.parquet")) + sorted(root.glob("*/spectra.npz")):
-            dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(log, dest)
-    for rid, used in chapter_analyses(book_dir).items():
-        res = analysis.replay(used["request"])
-        folder = bundle / "tables" / used["request"]["profile"] / res.family / rid
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in engine.TABLES:
-            res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
-        res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
-        write_json(folder / "request.json", used)
-    write_text(bundle / "README.txt", README)
-    sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
-    write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
-    return bundle
+    final = (out or paths.ROOT / "_release") / f"lmconv-{__version__}-{time.strftime('%Y%m%d')}"
+    # built in a temporary folder that replaces the old bundle only when complete: never half a bundle
+    with atomic_dir(final) as bundle:
+        with tarfile.open(bundle / "html.tar.gz", "w:gz") as tar:
+            tar.add(html, arcname="html")
+        (bundle / "notebooks").mkdir()
+        for nb in sorted((book_dir / "chapters").glob("*.ipynb")):
+            if not nb.name.endswith(".failed.ipynb"):
+                shutil.copy2(nb, bundle / "notebooks" / nb.name)
+        for prof_name in profiles_of_build(book_dir):
+            st = status.suite_status(prof_name)
+            if not st["trained"]:
+                continue
+            write_json(bundle / "suites" / f"{prof_name}-status.json", st)
+            write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
+            root = paths.suite_dir(prof_name)
+            for log in sorted(root.glob("*/*_log.parquet")) + sorted(root.glob("*/spectra.npz")):
+                dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, dest)
+        for rid, used in chapter_analyses(book_dir).items():
+            res = analysis.replay(used["request"])
+            folder = bundle / "tables" / used["request"]["profile"] / res.family / rid
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in engine.TABLES:
+                res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
+            res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
+            write_json(folder / "request.json", used)
+        write_text(bundle / "README.txt", README)
+        sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
+        write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
+    return final
