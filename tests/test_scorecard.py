@@ -1,0 +1,59 @@
+"""The scorecard: per-token effects against their definitions, and every claim judged on the smoke suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lmconv import claims, scorecard
+from lmconv.lenses.kl import Cube
+
+
+def cube(y: np.ndarray, pairs) -> Cube:
+    """A one-step cube of KL = −y (values[step, pair, token])."""
+    return Cube("s", np.array([10]), tuple(pairs), "pairs", -y[None])
+
+
+PAIRS = [(i, j) for i in (1, 2, 3) for j in (1, 2, 3) if i != j]
+
+
+def test_token_slope_is_the_pairs_mean_least_squares_slope():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 4, 300)
+    slopes = np.linspace(0.01, 0.03, len(PAIRS))
+    y = slopes[:, None] * x[None] + rng.normal(0, 0.01, (len(PAIRS), x.size))
+    docs = np.repeat(np.arange(30), 10)
+    e = scorecard.token_effects(cube(y, PAIRS), x, docs, n_boot=200)
+    ref = np.mean([np.polyfit(x, row, 1)[0] for row in y])
+    assert e.value == pytest.approx(ref, rel=1e-9)
+    assert e.interval.lo < e.value < e.interval.hi
+    assert "30 documents" in e.interval.method and len(e.units) == len(PAIRS)
+
+
+def test_token_group_difference_and_a_null_case():
+    rng = np.random.default_rng(1)
+    n = 400
+    groups = np.array(["a", "b", None, "a"] * (n // 4), dtype=object)
+    docs = np.repeat(np.arange(40), 10)
+    y = rng.normal(0, 0.05, (len(PAIRS), n)) + 0.2 * (groups == "a")[None]
+    e = scorecard.token_effects(cube(y, PAIRS), np.zeros(n), docs, groups, n_boot=200)
+    ref = np.mean([row[groups == "a"].mean() - row[groups == "b"].mean() for row in y])
+    assert e.value == pytest.approx(ref)
+    assert e.interval.lo > 0.1
+    null = rng.normal(0, 0.05, (len(PAIRS), n))
+    z = scorecard.token_effects(cube(null, PAIRS), np.zeros(n), docs, groups, n_boot=200)
+    assert z.interval.lo < 0 < z.interval.hi
+
+
+def test_scorecard_on_the_smoke_suite(smoke_results):
+    ev = scorecard.evidence("smoke")
+    verdicts = scorecard.collect(ev)
+    assert [v.claim for v in verdicts] == [c.id for c in claims.CLAIMS]
+    assert all(v.outcome in claims.OUTCOMES and v.reason for v in verdicts)
+    assert sum(scorecard.counts(verdicts).values()) == len(claims.CLAIMS)
+    md = scorecard.markdown(verdicts, "smoke")
+    assert md.count("\n") == len(verdicts) + 1 and "{ref}`ch-spectral`" in md
+    assert "nan" not in scorecard.headline(verdicts, "smoke").lower()
+    tab = scorecard.table(verdicts, "smoke")
+    assert not tab["value [interval]"].str.contains("nan").any()
+    assert "tokens per parameter" in scorecard.setting("smoke")["spectra"]
