@@ -48,7 +48,8 @@ def idx(step: int) -> int:
 
 
 def test_kl_phases_recovers_all_four_boundaries_exactly():
-    r = kl_phases(STEPS, four_phase_kl())
+    # without smoothing the rule reads the checkpoints themselves, so a clean curve gives its knots exactly
+    r = kl_phases(STEPS, four_phase_kl(), smooth=0)
     assert (r.uniform_end, r.trough_step, r.peak_step, r.divergence_start) == (8, 32, 512, 32)
     assert r.has_uniform and r.has_convergence and r.has_divergence and r.has_reconvergence
     assert r.dip_depth == pytest.approx(0.3)
@@ -69,14 +70,14 @@ def test_kl_phases_recovers_all_four_boundaries_exactly():
 def test_kl_phases_without_dip_starts_divergence_at_end_of_uniform():
     # a 3% dip at 16 stays inside the 5% band: phase (ii) is absent
     kl = KL0 * log_piecewise(STEPS, [(1, 1.0), (8, 1.0), (16, 0.97), (32, 1.0), (512, 3.0), (2000, 2.4)])
-    r = kl_phases(STEPS, kl)
+    r = kl_phases(STEPS, kl, smooth=0)
     assert not r.has_convergence and r.has_divergence and r.has_reconvergence
     assert r.trough_step == 16 and r.dip_depth == pytest.approx(0.03)
     # leaves the band upwards first at 45 (1.0 → 1.0 + 2·log(45/32)/log(16) > 1.05), so (i) ends at 32
     assert r.uniform_end == 32 and r.divergence_start == 32
     assert r.spans()["convergence"] is None and r.spans()["divergence"] == (32, 512)
     # with a tighter band the same 3% dip counts
-    assert kl_phases(STEPS, kl, rel_tol=0.02).has_convergence
+    assert kl_phases(STEPS, kl, rel_tol=0.02, smooth=0).has_convergence
 
 
 def test_kl_phases_peak_at_last_step_has_no_reconvergence():
@@ -89,14 +90,14 @@ def test_kl_phases_peak_at_last_step_has_no_reconvergence():
 @pytest.mark.parametrize(("fall", "seen"), [(0.03, False), (0.10, True)])
 def test_kl_phases_reconvergence_needs_a_fall_beyond_rel_tol(fall: float, seen: bool):
     kl = KL0 * log_piecewise(STEPS, [(1, 1.0), (8, 1.0), (512, 3.0), (2000, 3.0 * (1 - fall))])
-    r = kl_phases(STEPS, kl)
+    r = kl_phases(STEPS, kl, smooth=0)
     assert r.peak_step == 512 and r.has_reconvergence is seen and r.fall == pytest.approx(fall)
 
 
 def test_kl_phases_trough_is_taken_before_the_peak():
     # reconvergence ends below the early dip: the trough is still the dip at 32, not the global minimum
     kl = KL0 * log_piecewise(STEPS, [(1, 1.0), (8, 1.0), (32, 0.7), (512, 3.0), (2000, 0.5)])
-    r = kl_phases(STEPS, kl)
+    r = kl_phases(STEPS, kl, smooth=0)
     assert r.trough_step == 32 and r.dip_depth == pytest.approx(0.3) and r.fall == pytest.approx(5 / 6)
 
 
@@ -110,7 +111,7 @@ def test_kl_phases_flat_curve_is_all_uniform():
 
 def test_kl_phases_only_falling_curve_is_convergence_without_divergence():
     kl = KL0 * log_piecewise(STEPS, [(1, 1.0), (8, 1.0), (16, 0.8), (2000, 0.4)])
-    r = kl_phases(STEPS, kl)
+    r = kl_phases(STEPS, kl, smooth=0)
     assert r.has_convergence and not r.has_divergence and not r.has_reconvergence
     assert r.uniform_end == 8 and r.trough_step == 2000 and r.dip_depth == pytest.approx(0.6)
 
@@ -118,7 +119,7 @@ def test_kl_phases_only_falling_curve_is_convergence_without_divergence():
 def test_kl_phases_drops_nans_and_counts_them():
     kl = four_phase_kl()
     kl[[idx(0), idx(64), idx(1024)]] = np.nan
-    r = kl_phases(STEPS, kl)
+    r = kl_phases(STEPS, kl, smooth=0)
     assert r.n_dropped == 3 and r.first_step == 1 and r.n_points == STEPS.size - 3
     assert (r.uniform_end, r.trough_step, r.peak_step) == (8, 32, 512) and r.has_reconvergence
 
@@ -128,8 +129,8 @@ def test_kl_phases_abs_tol_handles_zero_initial_kl():
     # round-off-sized KL (1e-7 from step 6) already leaves it; abs_tol widens the band
     kl = KL0 * log_piecewise(STEPS, [(1, 0.0), (16, 0.0), (512, 3.0), (2000, 2.0)])
     kl[(STEPS >= 6) & (STEPS <= 16)] = 1e-7
-    assert kl_phases(STEPS, kl).uniform_end == 4
-    r = kl_phases(STEPS, kl, abs_tol=1e-4)
+    assert kl_phases(STEPS, kl, smooth=0).uniform_end == 4
+    r = kl_phases(STEPS, kl, abs_tol=1e-4, smooth=0)
     assert r.uniform_end == 16 and r.has_divergence and r.has_reconvergence
     assert r.dip_depth is None and r.peak_ratio is None and r.fall == pytest.approx(1 / 3)
 
@@ -172,7 +173,7 @@ def test_kl_phases_by_pair_spread():
         ]
     )
     pairs[0, idx(91)] = np.nan
-    r = kl_phases_by_pair(STEPS, pairs)
+    r = kl_phases_by_pair(STEPS, pairs, smooth=0)
     assert r.n_pairs == 3 and (r.n_convergence, r.n_divergence, r.n_reconvergence) == (3, 3, 2)
     assert (r.peak_step.median, r.peak_step.lo, r.peak_step.hi, r.peak_step.n) == (512, 384, 640, 3)
     assert r.trough_step.median == 32 and r.uniform_end.hi == 8
@@ -269,7 +270,10 @@ def test_sosd_point_ignores_a_lone_spike_but_not_a_late_rise():
     assert sosd_point(DS_STEPS, v, tau=1e-3, window=1).point == 1152
     v = delta_sigma()
     v[ds_idx(1280) : ds_idx(1536) + 1] = 1e-2  # 3 points in a row survive a 5-point median
-    assert sosd_point(DS_STEPS, v, tau=1e-3).point == 1664
+    # the burst is the smoothed peak and lies in the floor span: no fall to a floor, so no point (the old rule,
+    # without a presence test, moved the point to 1664)
+    r = sosd_point(DS_STEPS, v, tau=1e-3)
+    assert r.point is None and not r.found and "floor span" in r.reason
     v[-4:] = 1e-2
     assert sosd_point(DS_STEPS, v, tau=1e-3).point is None
 

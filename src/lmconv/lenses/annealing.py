@@ -195,16 +195,18 @@ def arm_summary(
     peak = ph.peak_step
     s = split if split is not None and split in steps else None
     stable_end = last if s is None else s  # the stable segment is empty when the peak is at or after S
+    # the rule locates the peak on the smoothed curve; the numbers shown are the raw pair-mean KL at its steps
+    peak_kl, final_kl = _at(steps, mean, peak), float(mean[-1])
     out: dict[str, Any] = {
         "arm": spec.label,
         "steps_trained": spec.steps,
         "kl0": ph.kl0,
         "peak_step": peak,
-        "peak_kl": ph.kl_peak,
-        "peak_rel": ph.peak_ratio,
-        "final_kl": ph.kl_final,
-        "final_rel": ph.kl_final / ph.kl0 if ph.kl0 > 0 else None,
-        "fall": ph.fall,
+        "peak_kl": peak_kl,
+        "peak_rel": peak_kl / ph.kl0 if ph.kl0 > 0 else None,
+        "final_kl": final_kl,
+        "final_rel": final_kl / ph.kl0 if ph.kl0 > 0 else None,
+        "fall": 1.0 - final_kl / peak_kl if peak_kl > 0 else None,
         "reconverges": ph.has_reconvergence,
         "pairs_reconverge": by_pair.n_reconvergence,
         "n_pairs": by_pair.n_pairs,
@@ -220,7 +222,9 @@ def arm_summary(
     }
     pk = [p.peak_step for p in by_pair.pairs]
     out["peak_step_lo"], out["peak_step_hi"] = _spread(pk)
-    out["peak_kl_lo"], out["peak_kl_hi"] = _spread([p.kl_peak for p in by_pair.pairs])
+    out["peak_kl_lo"], out["peak_kl_hi"] = _spread(
+        [_at(steps, kp[k], p.peak_step) for k, p in enumerate(by_pair.pairs)]
+    )
     segments = [("stable", peak, stable_end), ("decay", s, last), ("total", peak, last)]
     segments.append(("common", common_start, stable_end))
     for name, a, b in segments:
@@ -234,7 +238,7 @@ def arm_summary(
         out.update(
             {
                 f"fall_{name}": f,
-                f"fall_{name}_rel": f / ph.kl_peak,
+                f"fall_{name}_rel": f / peak_kl,
                 f"fall_{name}_lo": lo,
                 f"fall_{name}_hi": hi,
                 f"fall_{name}_span": (int(a), int(b)),
