@@ -249,7 +249,7 @@ def _scaling_frame(slope: float, noise: float, n_runs: int = 6, n: int = 200, se
                 pd.DataFrame(
                     {
                         "family": f"arm{run % 3}",
-                        "seed": run // 3,
+                        "seed": run,  # one seed per run: six clusters, so the bootstrap draws at random
                         "matrix": m,
                         "optimizer": "adamw",
                         "x_nuclear": x,
@@ -266,6 +266,7 @@ def test_scaling_fit_recovers_a_known_slope(slope):
     assert fit["slope"] == pytest.approx(slope, abs=0.03)
     assert fit["lo"] <= slope <= fit["hi"] and fit["hi"] - fit["lo"] < 0.2
     assert fit["runs"] == 6 and fit["r2_within"] > 0.8
+    assert (fit["seeds"], fit["interval"], fit["resamples"]) == (6, "random", 200)
 
 
 def test_scaling_fit_intercepts_per_matrix_matter():
@@ -412,3 +413,179 @@ def test_scaling_fit_matches_least_squares_with_dummies():
     assert fit["slope"] == pytest.approx(coef[0], rel=1e-10)
     yt = df.y - df.groupby(g).y.transform("mean")
     assert fit["r2_within"] == pytest.approx(1 - float(res[0]) / float((yt**2).sum()), rel=1e-8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chapter 8: each history counted once, intervals over seeds, and conclusions written from the numbers
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _branched_records(prof: profiles.Profile, seeds=(1, 2), with_copies: bool = True):
+    """Deltas and norms of the arms constant, wsd (branched from constant) and cosine: the branch's records up
+    to its branch step are copies of the parent's (as training writes them), or left out."""
+    b = prof.arm("wsd").train.branch_from
+    assert b["arm"] == "constant"
+    branch = int(b["step"])
+    steps = np.arange(0, prof.arm().train.steps + 1, 1)
+    rows_d, rows_n = [], []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        hist = {}
+        for arm in ("constant", "wsd", "cosine"):
+            nuc = np.exp(np.linspace(0, 1, len(steps)))[:, None] * rng.uniform(5, 10, size=len(NAMES))[None, :]
+            eta = np.repeat(sp.eta(prof, arm, steps[:-1], steps[1:]), len(NAMES))
+            slope = 0.6 + 0.3 * seed  # the seeds differ: an interval over seeds spans their slopes
+            rate = 10 ** (slope * np.log10(eta / nuc[:-1].ravel()) + 0.3 * rng.normal(size=eta.size))
+            d = pd.DataFrame(
+                {
+                    "family": arm,
+                    "size": "xs",
+                    "seed": seed,
+                    "step": np.repeat(steps[1:], len(NAMES)),
+                    "prev_step": np.repeat(steps[:-1], len(NAMES)),
+                    "gap": 1,
+                    "matrix": np.tile(NAMES, len(steps) - 1),
+                    "rate": rate,
+                }
+            )
+            n = pd.DataFrame(
+                {
+                    "family": arm,
+                    "size": "xs",
+                    "seed": seed,
+                    "step": np.repeat(steps, len(NAMES)),
+                    "matrix": np.tile(NAMES, len(steps)),
+                    "fro": nuc.ravel() / 2,
+                    "spectral": nuc.ravel() / 4,
+                    "nuclear": nuc.ravel(),
+                }
+            )
+            if arm == "wsd":  # the branch's log starts with the parent's records up to the branch step
+                pd_, pn = hist["constant"]
+                d = pd.concat([pd_[pd_.step <= branch].assign(family="wsd"), d[d.step > branch]])
+                n = pd.concat([pn[pn.step <= branch].assign(family="wsd"), n[n.step > branch]])
+                if not with_copies:
+                    d = d[d.step > branch]
+            hist[arm] = (d, n)
+            rows_d.append(d)
+            rows_n.append(n)
+    deltas = pd.concat(rows_d, ignore_index=True)
+    deltas["delta"] = deltas.rate
+    return deltas, pd.concat(rows_n, ignore_index=True)
+
+
+def test_branch_steps_and_own_records():
+    prof = profiles.load("sweep")
+    assert sp.branch_steps(prof) == {"wsd": 1200, "step": 1200}
+    df = pd.DataFrame({"family": ["constant", "wsd", "wsd", "step", "cosine"], "step": [1200, 1200, 1202, 5, 5]})
+    assert sp.own_records(prof, df).to_dict("list") == {
+        "family": ["constant", "wsd", "cosine"],
+        "step": [1200, 1202, 5],
+    }
+
+
+def test_scaling_fit_counts_a_branched_arms_inherited_history_once():
+    prof = profiles.load("smoke-sweep")
+    dup = _branched_records(prof, with_copies=True)
+    ref = _branched_records(prof, with_copies=False)
+    st_dup, st_ref = sp.scaling_table(prof, *dup), sp.scaling_table(prof, *ref)
+    fit_dup, fit_ref = sp.scaling_fit(st_dup, n_boot=50), sp.scaling_fit(st_ref, n_boot=50)
+    assert len(st_dup) == len(st_ref)
+    for k in ("slope", "lo", "hi", "r2_within", "n", "runs", "seeds"):
+        assert fit_dup[k] == pytest.approx(fit_ref[k], rel=1e-12), k
+    # the test has teeth: counting the copies changes the fit
+    naive = sp.scaling_fit(sp.scaling_table(prof, *dup, own_history_only=False), n_boot=50)
+    assert naive["n"] > fit_ref["n"] and naive["slope"] != pytest.approx(fit_ref["slope"], rel=1e-6)
+    # the binned points of the figure come from the same rows
+    pts_dup, pts_ref = sp.scaling_points(st_dup, bins=10), sp.scaling_points(st_ref, bins=10)
+    pd.testing.assert_frame_equal(pts_dup, pts_ref)
+
+
+def test_scaling_interval_comes_from_seed_clusters_enumerated_exactly():
+    prof = profiles.load("smoke-sweep")
+    st = sp.scaling_table(prof, *_branched_records(prof))
+    fit = sp.scaling_fit(st, n_boot=50)
+    assert (fit["seeds"], fit["runs"], fit["interval"], fit["resamples"]) == (2, 6, "exact", 3)
+    # two seeds: the resamples are {1,1}, {1,2}, {2,2}; the interval is the range of the single-seed fits
+    one = [sp.scaling_fit(st[st.seed == s], n_boot=0)["slope"] for s in (1, 2)]
+    assert (fit["lo"], fit["hi"]) == pytest.approx((min(one), max(one)), rel=1e-12)
+    assert fit["lo"] < fit["slope"] < fit["hi"]
+    # whatever the arms, the clusters are seeds: relabelling every row as one arm changes nothing
+    same = sp.scaling_fit(st.assign(family="one"), n_boot=50)
+    assert (same["lo"], same["hi"], same["resamples"]) == (fit["lo"], fit["hi"], 3)
+    assert "3 distinct bootstrap resamples of the 2 seeds" in sp.interval_text(fit)
+    assert "range of the two single-seed fits" in sp.interval_text(fit)
+    assert sp.interval_text(fit, how=False) == f"{fit['lo']:.2f} to {fit['hi']:.2f}"
+    assert sp.scaling_fit(st[st.seed == 1], n_boot=50)["interval"] == "none"
+    assert "nothing to resample" in sp.interval_text(sp.scaling_fit(st[st.seed == 1], n_boot=50))
+
+
+def test_exact_seed_bootstrap_matches_brute_force_over_ordered_draws():
+    df = _scaling_frame(0.8, 0.8, n_runs=3, n=30, seed=5)  # three seeds
+    fit = sp.scaling_fit(df, n_boot=10)
+    assert (fit["interval"], fit["resamples"]) == ("exact", 10) and sp.cluster_resamples(3) == 10
+    seeds = sorted(df.seed.unique())
+    slopes = []
+    for draw in itertools.product(seeds, repeat=3):  # all 27 equally likely ordered draws
+        sub = pd.concat([df[df.seed == s] for s in draw], ignore_index=True)
+        slopes.append(sp.scaling_fit(sub, n_boot=0)["slope"])
+    slopes = np.sort(slopes)
+    cdf = np.arange(1, 28) / 27
+    want = [slopes[np.searchsorted(cdf, q - 1e-12)] for q in (0.025, 0.975)]
+    assert (fit["lo"], fit["hi"]) == pytest.approx(want, rel=1e-10)
+    assert [sp.cluster_resamples(k) for k in (1, 2, 4, 5)] == [1, 3, 35, 126]
+    # above the threshold the resamples are drawn at random
+    assert sp.scaling_fit(df, n_boot=40, exact_max=2)["resamples"] == 40
+
+
+def _fit(slope, lo, hi):
+    return {"slope": slope, "lo": lo, "hi": hi}
+
+
+def test_scaling_sentence_each_direction():
+    assert sp.scaling_sentence(_fit(0.95, 0.9, 1.05)).startswith("ΔΣ tracks η/‖W‖*")
+    assert "0.95 (interval 0.90 to 1.05)" in sp.scaling_sentence(_fit(0.95, 0.9, 1.05))
+    assert sp.scaling_sentence(_fit(-0.5, -0.7, -0.3)).startswith("ΔΣ does not track")
+    assert "is open" in sp.scaling_sentence(_fit(0.2, -0.1, 0.5))
+    assert "cannot say" in sp.scaling_sentence(_fit(0.9, math.nan, math.nan))
+    part = sp.scaling_sentence(_fit(0.5, 0.4, 0.6))
+    assert "less than in proportion" in part and "below the 1" in part
+    assert "more than in proportion" in sp.scaling_sentence(_fit(1.5, 1.3, 1.7))
+    assert "η/‖W‖F" in sp.scaling_sentence(_fit(0.95, 0.9, 1.05), norm="fro")
+
+
+def test_weight_decay_sentence_each_direction():
+    wd = [0.0, 0.1, 1.0]
+    holds = sp.weight_decay_sentence(wd, [3.0, 2.0, 1.0], [1e-4, 2e-4, 5e-4])
+    assert "falls and the floor of ΔΣ rises: the direction the paper's account predicts" in holds
+    assert sp.weight_decay_sentence([1.0, 0.0, 0.1], [1.0, 3.0, 2.0], [5e-4, 1e-4, 2e-4]) == holds  # any order
+    rev = sp.weight_decay_sentence(wd, [1.0, 2.0, 3.0], [5e-4, 2e-4, 1e-4])
+    assert "the final norm rises and the floor of ΔΣ falls: the opposite of what the paper's account" in rev
+    mixed = sp.weight_decay_sentence(wd, [3.0, 2.0, 1.0], [1e-4, 3e-4, 2e-4])
+    assert "the final norm falls and the floor of ΔΣ does not move steadily" in mixed and "do not settle" in mixed
+    assert "cannot say" in sp.weight_decay_sentence([0.1], [1.0], [1e-4])
+    assert "do not settle" in sp.weight_decay_sentence(wd, [3.0, 2.0, 1.0], [1e-4, math.nan, 5e-4])
+
+
+def test_transition_sentence_each_direction():
+    holds = sp.transition_sentence([100, 300, 1000], [200, 210, 220])
+    assert holds.startswith("The loss transition does not follow") and "factor of 10.00" in holds
+    rev = sp.transition_sentence([100, 300, 1000], [50, 160, 480])
+    assert rev.startswith("The loss transition moves with the SoSD point") and "+1.00" in rev
+    assert "but not with it" in sp.transition_sentence([100, 300, 1000], [500, 50, 300])
+    assert "hardly moves" in sp.transition_sentence([100, 101, 102], [50, 200, 60])
+    assert "Too few arms" in sp.transition_sentence([100, math.nan], [50, 60])
+
+
+def test_branch_sentence_each_direction():
+    prof = profiles.load("sweep")
+    holds = sp.branch_sentence(prof, {"constant": 300.0, "wsd": 300.0, "step": 301.0, "cosine": 500.0})
+    assert holds == (
+        "WSD and step-wise decay share the constant arm's history up to step 1200, where they branch off, and with "
+        "it its SoSD point (t_S = 300)."
+    )
+    rev = sp.branch_sentence(prof, {"constant": 300.0, "wsd": 900.0, "step": 950.0})
+    assert "but not its SoSD point (t_S = 900 and 950 against 300)" in rev
+    mixed = sp.branch_sentence(prof, {"constant": 300.0, "wsd": 300.0, "step": math.nan})
+    assert mixed.startswith("Of the branched arms, WSD keeps") and "was not found" in mixed
+    assert sp.branch_sentence(profiles.load("default"), {}) == ""

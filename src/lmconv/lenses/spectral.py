@@ -18,6 +18,7 @@ Definitions (the paper's, as a secondary reading reports them, and ours where th
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -209,6 +210,28 @@ def thin_log(steps: Sequence[int], values: Sequence[float], min_gap: float = 0.0
     return s[keep], v[keep]
 
 
+def loss_transition_event(
+    steps: Sequence[int], loss: Sequence[float], rule: str = "steepest", frac: float = 0.1, thin: float = 0.05
+) -> tuple[float | None, str]:
+    """t_L and the reason it was or was not found: ``(step | None, reason)``, by the rules of :func:`loss_transition`.
+
+    The step is None when the rule's presence test fails (``lmconv.metrics.phases.loss_elbow`` /
+    ``loss_elbow_derivative``: a straight line, a constant or a rising loss has no transition) or when fewer than
+    four checkpoints follow the steepest descent.
+    """
+    s, y = thin_log(steps, loss, thin)
+    if rule in ("steepest", "hinge"):
+        try:
+            e = phases.loss_elbow(s, y, from_steepest=rule == "steepest")
+        except LmconvError as err:  # too few points after the steepest descent: no transition seen
+            return None, f"no transition: {err.problem}"
+        return (e.step if e.found else None), e.reason
+    if rule == "derivative":
+        d = phases.loss_elbow_derivative(s, y, frac)
+        return (None if d.step is None else float(d.step)), d.reason
+    raise LmconvError(f"unknown elbow rule {rule!r}", f"rules are {list(ELBOW_RULES)}")
+
+
 def loss_transition(
     steps: Sequence[int], loss: Sequence[float], rule: str = "steepest", frac: float = 0.1, thin: float = 0.05
 ) -> float | None:
@@ -217,18 +240,10 @@ def loss_transition(
     ``steepest``: breakpoint of the two-segment fit in log-step started at the fastest descent (the end of
     fast descent); ``hinge``: the same fit over all steps ≥ 1 (on plateau–fall–tail curves this finds the start
     of the fall); ``derivative``: first step after the fastest descent where −dL/dlog t < ``frac`` of its maximum.
-    None when the rule finds no transition (e.g. fewer than four checkpoints after the steepest descent).
+    None when the rule finds no transition: its presence test fails (see :func:`loss_transition_event` for the
+    reason) or fewer than four checkpoints follow the steepest descent.
     """
-    s, y = thin_log(steps, loss, thin)
-    if rule in ("steepest", "hinge"):
-        try:
-            return phases.loss_elbow(s, y, from_steepest=rule == "steepest").step
-        except LmconvError:  # too few points after the steepest descent: no transition seen
-            return None
-    if rule == "derivative":
-        d = phases.loss_elbow_derivative(s, y, frac).step
-        return None if d is None else float(d)
-    raise LmconvError(f"unknown elbow rule {rule!r}", f"rules are {list(ELBOW_RULES)}")
+    return loss_transition_event(steps, loss, rule, frac, thin)[0]
 
 
 def sosd_summary(
@@ -248,7 +263,8 @@ def sosd_summary(
 
     t_S is ``lmconv.metrics.phases.sosd_point`` (``tau``, ``window``, ``floor_frac``); t_L is
     :func:`loss_transition` (``elbow_rule``, ``elbow_frac``, ``elbow_thin``); δ = log10 t_S − log10 t_L (NaN
-    where either was not found).
+    where either was not found). Each event is None when its detector's presence test fails; ``t_S_reason`` and
+    ``t_L_reason`` say why it was or was not found, and ``fall_decades`` is log10(peak/floor) of the ΔΣ curve.
     """
     rows = []
     val_key = val_log.set_index(RUN).sort_index()
@@ -257,12 +273,17 @@ def sosd_summary(
         g = g.sort_values("step")
         sp = phases.sosd_point(g.step.to_numpy(), g[value].to_numpy(), tau=tau, window=window, floor_frac=floor_frac)
         v = val_key.loc[tuple(key[:3])].sort_values("step")
-        t_l = loss_transition(v.step.to_numpy(), v.val_loss.to_numpy(), elbow_rule, elbow_frac, elbow_thin)
+        t_l, t_l_reason = loss_transition_event(
+            v.step.to_numpy(), v.val_loss.to_numpy(), elbow_rule, elbow_frac, elbow_thin
+        )
         rows.append(
             {
                 **dict(zip([*RUN, *by], key, strict=True)),
                 "t_S": sp.point,
                 "t_L": t_l,
+                "t_S_reason": sp.reason,
+                "t_L_reason": t_l_reason,
+                "fall_decades": sp.fall_decades,
                 "delta": phases.synchronisation(sp.point, t_l),
                 "tau": sp.tau,
                 "peak": sp.peak,
@@ -616,9 +637,31 @@ def eta(
     return base * (cum[b] - cum[a]) / np.maximum(b - a, 1)
 
 
-def scaling_table(profile: profiles.Profile, deltas: pd.DataFrame, norms: pd.DataFrame) -> pd.DataFrame:
+def branch_steps(profile: profiles.Profile) -> dict[str, int]:
+    """The step each branched arm starts from (``branch_from``): its records up to and including that step are
+    copies of its parent's log."""
+    return {name: int(b["step"]) for name, a in profile.arms.items() if (b := a.train.branch_from)}
+
+
+def own_records(profile: profiles.Profile, df: pd.DataFrame, arm_col: str = "family") -> pd.DataFrame:
+    """``df`` without the rows a branched arm inherited from its parent (``step`` ≤ its branch step), so that
+    each stretch of training history is counted once, by the arm that trained it (cf.
+    ``lmconv.lenses.annealing.splice``, which adds the parent's rows back where a full history is wanted)."""
+    start = df[arm_col].map(branch_steps(profile)).astype(float).fillna(-1.0)
+    return df[df.step.to_numpy() > start.to_numpy()]
+
+
+def scaling_table(
+    profile: profiles.Profile, deltas: pd.DataFrame, norms: pd.DataFrame, *, own_history_only: bool = True
+) -> pd.DataFrame:
     """One row per (run, matrix, record pair): log10 ΔΣ rate and log10(η/‖W_t‖) for ‖W‖ = nuclear, Frobenius
-    and spectral norm at the *earlier* record t; η is the mean LR over the updates between the records."""
+    and spectral norm at the *earlier* record t; η is the mean LR over the updates between the records.
+
+    A branched arm's log starts with a copy of its parent's records; with ``own_history_only`` (the default)
+    its record pairs up to the branch step are dropped (:func:`own_records`), so they count once, for the
+    parent. The pair that ends at the branch step is the parent's; the first after it is the branch's own."""
+    if own_history_only:
+        deltas = own_records(profile, deltas)
     n = norms.rename(columns={"step": "prev_step"})[
         ["family", "size", "seed", "prev_step", "matrix", "fro", "spectral", "nuclear"]
     ]
@@ -658,35 +701,104 @@ def _fe_from_moments(m: np.ndarray) -> tuple[float, float]:
     return float(b), float(1 - (cyy - b * cxy) / cyy) if cyy > 0 else math.nan
 
 
+EXACT_MAX_CLUSTERS = 5  # up to this many seeds the bootstrap enumerates every distinct resample
+
+
+def cluster_resamples(k: int) -> int:
+    """Number of distinct bootstrap resamples of ``k`` clusters (multisets of size k): C(2k − 1, k)."""
+    return math.comb(2 * k - 1, k) if k > 0 else 0
+
+
+def _exact_resamples(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct resample of ``k`` clusters as counts (n, k) and its bootstrap probability (n,):
+    k! / (c_1! ⋯ c_k!) / k^k, the chance that k draws with replacement give those counts."""
+    counts = np.array(
+        [np.bincount(c, minlength=k) for c in itertools.combinations_with_replacement(range(k), k)], dtype=float
+    )
+    logp = math.lgamma(k + 1) - np.sum([[math.lgamma(c + 1) for c in row] for row in counts], axis=1)
+    return counts, np.exp(logp - k * math.log(k))
+
+
+def _weighted_quantiles(v: np.ndarray, w: np.ndarray, qs: Sequence[float]) -> list[float]:
+    """Quantiles of the discrete distribution with values ``v`` and weights ``w``: the smallest value whose
+    cumulative weight reaches q (NaN values dropped and the weights renormalised)."""
+    ok = np.isfinite(v)
+    if not ok.any():
+        return [math.nan for _ in qs]
+    order = np.argsort(v[ok])
+    vs, cw = v[ok][order], np.cumsum(w[ok][order])
+    cw = cw / cw[-1]
+    return [float(vs[min(np.searchsorted(cw, q - 1e-12), vs.size - 1)]) for q in qs]
+
+
 def scaling_fit(
     table: pd.DataFrame,
     norm: str = "nuclear",
     n_boot: int = 1000,
     seed: int = 0,
-    cluster: Sequence[str] = ("family", "seed"),
-) -> dict[str, float]:
-    """Slope b of log10 ΔΣ = a_(matrix, optimizer) + b·log10(η/‖W‖) + ε, and its 95% CI.
+    cluster: Sequence[str] = ("seed",),
+    exact_max: int = EXACT_MAX_CLUSTERS,
+) -> dict[str, float | int | str]:
+    """Slope b of log10 ΔΣ = a_(matrix, optimizer) + b·log10(η/‖W‖) + ε, and its 95% percentile interval.
 
-    One intercept per (matrix, optimizer) absorbs shape constants; the CI is a percentile bootstrap over whole
-    runs (``cluster`` columns): runs are drawn with replacement and the same fit is made on the rows of the
-    runs drawn, so the records of one run, which are not independent, stay together.
-    Also returns the within-R² of the fit and the number of points and runs.
+    One intercept per (matrix, optimizer) absorbs shape constants. Pass a table with each record counted once
+    (:func:`scaling_table` drops a branched arm's copy of its parent's history). The interval is a percentile
+    bootstrap over seeds (``cluster`` columns): seeds are drawn with replacement and the same fit is made on all
+    the rows of the seeds drawn, every arm's records of a seed together, since the arms of a seed share its
+    initialisation and data order, and a branched arm its parent's state. With k seeds there are only
+    C(2k − 1, k) distinct resamples (3 for 2 seeds, 10 for 3): up to ``exact_max`` seeds all of them are
+    enumerated and weighted by their bootstrap probability (``n_boot`` is then not used), beyond that ``n_boot``
+    random resamples are drawn. With 2 seeds the interval is the range of the two single-seed fits; with one
+    seed, or ``n_boot`` 0, there is none (NaN).
+
+    Returns slope, lo, hi, the within-R² of the fit, the number of points (n), runs and seeds (clusters), and
+    how the interval was made: ``interval`` ("exact", "random" or "none"), ``resamples`` (how many fits),
+    ``level`` (0.95, nominal) and ``method`` (a short label; :func:`interval_text` says it in a sentence).
     """
     x = table[f"x_{norm}"].to_numpy(dtype=float)
     y = table.y.to_numpy(dtype=float)
     group = pd.factorize(table.matrix.astype(str) + "|" + table.optimizer.astype(str))[0]
-    run_labels = table[list(cluster)].astype(str).agg("|".join, axis=1)
-    run = pd.factorize(run_labels)[0]
-    n_run, n_group = int(run.max()) + 1, int(group.max()) + 1
-    mom = _moments(x, y, group, run, n_group, n_run)  # (6, runs, groups)
+    run_cols = [c for c in RUN if c in table.columns]
+    n_runs = int(table[run_cols].drop_duplicates().shape[0]) if len(table) else 0
+    labels = table[list(cluster)].astype(str).agg("|".join, axis=1)
+    clu = pd.factorize(labels)[0]
+    n_clu, n_group = int(clu.max()) + 1, int(group.max()) + 1
+    mom = _moments(x, y, group, clu, n_group, n_clu)  # (6, clusters, groups)
     b, r2 = _fe_from_moments(mom.sum(axis=1))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        counts = np.bincount(rng.integers(0, n_run, size=n_run), minlength=n_run).astype(float)
-        boots.append(_fe_from_moments(np.einsum("r,krg->kg", counts, mom))[0])
-    lo, hi = np.nanpercentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan)
-    return {"slope": b, "lo": float(lo), "hi": float(hi), "r2_within": r2, "n": len(table), "runs": n_run}
+    lo = hi = math.nan
+    how, n_fits = "none", 0
+    if n_clu >= 2 and n_boot > 0:
+        if n_clu <= exact_max:
+            counts, w = _exact_resamples(n_clu)
+            how = "exact"
+        else:
+            rng = np.random.default_rng(seed)
+            counts = np.stack([np.bincount(rng.integers(0, n_clu, size=n_clu), minlength=n_clu) for _ in range(n_boot)])
+            counts, w = counts.astype(float), np.ones(n_boot)
+            how = "random"
+        boots = np.array([_fe_from_moments(np.einsum("r,krg->kg", c, mom))[0] for c in counts])
+        n_fits = len(boots)
+        if how == "exact":
+            lo, hi = _weighted_quantiles(boots, w, (0.025, 0.975))
+        elif np.isfinite(boots).any():
+            lo, hi = (float(v) for v in np.nanpercentile(boots, [2.5, 97.5]))
+    return {
+        "slope": b,
+        "lo": float(lo),
+        "hi": float(hi),
+        "r2_within": r2,
+        "n": len(table),
+        "runs": n_runs,
+        "seeds": n_clu,
+        "interval": how,
+        "resamples": n_fits,
+        "level": 0.95,
+        "method": {
+            "exact": f"percentile bootstrap over {n_clu} seeds, all {n_fits} distinct resamples",
+            "random": f"percentile bootstrap over {n_clu} seeds, {n_fits} resamples",
+            "none": "no interval",
+        }[how],
+    }
 
 
 def scaling_points(table: pd.DataFrame, norm: str = "nuclear", bins: int = 30) -> pd.DataFrame:
@@ -928,3 +1040,203 @@ def complete_seeds(suite) -> list[int]:
             f"train it: lmconv train --profile {prof.name}",
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chapter 8: conclusions written from the numbers (so that a re-run with other parameters cannot contradict them)
+# ---------------------------------------------------------------------------------------------------------
+
+SCHEDULE_LABELS = {
+    "cosine": "the cosine schedule",
+    "constant": "the constant rate",
+    "wsd": "WSD",
+    "step": "step-wise decay",
+}
+NORM_SYMBOLS = {"nuclear": "η/‖W‖*", "fro": "η/‖W‖F", "spectral": "η/‖W‖₂"}
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _trend(x: Sequence[float], y: Sequence[float]) -> str:
+    """How ``y`` moves as ``x`` grows: "rises" or "falls" (strictly, at every step), else "mixed"."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xs.size < 2 or not np.isfinite(ys).all():
+        return "mixed"
+    d = np.diff(ys[np.argsort(xs)])
+    return "rises" if (d > 0).all() else "falls" if (d < 0).all() else "mixed"
+
+
+def interval_text(fit: dict, how: bool = True) -> str:
+    """The interval of :func:`scaling_fit` in words: "lo to hi" and, with ``how``, how it was made; "no
+    interval" (and why) where there is none."""
+    k, r = int(fit["seeds"]), int(fit["resamples"])
+    if fit["interval"] == "none" or not (math.isfinite(fit["lo"]) and math.isfinite(fit["hi"])):
+        why = f": with {k} seed{'s' if k != 1 else ''} there is nothing to resample" if k < 2 else ""
+        return "no interval" + (why if how else "")
+    bounds = f"{fit['lo']:.2f} to {fit['hi']:.2f}"
+    if not how:
+        return bounds
+    kept = "every arm's records of a seed kept together"
+    if fit["interval"] == "exact":
+        text = (
+            f"interval {bounds}, the 2.5th and 97.5th percentiles of the slope over all {r} distinct bootstrap "
+            f"resamples of the {k} seeds ({kept}), each weighted by its probability"
+        )
+        return text + ("; with two seeds that is the range of the two single-seed fits" if k == 2 else "")
+    return (
+        f"interval {bounds}, the 2.5th and 97.5th percentiles of the slope over {r} bootstrap resamples of the "
+        f"{k} seeds ({kept})"
+    )
+
+
+def weight_decay_sentence(weight_decay: Sequence[float], final_norm: Sequence[float], floor: Sequence[float]) -> str:
+    """Whether the weight-decay arms move the final weight norm and the floor of ΔΣ the way the paper's account
+    predicts (norm falls, floor rises as weight decay grows), from one value per arm."""
+    if len(set(weight_decay)) < 2:
+        return "With a single weight decay the sweep cannot say how weight decay moves the norms and ΔΣ."
+    norm, fl = _trend(weight_decay, final_norm), _trend(weight_decay, floor)
+    account = "in which weight decay “relaxes” the SoSD scale by holding the norms down"
+    if (norm, fl) == ("falls", "rises"):
+        return (
+            "So as weight decay grows, the final norm falls and the floor of ΔΣ rises: the direction the paper's "
+            f"account predicts, {account}."
+        )
+    if (norm, fl) == ("rises", "falls"):
+        return (
+            "So as weight decay grows, the final norm rises and the floor of ΔΣ falls: the opposite of what the "
+            f"paper's account predicts, {account}."
+        )
+    words = {"rises": "rises", "falls": "falls", "mixed": "does not move steadily"}
+    return (
+        f"As weight decay grows, the final norm {words[norm]} and the floor of ΔΣ {words[fl]}: not the pattern of "
+        f"the paper's account ({account}: the norm falls and the floor rises), nor its reverse, so these arms do "
+        "not settle it."
+    )
+
+
+def scaling_sentence(fit: dict, expected: float = 1.0, norm: str = "nuclear") -> str:
+    """Whether the pooled slope of :func:`scaling_fit` says that ΔΣ tracks η/‖W‖ (its interval holds
+    ``expected``), grows with it less or more than in proportion, runs against it, or cannot tell."""
+    sym = NORM_SYMBOLS.get(norm, "η/‖W‖")
+    b, lo, hi = float(fit["slope"]), float(fit["lo"]), float(fit["hi"])
+    if not (math.isfinite(b) and math.isfinite(lo) and math.isfinite(hi)):
+        return f"The pooled slope is {b:.2f}, but without an interval these records cannot say how ΔΣ follows {sym}."
+    est = f"the pooled slope, {b:.2f} (interval {lo:.2f} to {hi:.2f}),"
+    cause = "growing norms and, where the schedule decays, a falling learning rate"
+    if lo <= 0 <= hi:
+        return f"Whether ΔΣ follows {sym} is open: {est} does not exclude 0."
+    if hi < 0:
+        return (
+            f"ΔΣ does not track {sym}: {est} is negative, so the fall of ΔΣ after its peak is not what {cause} produce."
+        )
+    if lo <= expected <= hi:
+        return (
+            f"ΔΣ tracks {sym} from record to record: {est} holds the {expected:g} the paper's account predicts, so "
+            f"the fall of ΔΣ after its peak is what {cause} produce."
+        )
+    side = "less" if hi < expected else "more"
+    where = "below" if hi < expected else "above"
+    return (
+        f"ΔΣ grows with {sym} from record to record, but {side} than in proportion: {est} lies {where} the "
+        f"{expected:g} the paper's account predicts, so {cause} explain the fall of ΔΣ after its peak only in part."
+    )
+
+
+def transition_sentence(
+    t_s: Sequence[float], t_l: Sequence[float], max_ratio: float = 0.5, min_decades: float = 0.05
+) -> str:
+    """Whether the loss transition follows the SoSD point across arms, from one median t_S and t_L per arm.
+
+    It "does not follow" when log(max/min t_L) ≤ ``max_ratio`` × log(max/min t_S); it "moves with" t_S when it
+    moves more and the logarithms correlate (≥ 0.5) across arms; otherwise, or when t_S itself moves less than
+    ``min_decades`` decades or fewer than two arms have both, the arms cannot tell.
+    """
+    s, lv = np.asarray(t_s, dtype=float), np.asarray(t_l, dtype=float)
+    ok = np.isfinite(s) & np.isfinite(lv) & (s > 0) & (lv > 0)
+    if ok.sum() < 2:
+        return "Too few arms have both a SoSD point and a loss transition to say whether one follows the other."
+    ls, ll = np.log10(s[ok]), np.log10(lv[ok])
+    fs, fl = 10 ** (ls.max() - ls.min()), 10 ** (ll.max() - ll.min())
+    spread = f"across arms the median t_S varies by a factor of {fs:.2f} and the median t_L by a factor of {fl:.2f}"
+    if ls.max() - ls.min() < min_decades:
+        return f"The SoSD point hardly moves across arms ({spread}), too little to say whether the loss follows it."
+    if ll.max() - ll.min() <= max_ratio * (ls.max() - ls.min()):
+        return f"The loss transition does not follow the SoSD point: {spread}."
+    corr = float(np.corrcoef(ls, ll)[0, 1]) if ll.std() > 0 else math.nan
+    if corr >= 0.5:
+        return (
+            f"The loss transition moves with the SoSD point: {spread}, in the same direction (correlation of "
+            f"their logarithms {corr:+.2f})."
+        )
+    return (
+        f"The loss transition moves across arms about as much as the SoSD point, but not with it: {spread} "
+        f"(correlation of their logarithms {corr:+.2f})."
+    )
+
+
+def branch_sentence(profile: profiles.Profile, t_s: dict[str, float], tol_decades: float = 0.02) -> str:
+    """Whether each branched arm keeps its parent's SoSD point (``t_s``: median t_S per arm; the same within
+    ``tol_decades`` decades), given that it shares the parent's history up to its branch step."""
+    kids = [
+        (c, str(a.train.branch_from["arm"]), int(a.train.branch_from["step"]))
+        for c, a in profile.arms.items()
+        if a.train.branch_from
+    ]
+    if not kids:
+        return ""
+    kinds = [profile.arm(c).train.schedule.kind for c, _, _ in kids]
+    labels = {
+        c: SCHEDULE_LABELS.get(k, c) if kinds.count(k) == 1 else c for (c, _, _), k in zip(kids, kinds, strict=True)
+    }
+
+    def val(a: str) -> float:
+        v = t_s.get(a)
+        return math.nan if v is None or pd.isna(v) else float(v)
+
+    status = {}
+    for c, p, _ in kids:
+        a, b = val(c), val(p)
+        status[c] = (
+            "unknown" if not (a > 0 and b > 0) else "same" if abs(math.log10(a / b)) <= tol_decades else "differs"
+        )
+    (_, p0, s0) = kids[0]
+    one_parent = all(p == p0 and s == s0 for _, p, s in kids)
+    names = _and([labels[c] for c, _, _ in kids])
+    they = "they branch" if len(kids) > 1 else "it branches"
+    share = "share" if len(kids) > 1 else "shares"
+    if one_parent and all(v == "same" for v in status.values()):
+        return (
+            f"{names} {share} the {p0} arm's history up to step {s0}, where {they} off, and with it its SoSD point "
+            f"(t_S = {val(p0):.0f})."
+        )
+    if one_parent and all(v == "unknown" for v in status.values()):
+        return (
+            f"{names} {share} the {p0} arm's history up to step {s0}, where {they} off; whether "
+            f"{'they keep' if len(kids) > 1 else 'it keeps'} its SoSD point as well cannot be said, as the point "
+            "was not found in them or in their parent."
+        )
+    if one_parent and all(v == "differs" for v in status.values()):
+        own = _and([f"{val(c):.0f}" for c, _, _ in kids])
+        return (
+            f"{names} {share} the {p0} arm's history up to step {s0}, where {they} off, but not its SoSD point "
+            f"(t_S = {own} against {val(p0):.0f}): where ΔΣ settles for good depends on what follows the branch."
+        )
+    clauses = []
+    for c, p, s in kids:
+        if status[c] == "same":
+            clauses.append(
+                f"{labels[c]} keeps the SoSD point of the {p} arm it branches from at step {s} (t_S = {val(p):.0f})"
+            )
+        elif status[c] == "differs":
+            clauses.append(
+                f"{labels[c]}, branched from the {p} arm at step {s}, settles at t_S = {val(c):.0f} "
+                f"against {val(p):.0f}"
+            )
+        else:
+            clauses.append(
+                f"for {labels[c]} (branched from the {p} arm at step {s}) one of the two SoSD points was not found"
+            )
+    return "Of the branched arms, " + "; ".join(clauses) + "."
