@@ -296,3 +296,116 @@ def test_current_and_context_tags() -> None:
     assert current_tags(tags, np.array([1, 3])).tolist() == ["NOUN", "ADV"]
     with pytest.raises(LmconvError):
         context_tags(tags, 4)
+
+
+# ------------------------------------------------------------------------------------- Brown -> PTB
+
+PTB_TAGS = {
+    *("CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR", "JJS", "LS", "MD", "NN", "NNS", "NNP", "NNPS", "PDT"),
+    *("POS", "PRP", "PRP$", "RB", "RBR", "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP"),
+    *("VBZ", "WDT", "WP", "WP$", "WRB", ",", ".", ":", "``", "''", "-LRB-", "-RRB-"),
+}
+
+
+@pytest.mark.parametrize(
+    ("tag", "ptb"),
+    [
+        ("at", "DT"),
+        ("in", "IN"),
+        ("nn", "NN"),
+        ("nns", "NNS"),
+        ("np", "NNP"),
+        ("nps", "NNPS"),
+        ("vb", "VB"),
+        ("vbd", "VBD"),
+        ("vbg", "VBG"),
+        ("vbn", "VBN"),
+        ("vbz", "VBZ"),
+        ("jj", "JJ"),
+        ("jjt", "JJS"),
+        ("md", "MD"),
+        ("pps", "PRP"),
+        ("ppo", "PRP"),
+        ("ppss", "PRP"),
+        ("pp$", "PRP$"),
+        ("cc", "CC"),
+        ("cs", "IN"),
+        ("to", "TO"),
+        ("bez", "VBZ"),
+        ("bedz", "VBD"),
+        ("ber", "VBP"),
+        ("hvd", "VBD"),
+        ("doz", "VBZ"),
+        ("ql", "RB"),
+        ("*", "RB"),
+        ("NN-TL", "NNP"),  # a common noun in a name or title
+        ("nns-tl", "NNPS"),
+        ("jj-tl", "NNP"),
+        ("nn-hl", "NN"),  # headline
+        ("vb-nc", "VB"),  # cited word
+        ("md*", "MD"),  # can't
+        ("bez*", "VBZ"),  # isn't
+        ("pps+bez", "PRP"),  # it's: the first part
+        ("ppss+md", "PRP"),  # we'll
+        ("np$", "NNP"),  # possessive
+        ("pp$$", "PRP"),  # mine
+        ("fw-nn", "FW"),
+        ("nil", linguistics.PTB_OTHER),
+    ],
+)
+def test_brown_to_ptb(tag: str, ptb: str) -> None:
+    assert linguistics.brown_to_ptb(tag) == ptb
+
+
+def test_brown_to_ptb_unknown_tag_raises() -> None:
+    with pytest.raises(LmconvError, match="_BROWN_PTB"):
+        linguistics.brown_to_ptb("zz")
+
+
+def test_every_brown_corpus_tag_maps_to_ptb() -> None:
+    tags = {w[2] for d in corpus.read_brown() for w in d.words}
+    assert len(tags) > 400
+    got = {linguistics.brown_to_ptb(t) for t in tags}
+    assert got <= PTB_TAGS | {linguistics.PTB_OTHER}
+    table = linguistics.brown_ptb_table()
+    assert set(table.ptb) <= PTB_TAGS | {linguistics.PTB_OTHER} and table.brown.is_unique
+
+
+def test_brown_tags_to_ptb_context_rules() -> None:
+    to_ptb = linguistics.brown_tags_to_ptb
+    assert to_ptb(["ppss", "vb", "at", "nn"]) == ["PRP", "VBP", "DT", "NN"]  # they see the dog
+    assert to_ptb(["ppss", "*", "hv", "vbn"])[2] == "VBP"  # they not have gone (negation skipped)
+    assert to_ptb(["nns", "rb", "vb"])[2] == "VBP"  # dogs often run
+    assert to_ptb(["ppss", "md", "vb"])[2] == "VB"  # they will go
+    assert to_ptb(["ppss+md", "vb"])[1] == "VB"  # we'll go: a contraction counts by its last part
+    assert to_ptb(["to", "vb"])[1] == "VB" and to_ptb(["vb", "at", "nn"])[0] == "VB"  # to go; imperative
+    assert to_ptb(["abn", "at", "nns"])[0] == "PDT" and to_ptb(["abn", "in", "ppo"])[0] == "DT"  # all the / all of
+    assert to_ptb(["ppss", "do*", "vb"])[1] == "VB"  # don't: negated forms stay as mapped
+
+
+def test_gold_path_gives_the_paper_ptb_groups_like_spacy(probe: list[Document]) -> None:
+    from lmconv.lenses import kl as K
+
+    docs = probe[:3]
+    tagged = spacy_tag(docs)
+    for grouping in K.GROUPINGS:
+        names = set(linguistics.POS_GROUPS[grouping].values())
+        gold_ptb = np.array([t for d in docs for t in linguistics.brown_tags_to_ptb([w[2] for w in d.words])])
+        gold_upos = np.array([t for d in docs for t in brown_tags_to_upos([w[2] for w in d.words])])
+        spacy_ptb = np.array([t[2] for toks in tagged for t in toks])
+        spacy_upos = np.array([t[3] for toks in tagged for t in toks])
+        gold = set(K.tag_groups(gold_ptb, gold_upos, grouping)) - {None}
+        spacy = set(K.tag_groups(spacy_ptb, spacy_upos, grouping)) - {None}
+        assert gold == spacy == names, grouping
+    # word by word (words both tokenise alike), the gold and spaCy groups mostly agree
+    same = []
+    for d, toks in zip(docs, tagged, strict=True):
+        by_span = {(s, e): tag for s, e, tag, _ in toks}
+        for (s, e, _), g in zip(d.words, linguistics.brown_tags_to_ptb([w[2] for w in d.words]), strict=True):
+            if (s, e) in by_span:
+                same.append(pos_group(g, "grouped") == pos_group(by_span[(s, e)], "grouped"))
+    assert len(same) > 3000 and np.mean(same) > 0.93
+    # the probe's gold stream hands out PTB tags, so the chapter's figures use the same groups for both sources
+    tags = K.ProbeTags(np.array(["NN"]), np.array(["NOUN"]), np.array(["NOUN"]), None, 1, np.array(["NNS"]))
+    assert tags.stream_tags("gold")[0].tolist() == ["NNS"]
+    assert "DT ← abn, abx, at" in K.groups_table().loc["grouped", "Brown gold tags mapped to them"]

@@ -6,6 +6,8 @@ Everything here labels tokens of the evaluation stream (from :func:`lmconv.token
   bins of final surprisal, as ordered categoricals with the true interval as label (the paper's code labels
   its frequency bins one decade too high).
 - :func:`brown_to_upos` / :func:`brown_tags_to_upos`: the Brown Corpus gold tags in Universal POS (UPOS).
+- :func:`brown_to_ptb` / :func:`brown_tags_to_ptb`: the same gold tags in Penn Treebank tags, so that they
+  fall into the paper's PTB groups exactly as spaCy's tags do.
 - :func:`spacy_tag`: spaCy's Penn Treebank tag and UPOS per word. The paper used NLTK; this project uses
   spaCy's ``en_core_web_sm`` and checks it against the Brown gold tags with :func:`spacy_vs_gold`.
 - :func:`align`: each subword token takes the tag of the word it overlaps most (character offsets).
@@ -202,6 +204,174 @@ def brown_tags_to_upos(tags: Sequence[str], window: int = 4) -> list[str]:
         else:
             upos[i] = "AUX" if nxt in (_PARTICIPLE if base in _HAVE else _BASE_VERB) else "VERB"
     return upos
+
+
+# -------------------------------------------------------------------------------------- Brown -> PTB
+
+PTB_OTHER = "XX"  # explicit "other": Brown tags with no Penn Treebank counterpart (``nil``, untagged)
+
+# Base Brown tag -> Penn Treebank tag, so that the gold tags can be grouped exactly like spaCy's ``tag_``
+# (the paper's groups are PTB tags). Brown tags as defined in the Brown Corpus Manual (Francis & Kučera 1964,
+# revised 1979; listed by NLTK's ``nltk.help.brown_tagset()``), PTB tags as in Santorini (1990), "Part-of-
+# Speech Tagging Guidelines for the Penn Treebank Project". Brown is finer almost everywhere (one tag per form
+# of be/have/do, pre- and post-determiners, qualifiers, nominal adverbs), so most rows merge. PTB is finer in
+# two places, which brown_tags_to_ptb settles from the neighbours: VB vs VBP (Brown ``vb`` is both the base
+# form and the non-3rd-singular present) and DT vs PDT (``all the``). Prepositional "to" stays IN (Brown
+# ``in``), as spaCy's OntoNotes-trained tagger has it; the PTB guidelines tag every "to" TO.
+_BROWN_PTB: dict[str, str] = {
+    "(": "-LRB-",
+    ")": "-RRB-",
+    ",": ",",
+    "--": ":",  # dash: PTB ":"
+    ".": ".",  # also ! and ?
+    ":": ":",  # also ;
+    "'": "''",
+    "''": "''",
+    "``": "``",
+    "*": "RB",  # not, n't
+    "abl": "PDT",  # pre-qualifier: quite, rather, such (before a determiner: "such a")
+    "abn": "DT",  # pre-quantifier: all, half, many (PDT before a determiner, see brown_tags_to_ptb)
+    "abx": "DT",  # pre-quantifier both (the same)
+    "ap": "JJ",  # post-determiner: many, other, next, more, few, last
+    "at": "DT",  # article
+    "be": "VB",
+    "bed": "VBD",  # were
+    "bedz": "VBD",  # was
+    "beg": "VBG",
+    "bem": "VBP",  # am
+    "ben": "VBN",
+    "ber": "VBP",  # are
+    "bez": "VBZ",  # is
+    "cc": "CC",
+    "cd": "CD",
+    "cs": "IN",  # subordinating conjunction: PTB IN
+    "do": "VB",  # VBP as a present (brown_tags_to_ptb)
+    "dod": "VBD",
+    "doz": "VBZ",
+    "dt": "DT",
+    "dti": "DT",
+    "dts": "DT",
+    "dtx": "DT",  # either, neither (as determiners/conjunctions)
+    "ex": "EX",
+    "fw": "FW",
+    "hv": "VB",  # VBP as a present (brown_tags_to_ptb)
+    "hvd": "VBD",
+    "hvg": "VBG",
+    "hvn": "VBN",
+    "hvz": "VBZ",
+    "in": "IN",  # prepositions, prepositional "to" included
+    "jj": "JJ",
+    "jjr": "JJR",
+    "jjs": "JJ",  # semantically superlative (chief, top): PTB JJ
+    "jjt": "JJS",  # morphologically superlative
+    "md": "MD",
+    "nil": PTB_OTHER,
+    "nn": "NN",
+    "nns": "NNS",
+    "np": "NNP",
+    "nps": "NNPS",
+    "nr": "NN",  # adverbial noun: home, today, west
+    "nrs": "NNS",
+    "od": "JJ",  # ordinal: first, second
+    "pn": "NN",  # nominal pronoun: everybody, nothing
+    "pp$": "PRP$",  # my, our
+    "pp$$": "PRP",  # mine, ours
+    "ppl": "PRP",  # reflexive
+    "ppls": "PRP",
+    "ppo": "PRP",  # objective
+    "pps": "PRP",  # he, she, it
+    "ppss": "PRP",  # I, we, you, they
+    "ql": "RB",  # qualifier: very, fairly
+    "qlp": "RB",  # post-qualifier: enough, indeed
+    "rb": "RB",
+    "rbr": "RBR",
+    "rbt": "RBS",
+    "rn": "RB",  # nominal adverb: here, then
+    "rp": "RP",
+    "to": "TO",  # infinitival to
+    "uh": "UH",
+    "vb": "VB",  # VBP as a present (brown_tags_to_ptb)
+    "vbd": "VBD",
+    "vbg": "VBG",
+    "vbn": "VBN",
+    "vbz": "VBZ",
+    "wdt": "WDT",
+    "wp$": "WP$",
+    "wpo": "WP",
+    "wps": "WP",
+    "wql": "WRB",  # how (as a qualifier)
+    "wrb": "WRB",
+}
+# a common noun or adjective marked -tl is part of a name or title ("Kansas City", "Grand Jury"): PTB NNP(S)
+_PTB_PROPER = {"NN": "NNP", "NNS": "NNPS", "JJ": "NNP"}
+_PRESENT_SUBJECT = {"ppss", "nns", "nps", "wps", "wdt"}  # I/we/you/they, plural nouns, relative who/which
+_BASE_FORMS = {"vb", "hv", "do"}
+_VERB_SKIP = {"*", "rb", "rbr", "rbt", "rn", "ql", "qlp"}
+_PREDETERMINED = {"at", "dt", "dti", "dts", "pp$", "abn"}
+
+
+def _brown_core(tag: str) -> str:
+    """The base tag as looked up in the maps: :func:`_brown_base`, then a trailing ``*`` and ``$`` dropped
+    where the rest is a tag (``md*`` -> md, ``nn$`` -> nn; ``pp$`` stays)."""
+    base = _brown_base(tag)
+    for cand in (base, base.rstrip("*") or base, (base.rstrip("*") or base).removesuffix("$")):
+        if cand in _BROWN_PTB:
+            return cand
+    return base
+
+
+def brown_to_ptb(tag: str) -> str:
+    """Map one Brown gold tag to a Penn Treebank tag, ignoring context (see ``_BROWN_PTB`` for the table).
+
+    Rules as in :func:`brown_to_upos`: lower-case; drop ``-tl``/``-hl``/``-nc``; ``fw-*`` -> FW; a compound
+    ``a+b`` (contraction: ``pps+bez`` "it's") takes its first part; a trailing ``*`` (negated: ``md*``
+    "can't") and possessive ``$`` (``np$``) are dropped. A common noun or plain adjective marked ``-tl`` is part
+    of a name (``nn-tl`` -> NNP, ``nns-tl`` -> NNPS, ``jj-tl`` -> NNP, as the PTB tags "Grand Jury").
+    ``nil`` maps to ``PTB_OTHER``. Unknown tags raise.
+    """
+    core = _brown_core(tag)
+    if core not in _BROWN_PTB:
+        raise LmconvError(f"unknown Brown tag {tag!r} (base {core!r})", "add it to linguistics._BROWN_PTB")
+    ptb = _BROWN_PTB[core]
+    t = tag.strip().lower()
+    if ptb in _PTB_PROPER and "+" not in t and "-tl" in t:
+        return _PTB_PROPER[ptb]
+    return ptb
+
+
+def brown_tags_to_ptb(tags: Sequence[str]) -> list[str]:
+    """:func:`brown_to_ptb` for one document's tag sequence, with the context rules where PTB is finer.
+
+    - VB vs VBP: a plain base-form verb (``vb``, ``hv``, ``do``) is VBP when the nearest earlier word, skipping
+      adverbs, qualifiers and negation, is a present-tense subject: a personal pronoun I/we/you/they (``ppss``),
+      a plural noun (``nns``, ``nps``) or a relative who/which (``wps``, ``wdt``); otherwise VB (after a modal,
+      "to", do, or at the start of an imperative). A contraction counts by its last part (``ppss+md`` "we'll"
+      is a modal).
+    - DT vs PDT: ``abn``/``abx`` (all, half, both) is PDT before an article, determiner or possessive
+      (``all the``, ``both his``), else DT.
+    """
+    out = [brown_to_ptb(t) for t in tags]
+    raw = [t.strip().lower() for t in tags]
+    last = [_brown_core(r.split("+")[-1]) if "+" in r else _brown_core(r) for r in raw]
+    for i, r in enumerate(raw):
+        core = _brown_core(r)
+        if "+" in r:
+            continue
+        if core in _BASE_FORMS and "*" not in r:
+            j = i - 1
+            while j >= 0 and last[j] in _VERB_SKIP:
+                j -= 1
+            if j >= 0 and last[j] in _PRESENT_SUBJECT:
+                out[i] = "VBP"
+        elif core in ("abn", "abx") and i + 1 < len(raw) and _brown_core(raw[i + 1]) in _PREDETERMINED:
+            out[i] = "PDT"
+    return out
+
+
+def brown_ptb_table() -> pd.DataFrame:
+    """The context-free Brown -> PTB table (``_BROWN_PTB``) as rows (brown, ptb), sorted by PTB tag."""
+    rows = sorted(((b, t) for b, t in _BROWN_PTB.items()), key=lambda bt: (bt[1], bt[0]))
+    return pd.DataFrame(rows, columns=["brown", "ptb"])
 
 
 # ---------------------------------------------------------------------------------------------- spaCy
