@@ -231,3 +231,11 @@ def test_sweep_claims():
 
 def test_fmt_words_for_missing_events():
     assert claims.fmt(None) == "not seen" and claims.fmt(math.nan) == "not seen" and claims.fmt(math.inf) == "never"
+
+
+def test_by_interval_words_follow_the_interval():
+    kw = dict(above="up", below="down", neither="flat")
+    assert claims.by_interval(0.1, 0.3, **kw) == "up"
+    assert claims.by_interval(-0.3, -0.1, **kw) == "down"
+    assert claims.by_interval(-0.1, 0.3, **kw) == "flat"
+    assert claims.by_interval(math.nan, math.nan, **kw) == "flat"

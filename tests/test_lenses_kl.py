@@ -364,3 +364,33 @@ def test_parameters_are_registered():
     for bad in ({"surprisal_ref": "seed1"}, {"kl_boot": -1}, {"kl_table_n": 0}, {"icl_short": 0}):
         with pytest.raises(LmconvError):
             params.validate(**bad)
+
+
+def test_regression_interval_clusters_on_documents_and_seeds():
+    """Noise shared by the tokens of a document is one draw per document: resampling tokens as if independent
+    gives an interval several times too narrow; resampling documents does not. A seed whose pairs disagree
+    widens the interval only when the seeds are resampled."""
+    rng = np.random.default_rng(7)
+    n_docs, per_doc = 20, 30
+    n = n_docs * per_doc
+    docs = np.repeat(np.arange(n_docs), per_doc)
+    lf = rng.uniform(1, 4, n_docs)[docs] + rng.normal(0, 0.1, n)  # frequency varies mostly between documents
+    freq = 10**lf - 1.0
+    cur = np.array(["NOUN"] * n)
+    y = 0.03 * lf + rng.normal(0, 0.05, n_docs)[docs]  # noise shared by the tokens of a document
+    pairs = ((1, 2), (2, 1), (1, 3), (3, 1), (2, 3), (3, 2))
+    vals = np.tile(-y, (2, len(pairs), 1))
+    cubes = {"a": K.Cube("a", np.array([0, 1]), pairs, "pairs", vals)}
+
+    def width(**kw):
+        c = K.regression(cubes, freq, cur, cur, n_boot=200, seed=2, **kw).coef
+        r = c[(c.term == "log10 frequency") & (c.step == 1)].iloc[0]
+        return r["hi"] - r["lo"]
+
+    tokens, documents = width(), width(docs=docs)
+    assert documents > 2.5 * tokens
+    # seed 3's pairs carry a different slope: resampling seeds now widens the interval
+    odd = vals.copy()
+    odd[:, [2, 3, 4, 5], :] -= 0.02 * lf
+    cubes = {"a": K.Cube("a", np.array([0, 1]), pairs, "pairs", odd)}
+    assert width(docs=docs) > documents

@@ -82,7 +82,7 @@ class Verdict:
 
     def sentence(self) -> str:
         """One sentence for the book: the outcome, then the reason."""
-        return f"{self.outcome.capitalize()}: {self.reason}"
+        return f"{self.outcome.capitalize()}: {self.reason}."
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -116,6 +116,14 @@ def _sizes_text(per: Mapping[str, Any], spec: str = ".3g") -> str:
 
 def _finite(values: Sequence[float | None]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def by_interval(lo: float, hi: float, *, above: str, below: str, neither: str, null: float = 0.0) -> str:
+    """The words for where an interval lies: ``above`` when it lies wholly above ``null``, ``below`` when wholly
+    below, ``neither`` when it contains it or is undefined (so a re-run chapter never states a direction its
+    own interval does not support)."""
+    side = Interval(lo, hi, 0.0, "", 0).excludes(null)
+    return above if side > 0 else below if side < 0 else neither
 
 
 def missing(claim: str, statistic: str, why: str) -> Verdict:
@@ -811,6 +819,7 @@ def judge(cid: str, *evidence: Any, **options: Any) -> Verdict:
 
 __all__ = [
     "CLAIMS",
+    "by_interval",
     "CONTRADICTED",
     "INCONCLUSIVE",
     "OUTCOMES",

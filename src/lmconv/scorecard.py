@@ -373,7 +373,8 @@ def headline(verdicts: Sequence[Verdict], profile: str) -> str:
         f"Contradicted: {named('contradicted')}.",
     ]
     if "sosd.at_loss_transition" in by:
-        parts.append(f"On the timing of the spectrum: {by['sosd.at_loss_transition'].sentence()}.")
+        sync = by["sosd.at_loss_transition"].sentence()
+        parts.append(f"On the timing of the spectrum: {sync[0].lower()}{sync[1:]}")
     return " ".join(parts)
 
 

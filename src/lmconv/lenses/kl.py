@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import corpus, papers, params, profiles
+from .. import corpus, papers, params, profiles, stats
 from .. import linguistics as L
 from .. import tokenizer as tok_mod
 from ..cache import TableCache, key_of
@@ -287,8 +287,8 @@ def phase_table(spreads: dict[str, ph.KLPhaseSpread], total_steps: int) -> pd.Da
     """Per size: each boundary on the pair-mean curve, then median [min, max] over the pairs showing it.
 
     Columns: the last step of (i), the trough (end of (ii)), the peak (end of (iii)), the peak as a fraction
-    of training, the fall from the peak to the last step (1 − KL_final/KL_peak), and in how many pairs each
-    of (ii), (iii), (iv) was observed.
+    of training, the fall from the peak to the last step (1 − KL_final/KL_peak; "not seen" with the fall when
+    it stays within the detector's band), and in how many pairs each of (ii), (iii), (iv) was observed.
     """
     rows = []
     for size, sp in spreads.items():
@@ -304,10 +304,12 @@ def phase_table(spreads: dict[str, ph.KLPhaseSpread], total_steps: int) -> pd.Da
                 "(iii) peak": f"{m.peak_step} | {_fmt_spread(sp.peak_step, n_total=n)}"
                 if m.has_divergence
                 else "not seen",
-                "peak / training": f"{m.peak_step / total_steps:.0%}",
+                "peak / training": f"{m.peak_step / total_steps:.0%}" if m.has_divergence else "not seen",
                 "(iv) fall from peak": f"{m.fall:.1%} | {_fmt_spread(sp.fall, '{:.1%}', n_total=n)}"
-                if m.fall is not None
-                else "–",
+                if m.has_reconvergence and m.fall is not None
+                else f"not seen (fall {m.fall:.1%}, within the band)"
+                if m.has_divergence and m.fall is not None
+                else "not seen",
                 "pairs with (ii)/(iii)/(iv)": f"{sp.n_convergence}/{sp.n_divergence}/{sp.n_reconvergence} of {n}",
             }
         )
@@ -503,6 +505,22 @@ def _one_hot(values: np.ndarray, prefix: str, reference: str, min_count: int) ->
     return cols, [f"{prefix}: {lv}" for lv in levels]
 
 
+def _seed_weights(cube: Cube, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_boot, R) weights of a cube's ordered seed pairs under resampled seeds; draws with < 2 distinct seeds
+    are redrawn (a seed resample of one repeated seed has no pair)."""
+    pairs = [tuple(int(v) for v in p) for p in cube.reps]
+    out = np.zeros((n_boot, len(pairs)))
+    for b in range(n_boot):
+        while not out[b].any():
+            out[b] = stats.seed_pair_weights(pairs, 1, int(rng.integers(2**31)))[0]
+    return out
+
+
+def _solve_weighted(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    xw = x * weights[:, None]
+    return np.linalg.lstsq(xw.T @ x, xw.T @ y, rcond=None)[0]
+
+
 @dataclass(frozen=True)
 class Regression:
     """Per-step least-squares coefficients and their bootstrap spread (see :func:`regression`)."""
@@ -526,6 +544,7 @@ def regression(
     min_count: int = 20,
     ci: float = 0.95,
     pos: bool = True,
+    docs: np.ndarray | None = None,
 ) -> Regression:
     """Per step, ordinary least squares of per-token E[conv] (= −KL averaged over seed pairs) on
     log10(1 + training count), one-hot current (target) UPOS, one-hot context UPOS and one-hot size.
@@ -535,8 +554,13 @@ def regression(
     seed pair shares the design matrix, the coefficients equal those of the paper's regression over every
     (token, ordered pair) row. α is the "log10 frequency" coefficient (E[conv] per decade of frequency: positive =
     frequent tokens converge more); δ are the "size: …" coefficients (E[conv] relative to the first size).
-    Uncertainty: ``n_boot`` bootstrap resamples of the tokens (the same positions for every size, so sizes stay
-    paired); ``lo``/``hi`` are the central ``ci`` percentile interval, ``sd`` the bootstrap SD.
+    Uncertainty: ``n_boot`` bootstrap resamples that draw the probe's documents (``docs``, one id per token;
+    without it every token is its own document) with replacement — a token weighs as often as its document is
+    drawn, the same for every size so sizes stay paired — and, independently, the seeds of each size (an
+    ordered pair (i, j) then weighs count(i)·count(j), :func:`lmconv.stats.seed_pair_weights`), so that neither
+    the tokens of one document nor the pairs sharing a seed count as independent; resamples left with fewer
+    than two distinct seeds are redrawn. ``lo``/``hi`` are the central ``ci`` percentile interval, ``sd`` the
+    bootstrap SD.
     ``pos=False`` leaves out both POS sets (frequency and size only), to see how much of α the POS terms take.
     """
     sizes = list(cubes)
@@ -570,10 +594,15 @@ def regression(
 
     beta = solve(None)  # (F, T)
     rng = np.random.default_rng(seed)
+    doc_idx = np.unique(np.asarray(docs), return_inverse=True)[1] if docs is not None else np.arange(n)
+    n_docs = int(doc_idx.max()) + 1
+    kl_by_size = [c.values for c in cubes.values()]  # (T, R, N) each
+    pair_w = [_seed_weights(c, n_boot, rng) for c in cubes.values()]  # (n_boot, R) each
     boots = []
-    for _ in range(n_boot):
-        w = np.bincount(rng.integers(0, n, n), minlength=n).astype(float)
-        boots.append(solve(np.tile(w, len(sizes))))
+    for b in range(n_boot):
+        w = np.bincount(rng.integers(0, n_docs, n_docs), minlength=n_docs)[doc_idx].astype(float)
+        yb = np.vstack([-np.einsum("r,trn->nt", u[b], v) / u[b].sum() for u, v in zip(pair_w, kl_by_size, strict=True)])
+        boots.append(_solve_weighted(x, yb, np.tile(w, len(sizes))))
     rows = []
     a = (1 - ci) / 2
     for f, term in enumerate(terms):
@@ -719,6 +748,7 @@ class ProbeTags:
     gold: np.ndarray | None  # Brown gold tags mapped to UPOS (None when the corpus has no gold tags)
     accuracy: dict | None  # lmconv.linguistics.spacy_vs_gold on the probe documents
     n_docs: int
+    gold_ptb: np.ndarray | None = None  # Brown gold tags mapped to Penn Treebank tags (the paper's groups)
 
     def stream_tags(self, source: str) -> tuple[np.ndarray | None, np.ndarray]:
         """(PTB tags or None, UPOS tags) of the stream for ``source`` "spacy" or "gold"."""
@@ -727,13 +757,15 @@ class ProbeTags:
             return self.ptb, self.upos
         if self.gold is None:
             raise LmconvError("this corpus has no gold tags", "use pos_source='spacy'")
-        return None, self.gold
+        return self.gold_ptb, self.gold
 
 
 def probe_tags(corpus_spec: str, tokenizer, probe: Probe, accuracy: bool = True) -> ProbeTags:
     """Tag the probe documents (spaCy, cached) and align the tags to the probe stream's tokens by character
     offsets (:func:`lmconv.linguistics.align`); Brown gold tags go to UPOS by
-    :func:`lmconv.linguistics.brown_tags_to_upos`; ``accuracy`` adds :func:`lmconv.linguistics.spacy_vs_gold`."""
+    :func:`lmconv.linguistics.brown_tags_to_upos` and to Penn Treebank tags by
+    :func:`lmconv.linguistics.brown_tags_to_ptb` (so both sources fall into the paper's PTB groups); ``accuracy``
+    adds :func:`lmconv.linguistics.spacy_vs_gold`."""
     docs = corpus.load(corpus_spec, "probe")
     words = spacy_words(docs)
     stream, doc_idx, spans = tok_mod.encode_documents(tokenizer, docs, with_offsets=True)
@@ -742,13 +774,15 @@ def probe_tags(corpus_spec: str, tokenizer, probe: Probe, accuracy: bool = True)
     spans_w = [[w[:2] for w in ws] for ws in words]
     ptb = L.align(doc_idx, spans, spans_w, [[w[2] for w in ws] for ws in words])
     upos = L.align(doc_idx, spans, spans_w, [[w[3] for w in ws] for ws in words])
-    gold = acc = None
+    gold = gold_ptb = acc = None
     if all(d.words for d in docs):
         gold_tags = [L.brown_tags_to_upos([w[2] for w in d.words]) for d in docs]
         gold = L.align(doc_idx, spans, [d.words for d in docs], gold_tags)
+        ptb_tags = [L.brown_tags_to_ptb([w[2] for w in d.words]) for d in docs]
+        gold_ptb = L.align(doc_idx, spans, [d.words for d in docs], ptb_tags)
         if accuracy:
             acc = L.spacy_vs_gold(docs, words)
-    return ProbeTags(ptb, upos, gold, acc, len(docs))
+    return ProbeTags(ptb, upos, gold, acc, len(docs), gold_ptb)
 
 
 def position_tags(stream_tags: np.ndarray, targets: pd.DataFrame, position: str = "current") -> np.ndarray:
@@ -760,7 +794,9 @@ def position_tags(stream_tags: np.ndarray, targets: pd.DataFrame, position: str 
 
 def tag_groups(ptb: np.ndarray | None, upos: np.ndarray, grouping: str) -> np.ndarray:
     """Group label per token (None = not in the grouping): the paper's PTB groups
-    (:func:`lmconv.linguistics.pos_group`) when PTB tags are given (spaCy), else ``UPOS_GROUPS`` (gold)."""
+    (:func:`lmconv.linguistics.pos_group`) when PTB tags are given (spaCy's, or the Brown gold tags mapped by
+    :func:`lmconv.linguistics.brown_tags_to_ptb`), else their UPOS counterparts ``UPOS_GROUPS`` (a source with
+    UPOS tags only)."""
     choose("POS grouping", grouping, GROUPINGS)
     if ptb is not None:
         return np.array([L.pos_group(t, grouping) for t in ptb], dtype=object)
@@ -769,8 +805,10 @@ def tag_groups(ptb: np.ndarray | None, upos: np.ndarray, grouping: str) -> np.nd
 
 
 def groups_table() -> pd.DataFrame:
-    """The tag groups side by side: the paper's Penn Treebank groups (spaCy) and their UPOS counterparts (gold);
-    each cell lists the drawn labels, a merged label as "Label = tag, tag"."""
+    """The tag groups: the paper's Penn Treebank groups, used for spaCy's tags and for the Brown gold tags alike,
+    and the Brown tags that fall into each label (:func:`lmconv.linguistics.brown_ptb_table`, before the context
+    rules of :func:`lmconv.linguistics.brown_tags_to_ptb` and the ``-tl`` rule that makes nouns proper); each
+    cell lists the drawn labels, a merged label as "Label = tag, tag"."""
 
     def describe(table: dict[str, str]) -> str:
         labels: dict[str, list[str]] = {}
@@ -778,11 +816,19 @@ def groups_table() -> pd.DataFrame:
             labels.setdefault(lab, []).append(tag)
         return "; ".join(lab if tags == [lab] else f"{lab} = {', '.join(tags)}" for lab, tags in labels.items())
 
+    brown = L.brown_ptb_table().groupby("ptb")["brown"].agg(list).to_dict()
+
+    def from_brown(table: dict[str, str]) -> str:
+        labels: dict[str, list[str]] = {}
+        for tag, lab in table.items():
+            labels.setdefault(lab, []).extend(brown.get(tag, []))
+        return "; ".join(f"{lab} ← {', '.join(tags) or '–'}" for lab, tags in labels.items())
+
     return pd.DataFrame(
         {
             "grouping": list(GROUPINGS),
             "Penn Treebank tags (spaCy)": [describe(L.POS_GROUPS[g]) for g in GROUPINGS],
-            "UPOS tags (gold)": [describe(UPOS_GROUPS[g]) for g in GROUPINGS],
+            "Brown gold tags mapped to them": [from_brown(L.POS_GROUPS[g]) for g in GROUPINGS],
         }
     ).set_index("grouping")
 
