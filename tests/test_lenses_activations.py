@@ -459,3 +459,18 @@ def test_step_axis_labels_each_tick_on_its_own():
     d = fig.step_axis().to_dict()
     assert "format" not in d and "1000" in d["labelExpr"]
     assert d["values"][:3] == [0, 1, 10]
+
+
+def test_early_shares_and_median_fractions_per_seed():
+    stab = pd.DataFrame(
+        {
+            "size": ["a"] * 4 + ["b"] * 4,
+            "seed": [1, 1, 2, 2] * 2,
+            "layer": [0, 1] * 4,
+            "circuit": "attention",
+            "fraction": [0.1, 0.5, 0.15, 0.18, 0.3, math.inf, 0.05, 0.1],
+        }
+    )
+    assert act.early_shares(stab, 0.2, ["b", "a"]) == {"b": [0.0, 1.0], "a": [0.5, 1.0]}
+    med = act.median_fractions(stab, ["a", "b"])
+    assert med["a"] == pytest.approx([0.3, 0.165]) and med["b"][0] == math.inf

@@ -319,3 +319,26 @@ def test_early_phases_counts():
     assert (e["same_unigram"], e["n_sizes"], e["unigram_lo"], e["unigram_hi"]) == (1, 2, 8, 16)
     assert (e["n_convergence"], e["n_arm_sizes"]) == (2, 4)
     assert e["min_dip"] == pytest.approx(0.9) and e["max_dip"] == pytest.approx(0.99)
+
+
+def _arms(const: bool, cos: bool, wsd: bool) -> dict:
+    return {"arms": {"constant": {"reconverges": const}, A.COSINE: {"reconverges": cos}, "wsd": {"reconverges": wsd}}}
+
+
+def test_lesson_follows_the_phase_flags():
+    assert "follows the learning rate" in A.lesson({"s": _arms(False, True, True), "l": _arms(False, False, True)})
+    assert "even at a constant learning rate in l" in A.lesson(
+        {"s": _arms(False, True, True), "l": _arms(True, True, True)}
+    )
+    assert "no arm reconverges" in A.lesson({"s": _arms(False, False, False)})
+
+
+def test_comparison_words_follow_the_numbers():
+    ce = {"constant": 5.0, A.COSINE: 5.2, "wsd": 4.9}
+    arms = {"constant": {"final_kl": 0.3}, A.COSINE: {"final_kl": 0.2}, "wsd": {"final_kl": 0.25}}
+    w = A.comparison_words(ce, arms)
+    assert w == {"ce_word": "lower", "kl_word": "further apart", "decay_ce_effect": "lowers", "wsd_word": "above"}
+    ce2 = {"constant": 5.3, A.COSINE: 5.2, "wsd": 5.4}
+    arms2 = {"constant": {"final_kl": 0.1}, A.COSINE: {"final_kl": 0.2}, "wsd": {"final_kl": 0.15}}
+    w2 = A.comparison_words(ce2, arms2)
+    assert w2 == {"ce_word": "higher", "kl_word": "closer", "decay_ce_effect": "raises", "wsd_word": "below"}

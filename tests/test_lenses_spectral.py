@@ -12,7 +12,7 @@ import pytest
 from lmconv import params, profiles
 from lmconv.errors import LmconvError
 from lmconv.lenses import spectral as sp
-from lmconv.metrics import spectrum
+from lmconv.metrics import phases, spectrum
 
 NAMES = ["layers.0.q", "layers.0.k", "layers.0.v", "layers.0.o", "layers.0.mlp_in", "layers.0.mlp_out"]
 
@@ -589,3 +589,60 @@ def test_branch_sentence_each_direction():
     mixed = sp.branch_sentence(prof, {"constant": 300.0, "wsd": 300.0, "step": math.nan})
     assert mixed.startswith("Of the branched arms, WSD keeps") and "was not found" in mixed
     assert sp.branch_sentence(profiles.load("default"), {}) == ""
+
+
+# ------------------------------------------------------------------------------------------ chapter 7's sentences
+
+
+def _events(ts, tl, fall=None):
+    n = len(ts)
+    fall = fall if fall is not None else [1.5] * n
+    return pd.DataFrame(
+        {
+            "family": "f",
+            "size": ["a"] * (n // 2) + ["b"] * (n - n // 2),
+            "seed": list(range(n)),
+            "t_S": ts,
+            "t_cross": [t if t is not None else 500 for t in ts],
+            "t_L": tl,
+            "delta": [np.log10(a) - np.log10(b) if a and b else np.nan for a, b in zip(ts, tl, strict=True)],
+            "fall_decades": fall,
+            "t_S_reason": ["ΔΣ is still falling over the floor span (3 decades per decade): a steady decline"] * n,
+            "t_L_reason": ["the loss bends"] * n,
+        }
+    )
+
+
+def test_timing_sentences_follow_the_sign_and_the_missing_events():
+    sched = profiles.Schedule(kind="cosine", warmup=10, final_ratio=0.1)
+    later = sp.timing_sentences(_events([800, 900, 1000, 700], [250, 300, 260, 240]), sched, 2000)
+    assert "times later than" in later["delta"] and "4 of 4 runs" in later["delta"]
+    assert later["lr"].startswith("The SoSD point falls") and later["rank"].startswith("Across")
+    earlier = sp.timing_sentences(_events([100, 90, 120, 80], [250, 300, 260, 240]), sched, 2000)
+    assert "times earlier than" in earlier["delta"] and "after t_L in 0 of 4" in earlier["delta"]
+    none = sp.timing_sentences(_events([None] * 4, [250, 300, 260, 240]), sched, 2000)
+    assert none["found"].startswith("No run has a SoSD point") and "still falling" in none["found"]
+    assert none["lr"] == "" and "cannot be computed" in none["delta"]
+
+
+def test_split_steps_and_fall_by_size():
+    ev = sp.split_steps(_events([800, None, 1000, None], [250, 300, 260, 240], [1.2, 0.9, 1.4, 0.8]))
+    assert list(ev.t_split) == [800, 500, 1000, 500]
+    assert list(ev.split_by) == ["t_S", "τ crossing", "t_S", "τ crossing"]
+    assert sp.fall_by_size(ev, ["a", "b"]) == {"a": [1.2, None], "b": [1.4, None]}
+    lv = sp.phase_levels(pd.DataFrame(columns=[*sp.RUN, "group", "step", "rate"]), ev, at="t_split")
+    assert list(lv.columns) == [*sp.RUN, "group", "phase I", "phase II"] and lv.empty
+
+
+def test_sensitivity_sentence_says_when_no_alternative_gives_a_delta():
+    sens = pd.DataFrame({"event": ["t_S", "t_S", "t_L"], "median δ": [0.2, np.nan, np.nan]})
+    text = sp.sensitivity_sentence(sens)
+    assert "between +0.20 and +0.20 (1 of 2 alternatives" in text and "no alternative of the loss rule" in text
+    assert text[0].isupper() and text.endswith(".")
+
+
+def test_sosd_point_reports_its_tau_crossing_without_a_floor():
+    steps = np.arange(4, 2001, 4)
+    power = 1e-2 * (steps / 4.0) ** -1.0  # a steady power-law decline: no floor
+    r = phases.sosd_point(steps, power)
+    assert r.point is None and not r.found and r.crossing is not None

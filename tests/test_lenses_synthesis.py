@@ -58,3 +58,18 @@ def test_statements_follow_the_numbers():
     assert order["small"].iloc[0].startswith(labels["kl_uniform_end"] + " (")
     assert order["small"].iloc[1].startswith(labels["loss_elbow"] + " (")
     assert list(order.index[:2]) == [1, 2]
+
+
+def test_decay_statement_checks_the_schedule_at_each_late_event():
+    from lmconv import profiles
+
+    summary = pd.DataFrame(
+        {"size": ["a", "a", "a"], "event": ["kl_peak", "sosd_point", "kl_trough"], "median": [900.0, 1200.0, 50.0]}
+    )
+    cosine = profiles.Schedule(kind="cosine", warmup=100, final_ratio=0.1)
+    lr = syn.lr_at_events(summary, cosine, 2000)
+    assert list(lr.event) == ["kl_peak", "sosd_point"] and lr.decaying.all()  # the trough is not a late event
+    assert syn.decay_statement(lr).startswith("All 2 late events")
+    constant = profiles.Schedule(kind="constant", warmup=100, final_ratio=1.0)
+    assert syn.decay_statement(syn.lr_at_events(summary, constant, 2000)).startswith("None of the 2")
+    assert "cannot be said" in syn.decay_statement(syn.lr_at_events(summary.iloc[2:], cosine, 2000))

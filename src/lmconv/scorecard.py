@@ -137,11 +137,8 @@ def _kl_evidence(res: analysis.Results, prof, rel_tol: float, pos_source: str) -
 def _activation_evidence(res: analysis.Results, total: int) -> dict[str, tuple]:
     cka = act.select_cka(res.cka)
     stab = act.stabilisation(cka, total)
-    shares = {
-        s: list((g.fraction <= claims.WITHIN).groupby(g.seed).mean()) for s, g in stab.groupby("size", sort=False)
-    }
-    fractions = {s: list(g.groupby("seed").fraction.median()) for s, g in stab.groupby("size", sort=False)}
-    order = [s for s in res.sizes if s in shares]
+    shares = act.early_shares(stab, claims.WITHIN, res.sizes)
+    fractions = act.median_fractions(stab, res.sizes)
     per_layer = act.per_by_layer(res.rank)
     units = act.link_units(cka, per_layer, stab)
     corr = {
@@ -149,8 +146,8 @@ def _activation_evidence(res: analysis.Results, total: int) -> dict[str, tuple]:
         for c, g in units.groupby("circuit", sort=False)
     }
     return {
-        "stab.early_20pct": ({s: shares[s] for s in order},),
-        "stab.smaller_slower": ({s: fractions[s] for s in order},),
+        "stab.early_20pct": (shares,),
+        "stab.smaller_slower": (fractions,),
         "stab.rank": (corr,),
         "stab.late_degradation": (None,),
     }
@@ -253,6 +250,14 @@ def collect(ev: Evidence) -> list[Verdict]:
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _count(n: float) -> str:
+    """A parameter count for prose: 12k, 1.1M, 2.8B."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.2g}{unit}" if n < 10 * div else f"{n / div:.0f}{unit}"
+    return f"{n:.0f}"
+
+
 def setting(profile: str) -> dict[str, str]:
     """What differs from each paper's setting, per lens, from the profile (scale, tokens per parameter, data)."""
     prof = analysis.Suite.open(profile).profile
@@ -261,7 +266,7 @@ def setting(profile: str) -> dict[str, str]:
     sizes = summaries.sizes_table(prof)
     tpp = tokens / sizes.parameters
     ours = (
-        f"ours: {sizes.parameters.min() / 1e6:.1f}M–{sizes.parameters.max() / 1e6:.1f}M parameters, "
+        f"ours: {_count(sizes.parameters.min())}–{_count(sizes.parameters.max())} parameters, "
         f"{tpp.min():.1f}–{tpp.max():.0f} tokens per parameter, {prof.corpus} corpus, {len(prof.seeds)} seeds"
     )
     pp = summaries.polypythia_table()
@@ -309,22 +314,32 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _key_number(v: Verdict) -> str:
+    num = claims.fmt(v.value, ".3g")
+    if v.interval is not None and math.isfinite(v.interval.lo) and math.isfinite(v.interval.hi):
+        num += f" [{v.interval.lo:.3g}, {v.interval.hi:.3g}]"
+    return num
+
+
 def markdown(verdicts: Sequence[Verdict], profile: str) -> str:
-    """The scorecard as a MyST table (for ``{glue:md}`` with ``:format: myst``): one row per claim, with the
-    paper cited, the verdict in bold, the key number with its interval, why, and a link to its chapter."""
-    t = table(verdicts, profile)
-    head = "| claim | paper's words (source) | verdict | statistic: value [interval] | why | shown in |"
-    lines = [head, "|---|---|---|---|---|---|"]
-    for r in t.itertuples(index=False):
-        row = [
-            f"`{r.claim}`",
-            f"{_cell(r._2)} {{cite:p}}`{r.paper}` ({_cell(r.source)})",
-            f"**{r.verdict}**",
-            f"{_cell(r.statistic)}: {_cell(r._6)}",
-            _cell(r.why),
-            f"{{ref}}`{r.figure}`",
-        ]
-        lines.append("| " + " | ".join(row) + " |")
+    """The scorecard in MyST (for ``{glue:md}`` with ``:format: myst``): a table with one row per claim (its
+    words with the paper cited, our verdict in bold, the key number with its interval, the chapter that shows
+    it), then per claim its id, source, statistic, reason, interval and rule as a list, which a table narrow
+    enough for the page would cut."""
+    lines = ["| the paper's claim | verdict | key number [interval] | shown in |", "|---|---|---|---|"]
+    for v in verdicts:
+        c = claims.claim(v.claim)
+        lines.append(
+            f"| {_cell(c.words)} {{cite:p}}`{c.paper}` | **{v.outcome}** | {_key_number(v)} | {{ref}}`{c.figure}` |"
+        )
+    lines.append("")
+    for v in verdicts:
+        c = claims.claim(v.claim)
+        iv = f" *Interval:* {_cell(v.interval.text('{:.3g}'))}." if v.interval is not None else ""
+        lines.append(
+            f"- **{_cell(c.words)}** (`{c.id}`; {c.source}, {_cell(c.where)}): **{v.outcome}**. "
+            f"{_cell(v.statistic)}: {_cell(v.reason)}.{iv} *Rule:* {_cell(v.rule)}."
+        )
     return "\n".join(lines)
 
 

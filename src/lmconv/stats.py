@@ -137,10 +137,10 @@ def sign_test(values: Sequence[float]) -> SignTest:
 
 @dataclass(frozen=True)
 class Trend:
-    """Spearman ρ between group order and values, with the exact (or Monte-Carlo) permutation p of |ρ|."""
+    """Spearman ρ between group order and values, with the exact (or Monte-Carlo) permutation p of abs(ρ)."""
 
     rho: float
-    p: float  # two-sided: P(|ρ_perm| ≥ |ρ|) over relabellings of the units
+    p: float  # two-sided: P(abs(ρ_perm) ≥ abs(ρ)) over relabellings of the units
     n: int
     n_groups: int
     method: str
@@ -156,7 +156,7 @@ def trend_test(groups: Sequence[Sequence[float]], *, n_perm: int = 20000, seed: 
     """Does the value rise with the group index (groups in their natural order, e.g. sizes small → large)?
 
     ρ is Spearman's rank correlation between each unit's group index and its value (ties averaged). The
-    p-value is the share of relabellings of units to groups (group sizes kept) with |ρ| at least as large:
+    p-value is the share of relabellings of units to groups (group sizes kept) with abs(ρ) at least as large:
     all distinct relabellings when there are at most ``n_perm`` of them, else ``n_perm`` seeded random ones.
     """
     vals = [np.asarray([x for x in g if x is not None and math.isfinite(float(x))], dtype=float) for g in groups]

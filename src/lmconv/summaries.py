@@ -115,3 +115,31 @@ def across_seeds(df: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
     out["lo"] = out["mean"] - out["std"].fillna(0)
     out["hi"] = out["mean"] + out["std"].fillna(0)
     return out
+
+
+def late_rise(val_log: pd.DataFrame, total_steps: int) -> tuple[float, float, str]:
+    """Does validation loss rise late in training (overfitting)? Returns (largest rise, seed spread, sentence).
+
+    The rise of a run is its last validation loss minus its minimum over the second half of training; the
+    seed spread is, for the size where it is largest, the median over second-half steps of max − min across
+    seeds (a rise at a few late steps barely moves it). A rise larger than that spread counts as overfitting
+    (a smaller one is within what changing the seed does)."""
+    late = val_log[val_log.step >= total_steps // 2].sort_values("step")
+    rises = late.groupby(["size", "seed"]).val_loss.apply(lambda v: float(v.iloc[-1] - v.min()))
+    per_step = late.groupby(["size", "step"]).val_loss
+    spread = float((per_step.max() - per_step.min()).groupby("size").median().max())
+    worst = float(rises.max())
+    over = rises[rises > spread]
+    if over.empty:
+        text = (
+            f"Over the second half of training no run's validation loss rose by more than {worst:.3f} nats above its "
+            f"minimum, within the {spread:.3f}-nat spread between seeds, so the late phases of the following "
+            "chapters are not driven by overfitting."
+        )
+    else:
+        text = (
+            f"In {len(over)} of {len(rises)} runs the validation loss rose by up to {worst:.3f} nats above its "
+            f"second-half minimum, more than the {spread:.3f}-nat spread between seeds: these runs overfit late in "
+            "training, and the late phases of the following chapters may reflect it."
+        )
+    return worst, spread, text

@@ -216,6 +216,22 @@ def stabilisation_summary(stab: pd.DataFrame, within: float = 0.2, nearly_all: f
     return pd.DataFrame(rows)
 
 
+def early_shares(stab: pd.DataFrame, within: float = 0.2, sizes: Sequence[str] | None = None) -> dict[str, list[float]]:
+    """Per size (in ``sizes`` order, default the table's), per seed: the share of (layer, circuit) units whose
+    stabilisation fraction is ≤ ``within`` (the evidence of ``lmconv.claims.judge_early_stabilisation``)."""
+    order = list(sizes) if sizes is not None else list(dict.fromkeys(stab["size"]))
+    g = stab.assign(ok=stab.fraction <= within).groupby(["size", "seed"]).ok.mean()
+    return {s: list(g.xs(s, level="size")) for s in order if s in g.index.get_level_values("size")}
+
+
+def median_fractions(stab: pd.DataFrame, sizes: Sequence[str] | None = None) -> dict[str, list[float]]:
+    """Per size, per seed: the median over its units of the stabilisation fraction (+inf when most never
+    stabilise; the evidence of ``lmconv.claims.judge_smaller_slower``)."""
+    order = list(sizes) if sizes is not None else list(dict.fromkeys(stab["size"]))
+    g = stab.groupby(["size", "seed"]).fraction.median()
+    return {s: list(g.xs(s, level="size")) for s in order if s in g.index.get_level_values("size")}
+
+
 def compare_choices(
     cka: pd.DataFrame,
     choices: Sequence[dict],

@@ -591,3 +591,42 @@ def final_cross_entropy(data: AnnealData, size: str) -> dict[str, float]:
     ce = data.cross_entropy
     last = ce[(ce["size"] == size) & (ce.step == ce.step.max())]
     return {arm: float(v) for arm, v in last.groupby("arm").surprisal.mean().items()}
+
+
+def comparison_words(ce: dict[str, float], arms: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The section's comparisons as words, from the focus size's final cross-entropy per arm (``ce``) and its
+    arm summaries (``arms``, with ``final_kl``): ``ce_word`` (constant vs cosine loss), ``decay_ce_effect`` (wsd
+    vs the constant arm it branches from), ``kl_word`` (constant vs cosine KL), ``wsd_word`` (wsd vs cosine KL).
+    Ties read as "equal to"/"as close as"."""
+
+    def cmp(a: float, b: float, more: str, less: str, same: str) -> str:
+        return more if a > b else less if a < b else same
+
+    out = {
+        "ce_word": cmp(ce["constant"], ce[COSINE], "higher", "lower", "equal to that"),
+        "kl_word": cmp(arms["constant"]["final_kl"], arms[COSINE]["final_kl"], "further apart", "closer", "as close"),
+    }
+    if "wsd" in ce and "wsd" in arms:
+        out["decay_ce_effect"] = cmp(ce["constant"], ce["wsd"], "lowers", "raises", "does not change")
+        out["wsd_word"] = cmp(arms["wsd"]["final_kl"], arms[COSINE]["final_kl"], "above", "below", "level with")
+    return out
+
+
+def lesson(summary: dict[str, dict[str, Any]]) -> str:
+    """What the section shows about reconvergence and the learning rate, from the phase (iv) flags: the late
+    fall follows the learning rate when no size reconverges at a constant rate while a decay (cosine or WSD)
+    makes some reconverge; otherwise the sentence says what was seen instead."""
+    dec = [z for z, d in summary.items() if any(d["arms"][a]["reconverges"] for a in d["arms"] if a != "constant")]
+    const = [z for z, d in summary.items() if d["arms"]["constant"]["reconverges"]]
+    if dec and not const:
+        return (
+            "at our scale the late fall of cross-seed KL follows the learning rate, not the number of steps taken: "
+            "it appears under a decaying schedule and never at a constant rate, so a reconvergence seen under a "
+            "decaying schedule cannot by itself be read as something the models learned"
+        )
+    if const:
+        return (
+            f"at our scale KL reconverges even at a constant learning rate in {', '.join(const)}, so there the late "
+            "fall is not only the schedule's doing"
+        )
+    return "no arm reconverges at our scale, so these runs cannot tell a learned reconvergence from annealing"

@@ -281,6 +281,7 @@ def sosd_summary(
                 **dict(zip([*RUN, *by], key, strict=True)),
                 "t_S": sp.point,
                 "t_L": t_l,
+                "t_cross": sp.crossing,
                 "t_S_reason": sp.reason,
                 "t_L_reason": t_l_reason,
                 "fall_decades": sp.fall_decades,
@@ -860,13 +861,14 @@ def log_bin(df: pd.DataFrame, values: Sequence[str], by: Sequence[str], bins: in
 LAYER_KINDS = (*ATTENTION_KINDS, *MLP_KINDS)
 
 
-def phase_levels(curves: pd.DataFrame, events: pd.DataFrame, by: str = "group") -> pd.DataFrame:
-    """Mean ΔΣ rate of each ``by`` curve before and after its run's t_S (phase I and phase II).
+def phase_levels(curves: pd.DataFrame, events: pd.DataFrame, by: str = "group", at: str = "t_S") -> pd.DataFrame:
+    """Mean ΔΣ rate of each ``by`` curve before and after its run's split step (phase I and phase II).
 
     ``curves`` come from :func:`run_curves` with ``by=[by]``; ``events`` from :func:`sosd_summary` on the run's
-    overall curve (one t_S per run), so every group of a run is split at the same step.
+    overall curve, so every group of a run is split at the same step: column ``at`` (t_S by default, or
+    the column :func:`split_steps` adds). Runs without a split step are left out (no columns when none has one).
     """
-    ts = events.set_index(RUN).t_S
+    ts = events.set_index(RUN)[at]
     rows = []
     for key, g in curves.groupby([*RUN, by], sort=True):
         t = ts.get(tuple(key[:3]))
@@ -879,11 +881,26 @@ def phase_levels(curves: pd.DataFrame, events: pd.DataFrame, by: str = "group") 
                 "phase II": float(g[g.step > t].rate.mean()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*RUN, by, "phase I", "phase II"])
 
 
-def growth_after(ckpt: pd.DataFrame, events: pd.DataFrame, kinds: Sequence[str] = LAYER_KINDS) -> pd.DataFrame:
-    """Per run: how much the weights still change after t_S, at the first checkpoint ``t_star`` ≥ t_S vs the last (T).
+def split_steps(events: pd.DataFrame) -> pd.DataFrame:
+    """``events`` with a column ``t_split``: the SoSD point where it was found, else the step where the
+    smoothed ΔΣ last falls below τ (``t_cross``, a descriptive split when ΔΣ has no floor), and ``split_by``
+    saying which ("t_S", "τ crossing" or None)."""
+    out = events.copy()
+    ts = pd.to_numeric(out.t_S, errors="coerce")
+    tc = pd.to_numeric(out.get("t_cross", pd.Series(np.nan, index=out.index)), errors="coerce")
+    out["t_split"] = ts.fillna(tc)
+    out["split_by"] = np.where(ts.notna(), "t_S", np.where(tc.notna(), "τ crossing", None))
+    return out
+
+
+def growth_after(
+    ckpt: pd.DataFrame, events: pd.DataFrame, kinds: Sequence[str] = LAYER_KINDS, at: str = "t_S"
+) -> pd.DataFrame:
+    """Per run: how much the weights still change after the split step (column ``at``, t_S by default), at the
+    first checkpoint ``t_star`` ≥ it vs the last (T).
 
     Columns: t_star; nuclear_growth = mean over layer matrices of the nuclear norm at T over that at t_star,
     minus 1; cos_w = mean cos(W_t_star, W_T); cos_sigma = mean cos(σ_t_star, σ_T).
@@ -891,7 +908,7 @@ def growth_after(ckpt: pd.DataFrame, events: pd.DataFrame, kinds: Sequence[str] 
     d = ckpt[ckpt.kind.isin(kinds)]
     rows = []
     for key, g in d.groupby(RUN, sort=True):
-        ev = events.set_index(RUN).t_S.get(key)
+        ev = events.set_index(RUN)[at].get(key)
         if ev is None or pd.isna(ev):
             continue
         steps = np.sort(g.step.unique())
@@ -910,7 +927,7 @@ def growth_after(ckpt: pd.DataFrame, events: pd.DataFrame, kinds: Sequence[str] 
                 "cos_sigma": float(a.cos_sigma.mean()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=[*RUN, "t_star", "nuclear_growth", "cos_w", "cos_sigma"])
 
 
 # Costs measured on the project's 2-core machine (batch 16 × 128 tokens, tcmalloc, no other load), used to plan
@@ -1240,3 +1257,108 @@ def branch_sentence(profile: profiles.Profile, t_s: dict[str, float], tol_decade
                 f"for {labels[c]} (branched from the {p} arm at step {s}) one of the two SoSD points was not found"
             )
     return "Of the branched arms, " + "; ".join(clauses) + "."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# chapter 7's sentences, from the numbers (so a re-run never states what its own numbers contradict)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def fall_by_size(events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[float | None]]:
+    """Per size, per run: the fall of ΔΣ from peak to floor in decades where a SoSD point was found, else None
+    (the evidence of ``lmconv.claims.judge_falls_to_floor``)."""
+    found = events.t_S.notna()
+    fall = pd.to_numeric(events.fall_decades, errors="coerce")
+    return {
+        s: [float(f) if ok else None for f, ok in zip(fall[m], found[m], strict=True)]
+        for s in sizes
+        if (m := (events["size"] == s).to_numpy()).any()
+    }
+
+
+def delta_by_size(events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[float]]:
+    """Per size, per run: δ = log10 t_S − log10 t_L (NaN where either was not found)."""
+    d = pd.to_numeric(events.delta, errors="coerce")
+    return {s: list(d[(events["size"] == s).to_numpy()]) for s in sizes if (events["size"] == s).any()}
+
+
+def _common_reason(reasons: Sequence[str]) -> str:
+    """The most frequent reason, up to its first colon or parenthesis (the numbers differ between runs)."""
+    heads = [r.split(" (")[0].split(":")[0] for r in reasons if r]
+    return max(set(heads), key=heads.count) if heads else "no reason recorded"
+
+
+def timing_sentences(events: pd.DataFrame, schedule: profiles.Schedule, total_steps: int) -> dict[str, str]:
+    """Chapter 7's account of t_S and t_L, one sentence per key, from :func:`sosd_summary`'s table.
+
+    ``found``: in how many runs each event was seen (and, when t_S was seen nowhere, the usual reason);
+    ``delta``: δ's median and range and the direction in words ("later"/"earlier" by its sign);
+    ``lr``: where in training the median t_S falls and the learning rate there (empty when t_S was not seen);
+    ``rank``: the Spearman rank correlation of t_S and t_L over the runs that have both. Each value is a whole
+    sentence (capitalised, with its full stop) or empty."""
+    n = len(events)
+    ts = pd.to_numeric(events.t_S, errors="coerce")
+    tl = pd.to_numeric(events.t_L, errors="coerce")
+    d = pd.to_numeric(events.delta, errors="coerce").dropna()
+    k_s, k_l = int(ts.notna().sum()), int(tl.notna().sum())
+    out: dict[str, str] = {}
+    if k_s:
+        out["found"] = (
+            f"The SoSD point is found in {k_s} of {n} runs, a median {ts.median():.0f} steps into training; the loss "
+            f"transition in {k_l} of {n}, at a median {tl.median():.0f}."
+            if k_l
+            else f"The SoSD point is found in {k_s} of {n} runs, a median {ts.median():.0f} steps into training; "
+            f"the loss transition in none ({_common_reason(list(events.t_L_reason))})."
+        )
+    else:
+        out["found"] = (
+            f"No run has a SoSD point by this rule (0 of {n}): {_common_reason(list(events.t_S_reason))}; the loss "
+            f"transition is found in {k_l} of {n} runs" + (f", at a median {tl.median():.0f}." if k_l else ".")
+        )
+    if len(d):
+        med = float(d.median())
+        word = "later" if med > 0 else "earlier" if med < 0 else "at the same step as"
+        times = f"about {10 ** abs(med):.1f} times {word} than" if med != 0 else word
+        out["delta"] = (
+            f"Where both are found, δ = log10 t_S − log10 t_L has median {med:+.2f} decades (range {d.min():+.2f} "
+            f"to {d.max():+.2f}), so the spectrum settles {times} the loss turns, and t_S comes after t_L in "
+            f"{int((d > 0).sum())} of {len(d)} runs."
+        )
+    else:
+        out["delta"] = "δ cannot be computed in any run, since one of the two events is missing in each."
+    if k_s:
+        t = round(float(ts.median()))
+        out["lr"] = (
+            f"The SoSD point falls {t / total_steps:.0%} of the way through training, where the schedule has the "
+            f"learning rate at {schedule.multiplier(t, total_steps):.0%} of its peak."
+        )
+    else:
+        out["lr"] = ""
+    both = ts.notna() & tl.notna()
+    if both.sum() >= 3:
+        from .activations import spearman
+
+        out["rank"] = (
+            f"Across the runs with both, t_S and t_L have Spearman ρ = "
+            f"{spearman(ts[both].to_numpy(), tl[both].to_numpy()):.2f}."
+        )
+    else:
+        out["rank"] = "Too few runs have both events for a rank correlation."
+    return out
+
+
+def sensitivity_sentence(sens: pd.DataFrame) -> str:
+    """How far the median δ moves when one choice of either rule changes (from :func:`sensitivity`)."""
+    parts = []
+    for event, what in (("t_S", "the SoSD rule"), ("t_L", "the loss rule")):
+        v = pd.to_numeric(sens[sens.event == event]["median δ"], errors="coerce").dropna()
+        rules = int((sens.event == event).sum())
+        if len(v):
+            parts.append(
+                f"changing one choice of {what} moves the median δ between {v.min():+.2f} and {v.max():+.2f}"
+                f" ({len(v)} of {rules} alternatives give a δ)"
+            )
+        else:
+            parts.append(f"no alternative of {what} gives a δ (one of the events is missing under each)")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."

@@ -147,8 +147,8 @@ def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> di
     med = summary.pivot_table(index="size", columns="event", values="median", sort=False)
     late = [e for e in ("kl_peak", "cka_attention", "cka_mlp", "sosd_point") if e in med]
     spread = (np.log10(med[late].max(axis=1)) - np.log10(med[late].min(axis=1))).dropna()
-    out = {}
-    if len(spread):
+    out = {"late": "could not be compared: fewer than two of them were seen in any size"}
+    if len(spread) and len(late) >= 2:
         together = bool((spread <= 2 * tol).all())
         out["late"] = (
             f"fall within {spread.min():.2f} to {spread.max():.2f} decades of each other depending on the size"
@@ -174,9 +174,53 @@ def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> di
             )
         else:
             out["elbow"] = "could not be compared with the SoSD point (one of them was not found)"
+    else:
+        missing = [
+            lab
+            for e, lab in (("sosd_point", "the SoSD point"), ("loss_elbow", "the end of the fast loss drop"))
+            if e not in med
+        ]
+        out["elbow"] = f"could not be compared with the SoSD point: {' and '.join(missing)} was not seen in any run"
+    out["early"] = "could not be compared with the late events (one side was not seen)"
     early = [e for e in ("kl_uniform_end", "kl_trough") if e in med]
     if early and late:
         lead = (np.log10(med[late].min(axis=1)) - np.log10(med[early].max(axis=1))).dropna()
         if len(lead):
             out["early"] = f"precede the earliest of the late events by {lead.min():.2f} to {lead.max():.2f} decades"
     return out
+
+
+LATE_EVENTS = ("kl_peak", "cka_attention", "cka_mlp", "sosd_point")
+
+
+def lr_at_events(
+    summary: pd.DataFrame, schedule, total_steps: int, events: Sequence[str] = LATE_EVENTS
+) -> pd.DataFrame:
+    """Per size and event (of ``events``, where seen): the median step, the learning-rate multiplier of
+    ``schedule`` there (share of the peak rate) and whether the schedule is decaying at that step (its multiplier
+    falls over the next step)."""
+    rows = []
+    for r in summary[summary.event.isin(events)].dropna(subset=["median"]).itertuples():
+        t = round(float(r.median))
+        m, m_next = schedule.multiplier(t, total_steps), schedule.multiplier(min(t + 1, total_steps), total_steps)
+        rows.append({"size": r.size, "event": r.event, "step": t, "lr_share": float(m), "decaying": bool(m_next < m)})
+    return pd.DataFrame(rows, columns=["size", "event", "step", "lr_share", "decaying"])
+
+
+def decay_statement(lr: pd.DataFrame) -> str:
+    """Whether the late events happen while the learning rate decays, from :func:`lr_at_events`, as a sentence."""
+    if lr.empty:
+        return (
+            "None of the late events was seen, so whether they coincide with the decay of the learning rate cannot "
+            "be said."
+        )
+    n, k = len(lr), int(lr.decaying.sum())
+    span = f"{lr.lr_share.min():.0%} to {lr.lr_share.max():.0%} of its peak"
+    if k == n:
+        return (
+            f"All {n} late events seen (medians per size) happen while the schedule takes the learning rate down: "
+            f"it is at {span} there."
+        )
+    if k == 0:
+        return f"None of the {n} late events seen happens while the learning rate decays (it is at {span} there)."
+    return f"{k} of the {n} late events seen happen while the learning rate decays (it is at {span} there)."

@@ -147,7 +147,7 @@ def loss_curve(kind: str, noise: float, rng: np.random.Generator, steps: np.ndar
 
 
 def _row(detector: str, curve: str, noise: float, found: list[bool], errors: list[float], event: bool) -> dict:
-    """One table row; ``errors`` are |log10 found − log10 true| of the found events (event curves only)."""
+    """One table row; ``errors`` are abs(log10 found − log10 true) of the found events (event curves only)."""
     tol = TOL_DECADES[detector]
     n = len(found)
     err = np.asarray(errors, dtype=float)
@@ -245,7 +245,7 @@ def detector_rates(n_draws: int = 200, seed: int = 0, noises: tuple[float, ...] 
     One row per (detector, curve, noise level): ``kind`` is "null" (no event: ``found_rate`` is the
     false-positive rate) or "event" (``found_rate`` is the detection rate, ``within_tol_rate`` the fraction of
     draws found within ``tol_decades`` of the true step, ``median_error_decades`` the median of
-    |log10 found − log10 true| over all draws, a miss counting as infinite). Detectors: the KL phases (ii), (iii)
+    abs(log10 found − log10 true) over all draws, a miss counting as infinite). Detectors: the KL phases (ii), (iii)
     and (iv) of :func:`~lmconv.metrics.phases.kl_phases`; the SoSD point; the loss elbow of the steepest-start
     hinge fit (``loss_elbow(from_steepest=True)``) and of the derivative rule (``loss_elbow_derivative``).
     Seeded: the same arguments give the same table.

@@ -578,6 +578,7 @@ class SoSDPoint(_AsDict):
     noise_decades: float = 0.0  # 1.4826·MAD of log10 ΔΣ − log10 smoothed ΔΣ
     fall_rate: float | None = None  # mean fall of smoothed log10 ΔΣ per decade of step, peak → point
     floor_rate: float | None = None  # fall of smoothed log10 ΔΣ per decade of step over the floor span
+    crossing: int | None = None  # first step after which smoothed ΔΣ stays ≤ tau, whether or not there is a floor
 
 
 def sosd_point(
@@ -692,6 +693,7 @@ def sosd_point(
         )
     return SoSDPoint(
         point=candidate if found else None,
+        crossing=candidate,
         tau=tau_val,
         tau_rule=rule,
         peak=peak,
