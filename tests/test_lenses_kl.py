@@ -394,3 +394,21 @@ def test_regression_interval_clusters_on_documents_and_seeds():
     odd[:, [2, 3, 4, 5], :] -= 0.02 * lf
     cubes = {"a": K.Cube("a", np.array([0, 1]), pairs, "pairs", odd)}
     assert width(docs=docs) > documents
+
+
+def test_phase_sensitivity_over_settings_and_its_sentence():
+    steps = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 768, 1024, 1536, 2000])
+    x = np.log10(np.maximum(steps, 1))
+    four = 1.0 - 0.7 * np.exp(-((x - 1.2) ** 2) / 0.2) + 0.5 * np.exp(-((x - 2.6) ** 2) / 0.3)  # dip, then a hump
+    flat = np.ones_like(x)
+    pairs = ((1, 2), (2, 1))
+
+    def cube(size, curve):
+        return K.Cube(size, steps, pairs, "pairs", np.tile(curve[:, None, None], (1, 2, 4)))
+
+    cubes = {"s": cube("s", flat), "l": cube("l", four)}
+    grid = dict(rel_tols=(0.05,), smooths=(0.2, 0.3), zs=(3.0,))
+    t = K.phase_sensitivity(cubes, **grid)
+    assert list(t.columns) == ["s", "l"] and len(t) == 2
+    assert t["s"].str.startswith("i (").all() and t["l"].str.startswith("i ii iii iv").all()  # flat: only (i)
+    assert "pattern (the largest does, the smallest does not) holds under 2" in K.sensitivity_sentence(t, "l", "s")

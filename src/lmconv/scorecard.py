@@ -336,6 +336,12 @@ def markdown(verdicts: Sequence[Verdict], profile: str) -> str:
     for v in verdicts:
         c = claims.claim(v.claim)
         iv = f" *Interval:* {_cell(v.interval.text('{:.3g}'))}." if v.interval is not None else ""
+        units = "; ".join(
+            f"{k} " + ", ".join(claims.fmt(u, ".3g") for u in e.units[:12]) + (" …" if len(e.units) > 12 else "")
+            for k, e in v.per_size.items()
+            if e.units
+        )
+        iv += f" *Per {v.unit}:* {_cell(units)}." if units else ""
         lines.append(
             f"- **{_cell(c.words)}** (`{c.id}`; {c.source}, {_cell(c.where)}): **{v.outcome}**. "
             f"{_cell(v.statistic)}: {_cell(v.reason)}.{iv} *Rule:* {_cell(v.rule)}."
