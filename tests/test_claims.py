@@ -239,3 +239,14 @@ def test_by_interval_words_follow_the_interval():
     assert claims.by_interval(-0.3, -0.1, **kw) == "down"
     assert claims.by_interval(-0.1, 0.3, **kw) == "flat"
     assert claims.by_interval(math.nan, math.nan, **kw) == "flat"
+
+
+def test_trend_and_compare_words():
+    kw = dict(up="rises", down="falls", neither="neither")
+    assert claims.trend_word([1, 2, 3], **kw) == "rises" and claims.trend_word([3, 2, 1], **kw) == "falls"
+    assert claims.trend_word([1, 3, 2], **kw) == "neither" and claims.trend_word([1, math.nan], **kw) == "neither"
+    assert claims.trend_word([1], **kw) == "neither"
+    kw2 = dict(more="later", less="earlier", same="same", missing="n/a")
+    assert claims.compare_word(2, 1, **kw2) == "later" and claims.compare_word(1, 2, **kw2) == "earlier"
+    assert claims.compare_word(1, 1, **kw2) == "same" and claims.compare_word(None, 1, **kw2) == "n/a"
+    assert claims.compare_word(math.nan, 1, **kw2) == "n/a"

@@ -126,6 +126,24 @@ def by_interval(lo: float, hi: float, *, above: str, below: str, neither: str, n
     return above if side > 0 else below if side < 0 else neither
 
 
+def trend_word(values: Sequence[float], *, up: str, down: str, neither: str) -> str:
+    """``up`` when the values rise strictly from each to the next, ``down`` when they fall strictly, else
+    ``neither`` (NaN anywhere, fewer than two values or a tie count as neither). Describes point estimates only:
+    it says nothing of uncertainty, and the book uses it only where no interval is claimed."""
+    v = np.asarray([np.nan if x is None else x for x in values], dtype=float)
+    if v.size < 2 or not np.all(np.isfinite(v)):
+        return neither
+    d = np.diff(v)
+    return up if np.all(d > 0) else down if np.all(d < 0) else neither
+
+
+def compare_word(a: float | None, b: float | None, *, more: str, less: str, same: str, missing: str) -> str:
+    """``more`` when a > b, ``less`` when a < b, ``same`` when equal, ``missing`` when either is None or NaN."""
+    if a is None or b is None or not (math.isfinite(float(a)) and math.isfinite(float(b))):
+        return missing
+    return more if a > b else less if a < b else same
+
+
 def missing(claim: str, statistic: str, why: str) -> Verdict:
     """The verdict when the data to test a claim are not there (a suite not trained, an evaluation not built)."""
     return Verdict(claim, INCONCLUSIVE, statistic, None, None, rule="needs data this build does not have", reason=why)
@@ -832,6 +850,7 @@ __all__ = [
     "Verdict",
     "by_interval",
     "claim",
+    "compare_word",
     "directional",
     "estimate",
     "fmt",
@@ -852,4 +871,5 @@ __all__ = [
     "judge_sosd_at_loss",
     "judge_spectrum_before_weights",
     "missing",
+    "trend_word",
 ]

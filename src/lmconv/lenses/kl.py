@@ -490,6 +490,11 @@ def lr_curves(profile: profiles.Profile, arm: str | None = None, points: int = 2
 # ---------------------------------------------------------------------------------------------------------
 
 
+def is_most_convergent(curves: pd.DataFrame, sizes: Sequence[str], groups: Sequence[str], group: str) -> bool:
+    """Whether ``group`` has the highest E[conv] at the last step among ``groups`` in every one of ``sizes``."""
+    return all(max(groups, key=lambda b, s=s: value_at(curves, s, group=b)) == group for s in sizes)
+
+
 def frequency_labels(counts: np.ndarray, target_ids: np.ndarray) -> pd.Categorical:
     """Decade bin of each target's training-split count (:func:`lmconv.linguistics.frequency_bins`)."""
     return L.frequency_bins(counts, target_ids)
@@ -889,6 +894,7 @@ __all__ = [
     "groups_table",
     "icl_scores",
     "icl_windows",
+    "is_most_convergent",
     "lr_curves",
     "order_by_last",
     "pair_cubes",
