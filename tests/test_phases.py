@@ -347,3 +347,17 @@ def test_smoothing_helpers():
     assert sm[0] == 7.0 and sm[idx(512)] == 1.0
     with pytest.raises(LmconvError):
         moving_median(v, 4)
+
+
+def test_stabilisation_event_says_why_it_is_absent():
+    from lmconv.metrics import phases as ph
+
+    steps = [0, 10, 20, 30, 40]
+    assert ph.stabilisation_event(steps, [0.5, 0.95, 0.96, 0.97, 1.0]) == (
+        10,
+        "stays ≥ 0.9 from step 10 (4 checkpoints)",
+    )
+    step, why = ph.stabilisation_event(steps, [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert step is None and why == "never ≥ 0.9"
+    step, why = ph.stabilisation_event(steps, [0.95, 0.96, 0.97, 0.5, 1.0])
+    assert step is None and "only from step 40 on, 1 checkpoint(s)" in why

@@ -162,11 +162,12 @@ def stabilisation(
     Rule: the first checkpoint from which ``value`` stays ≥ ``threshold`` through the last checkpoint, with at
     least ``min_run`` checkpoints in that tail (so the trivially equal-to-1 final checkpoint alone never
     counts). Columns: size, seed, layer, circuit, step (NaN if never), fraction (step / ``total_steps``,
-    +inf if never, so that it sorts after every real step), stabilised.
+    +inf if never, so that it sorts after every real step), stabilised, reason (why, in words, from
+    ``lmconv.metrics.phases.stabilisation_event``).
     """
     rows = []
     for key, g in df.sort_values("step").groupby(UNIT, sort=True):
-        st = phases.stabilisation_step(
+        st, why = phases.stabilisation_event(
             g.step.to_numpy(), g[value].to_numpy(), threshold=threshold, mode="above", min_run=min_run
         )
         frac = phases.fraction_of_training(st, total_steps)
@@ -176,9 +177,10 @@ def stabilisation(
                 "step": np.nan if st is None else float(st),
                 "fraction": math.inf if frac is None else frac,
                 "stabilised": st is not None,
+                "reason": why,
             }
         )
-    return pd.DataFrame(rows, columns=[*UNIT, "step", "fraction", "stabilised"])
+    return pd.DataFrame(rows, columns=[*UNIT, "step", "fraction", "stabilised", "reason"])
 
 
 def stabilisation_summary(stab: pd.DataFrame, within: float = 0.2, nearly_all: float = 0.9) -> pd.DataFrame:

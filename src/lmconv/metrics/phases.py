@@ -545,6 +545,43 @@ def stabilisation_step(
     return int(s[first])
 
 
+def stabilisation_event(
+    steps: ArrayLike,
+    values: ArrayLike,
+    *,
+    threshold: float = 0.9,
+    mode: Literal["above", "below", "settled"] = "above",
+    eps: float = 0.01,
+    min_run: int = 2,
+) -> tuple[int | None, str]:
+    """:func:`stabilisation_step` with its reason in words: ``(step, reason)``, step None when absent.
+
+    Absent has three reasons: the values never meet the condition; they meet it only at the last checkpoint(s),
+    fewer than ``min_run`` (a tail too short to show that they stay); or they leave it again, the last time at a
+    step after which fewer than ``min_run`` checkpoints remain."""
+    step = stabilisation_step(steps, values, threshold=threshold, mode=mode, eps=eps, min_run=min_run)
+    s, v, _ = _clean(steps, values, "stabilisation_event", min_points=1)
+    cond = {"above": f"≥ {threshold:g}", "below": f"≤ {threshold:g}", "settled": f"within {eps:g} of the final value"}
+    if mode == "above":
+        ok = v >= threshold
+    elif mode == "below":
+        ok = v <= threshold
+    else:
+        ok = np.abs(v - v[-1]) <= eps
+    if step is not None:
+        return step, f"stays {cond[mode]} from step {step} ({int((s >= step).sum())} checkpoints)"
+    if not ok.any():
+        return None, f"never {cond[mode]}"
+    last_bad = int(np.flatnonzero(~ok)[-1]) if (~ok).any() else -1
+    tail = s.size - last_bad - 1
+    return None, (
+        f"{cond[mode]} only from step {int(s[last_bad + 1])} on, {tail} checkpoint(s), fewer than the "
+        f"{min_run} needed to show that it stays"
+        if last_bad >= 0
+        else f"{cond[mode]} at every checkpoint, but there are fewer than {min_run}"
+    )
+
+
 def fraction_of_training(step: int | None, total_steps: int) -> float | None:
     """``step / total_steps`` (None passes through), e.g. to compare with "the first 20% of training"."""
     if total_steps <= 0:
@@ -1038,6 +1075,7 @@ __all__ = [
     "moving_median",
     "smooth_log",
     "sosd_point",
+    "stabilisation_event",
     "stabilisation_step",
     "synchronisation",
 ]
