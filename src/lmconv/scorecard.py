@@ -90,6 +90,23 @@ def token_effects(
     return Estimate(value, iv, tuple(float(u) for u in units))
 
 
+def frequency_effects(cubes: dict[str, K.Cube], targets: pd.DataFrame, **kw) -> dict[str, Estimate]:
+    """Per size: :func:`token_effects` slope of E[conv] on log10(1 + training count) (``targets``: the probe's
+    scored tokens with ``frequency`` and ``doc``), the evidence of ``lmconv.claims.judge_frequency``."""
+    x = np.log10(1.0 + targets["frequency"].to_numpy(dtype=float))
+    return {s: token_effects(c, x, targets["doc"].to_numpy(), **kw) for s, c in cubes.items()}
+
+
+def function_word_effects(
+    cubes: dict[str, K.Cube], targets: pd.DataFrame, classes: np.ndarray, **kw
+) -> dict[str, Estimate]:
+    """Per size: :func:`token_effects` E[conv] of function words minus content words (``classes`` from
+    ``lmconv.lenses.kl.word_classes``), the evidence of ``lmconv.claims.judge_function_words``."""
+    ab = np.array([{"function": "a", "content": "b"}.get(c) for c in classes], dtype=object)
+    x = np.zeros(len(ab))
+    return {s: token_effects(c, x, targets["doc"].to_numpy(), ab, **kw) for s, c in cubes.items()}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # evidence
 # ---------------------------------------------------------------------------------------------------------
@@ -109,18 +126,14 @@ def _kl_evidence(res: analysis.Results, prof, rel_tol: float, pos_source: str) -
     cubes = K.pair_cubes(res.pairs, "ordered", res.probe.n_tokens)
     spreads = K.phase_spreads(cubes, rel_tol)
     targets = res.targets
-    x = np.log10(1.0 + targets["frequency"].to_numpy(dtype=float))
-    docs = targets["doc"].to_numpy()
     tok = suites.load_tokenizer(
         res.suite.source, suites.CheckpointRef(res.family, res.sizes[0], res.seeds[0], res.steps[-1])
     )
     tags = K.probe_tags(prof.corpus, tok, res.probe, accuracy=False)
     ptb, upos = tags.stream_tags(pos_source)
     cur = K.position_tags(upos, targets, "current")
-    classes = K.word_classes(cur)
-    ab = np.array([{"function": "a", "content": "b"}.get(c) for c in classes], dtype=object)
-    freq = {s: token_effects(c, x, docs) for s, c in cubes.items()}
-    func = {s: token_effects(c, x, docs, ab) for s, c in cubes.items()}
+    freq = frequency_effects(cubes, targets)
+    func = function_word_effects(cubes, targets, K.word_classes(cur))
     cur_ptb = None if ptb is None else K.position_tags(ptb, targets, "current")
     groups = K.tag_groups(cur_ptb, cur, "grouped")
     by_group = K.econv(cubes, "pairs", {s: groups for s in cubes})
@@ -404,6 +417,8 @@ __all__ = [
     "collect",
     "counts",
     "evidence",
+    "frequency_effects",
+    "function_word_effects",
     "headline",
     "headline_figure",
     "markdown",
