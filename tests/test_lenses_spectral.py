@@ -646,3 +646,11 @@ def test_sosd_point_reports_its_tau_crossing_without_a_floor():
     power = 1e-2 * (steps / 4.0) ** -1.0  # a steady power-law decline: no floor
     r = phases.sosd_point(steps, power)
     assert r.point is None and not r.found and r.crossing is not None
+
+
+def test_saturation_gap_counts_never_as_after_the_last_step():
+    sat = pd.DataFrame(
+        {"size": ["a", "a", "b"], "seed": [1, 2, 1], "spectrum": [10, 100, None], "weights": [100, None, 50]}
+    )
+    g = sp.saturation_gap(sat, 999, ["a", "b"])
+    assert g["a"] == pytest.approx([1.0, 1.0]) and g["b"][0] == pytest.approx(np.log10(50) - 3.0)

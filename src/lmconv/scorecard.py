@@ -176,42 +176,14 @@ def _sosd_runs(
     return sp.sosd_summary(curves, val), dense
 
 
-def _fall(events: pd.DataFrame) -> pd.Series:
-    """Per run: the fall of ΔΣ in decades where a SoSD point was found, else None."""
-    if "fall_decades" in events:
-        f = events.fall_decades.astype(float)
-    else:
-        f = np.log10(events.peak_over_floor.astype(float))
-    return f.where(events.t_S.notna(), None)
-
-
 def _spectral_evidence(suite: analysis.Suite, res: analysis.Results) -> dict[str, tuple]:
     events, dense = _sosd_runs(suite, res.family, res.sizes, res.seeds)
-    fall = _fall(events)
-    last = int(max(res.steps))
-    ckpt = sp.checkpoint_spectra(res.weights)
-    sat = sp.saturation_steps(ckpt, COS_THRESHOLD)
-    sat_gap = np.log10(sat.weights.fillna(last + 1).astype(float)) - np.log10(
-        sat.spectrum.fillna(last + 1).astype(float)
-    )
-    by_group = sp.run_curves(dense["deltas"], by=["group"])
-    levels = sp.phase_levels(by_group, events, by="group")
-    ratio = pd.Series(dtype=float)
-    if len(levels):  # runs without a SoSD point have no phase II and are left out
-        wide = levels.pivot_table(index=["size", "seed"], columns="group", values="phase II")
-        if {"mlp", "attention"} <= set(wide):
-            ratio = np.log10(wide["mlp"] / wide["attention"])
-
-    def per(series: pd.Series, frame: pd.DataFrame) -> dict[str, list]:
-        return {s: list(series[(frame["size"] == s).to_numpy()]) for s in res.sizes}
-
-    have = set(ratio.index.get_level_values("size")) if len(ratio) else set()
-    ratio_per = {s: list(ratio.xs(s, level="size")) if s in have else [] for s in res.sizes}
+    sat = sp.saturation_steps(sp.checkpoint_spectra(res.weights), COS_THRESHOLD)
     return {
-        "sosd.before_weights": (per(sat_gap, sat),),
-        "sosd.falls_to_floor": (per(fall, events),),
-        "sosd.at_loss_transition": (per(events.delta.astype(float), events),),
-        "sosd.mlp_below_attention": (ratio_per,),
+        "sosd.before_weights": (sp.saturation_gap(sat, int(max(res.steps)), res.sizes),),
+        "sosd.falls_to_floor": (sp.fall_by_size(events, res.sizes),),
+        "sosd.at_loss_transition": (sp.delta_by_size(events, res.sizes),),
+        "sosd.mlp_below_attention": (sp.mlp_attention_ratio(dense["deltas"], events, res.sizes),),
     }
 
 
@@ -227,7 +199,7 @@ def _sweep_evidence(profile: str) -> dict[str, tuple]:
     for arm in prof.arms:
         fam = prof.arm(arm).family
         events, dense = _sosd_runs(suite, fam, list(prof.sizes), seeds)
-        arms[arm] = list(_fall(events))
+        arms[arm] = [f for fs in sp.fall_by_size(events, list(prof.sizes)).values() for f in fs]
         deltas.append(dense["deltas"])
         norms.append(dense["norms"])
     table = sp.scaling_table(prof, pd.concat(deltas, ignore_index=True), pd.concat(norms, ignore_index=True))

@@ -1362,3 +1362,28 @@ def sensitivity_sentence(sens: pd.DataFrame) -> str:
             parts.append(f"no alternative of {what} gives a δ (one of the events is missing under each)")
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def mlp_attention_ratio(deltas: pd.DataFrame, events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[float]]:
+    """Per size, per run: log10 of the MLP matrices' mean ΔΣ per step over the attention matrices' after the
+    run's split step (:func:`split_steps`: t_S, or the τ crossing where ΔΣ has no floor); runs with neither are
+    left out. The evidence of ``lmconv.claims.judge_mlp_below_attention``."""
+    ev = events if "t_split" in events else split_steps(events)
+    levels = phase_levels(run_curves(deltas, by=["group"]), ev, "group", at="t_split")
+    if levels.empty:
+        return {}
+    wide = levels.pivot_table(index=["size", "seed"], columns="group", values="phase II")
+    if not {"mlp", "attention"} <= set(wide):
+        return {}
+    ratio = np.log10(wide["mlp"] / wide["attention"])
+    have = set(ratio.index.get_level_values("size"))
+    return {s: list(ratio.xs(s, level="size")) for s in sizes if s in have}
+
+
+def saturation_gap(sat: pd.DataFrame, last_step: int, sizes: Sequence[str]) -> dict[str, list[float]]:
+    """Per size, per run: log10(t_W / t_Σ) from :func:`saturation_steps`, a quantity that never saturates counting
+    as saturating just after ``last_step``. The evidence of ``lmconv.claims.judge_spectrum_before_weights``."""
+    w = np.log10(pd.to_numeric(sat.weights, errors="coerce").fillna(last_step + 1).astype(float))
+    s = np.log10(pd.to_numeric(sat.spectrum, errors="coerce").fillna(last_step + 1).astype(float))
+    gap = w - s
+    return {z: list(gap[(sat["size"] == z).to_numpy()]) for z in sizes if (sat["size"] == z).any()}
