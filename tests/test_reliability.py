@@ -204,3 +204,19 @@ def test_pickled_checkpoints_are_not_loaded(smoke_suite, tmp_path):
     (run / "checksums.json").write_text(json.dumps(sums))
     with pytest.raises(LmconvError, match="cannot load checkpoint"):
         suites.LocalSource(tmp_path).load_model(suites.CheckpointRef("lmconv", "s", 1, 96))
+
+
+def test_values_listed_twice_are_refused(smoke_suite):
+    from lmconv import analysis
+
+    for name, value in (("seeds", [1, 1, 2]), ("seeds", [1, 1]), ("sizes", ["xs", "xs"]), ("steps", [96, 96, 0])):
+        with pytest.raises(LmconvError, match=rf"parameter {name}: .* listed more than once") as e:
+            params.validate(**{name: value})
+        assert "list each value once" in e.value.fix
+    for kw, what in (
+        ({"seeds": [1, 1]}, "seed 1"),
+        ({"sizes": ["xs", "xs"]}, "size 'xs'"),
+        ({"steps": [96, 96, 0]}, "step 96"),
+    ):
+        with pytest.raises(LmconvError, match=rf"{what} listed more than once"):
+            analysis.run("smoke", progress=False, **kw)

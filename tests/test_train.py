@@ -185,3 +185,10 @@ def test_a_branched_arm_shares_history_then_diverges(tmp_path, monkeypatch):
 
     la, lb = pd.read_parquet(a / "train_log.parquet"), pd.read_parquet(b / "train_log.parquet")
     assert (la.loss[:48] == lb.loss[:48]).all() and lb.lr.iloc[-1] < la.lr.iloc[-1]
+
+
+def test_arms_sizes_and_seeds_listed_twice_are_refused(smoke_profile):
+    with pytest.raises(LmconvError, match=r"seed 1 listed more than once in \[1, 1, 2\]"):
+        train.train_profile(smoke_profile, seeds=[1, 1, 2], progress=False)
+    with pytest.raises(LmconvError, match=r"size 'xs' listed more than once"):
+        train.train_profile(smoke_profile, sizes=["xs", "xs"], progress=False)

@@ -15,7 +15,7 @@ import pandas as pd
 from . import engine, paths, profiles, suites
 from . import probe as probe_mod
 from . import tokenizer as tok_mod
-from .errors import LmconvError
+from .errors import LmconvError, no_repeats
 from .io import read_json, sha256_json, write_json
 from .metrics import kl as kl_mod
 
@@ -101,6 +101,7 @@ def _resolve(values, allowed, kind: str, profile: str) -> list:
         return list(allowed)
     if isinstance(values, str | int) and not isinstance(values, bool):
         values = [values]
+    no_repeats(kind, list(values), f"pick each {kind} once (notebook parameter or --{kind}s)")
     out = []
     for v in values:
         if v not in allowed:

@@ -20,3 +20,15 @@ def choose(kind: str, value: object, allowed: list | tuple | set | dict, hint: s
     if value not in allowed:
         options = ", ".join(repr(a) for a in sorted(allowed, key=str))
         raise LmconvError(f"unknown {kind} {value!r}; this one has: {options}", hint or f"pick one of {options}")
+
+
+def no_repeats(kind: str, values: list | tuple, hint: str = "") -> None:
+    """Raise a clear error when a value is listed more than once (each would be counted, or run, twice)."""
+    seen: list = []
+    repeated = [v for v in values if v in seen or seen.append(v)]
+    if repeated:
+        once = list(dict.fromkeys(values))
+        raise LmconvError(
+            f"{kind} {', '.join(repr(v) for v in dict.fromkeys(repeated))} listed more than once in {list(values)}",
+            hint or f"list each {kind} once, e.g. {once}",
+        )

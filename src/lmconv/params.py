@@ -7,12 +7,13 @@ allowed, before anything is computed or written.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
 from . import profiles
-from .errors import LmconvError
+from .errors import LmconvError, no_repeats
 
 
 def _fail(name: str, value: Any, want: str) -> LmconvError:
@@ -73,7 +74,11 @@ def _list(item: Callable, optional: bool = True) -> Callable:
             v = [v]
         if not isinstance(v, list | tuple) or not v:
             raise _fail(name, v, "a non-empty list (or null for all)")
-        return [item(f"{name}[]", x) for x in v]
+        out = [item(f"{name}[]", x) for x in v]
+        # a value listed twice would be counted twice (table rows, seed pairs, "n seeds")
+        once = json.dumps(list(dict.fromkeys(out)))
+        no_repeats(f"parameter {name}:", out, f"list each value once: -p {name} '{once}'")
+        return out
 
     return check
 

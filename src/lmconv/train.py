@@ -26,7 +26,7 @@ from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidg
 
 from . import corpus, neox, paths
 from . import tokenizer as tok_mod
-from .errors import LmconvError
+from .errors import LmconvError, no_repeats
 from .io import (
     atomic_dir,
     atomic_path,
@@ -415,6 +415,8 @@ def train_profile(
     progress: bool = True,
 ) -> Path:
     """Train (or finish) every run of the profile; return the suite root ``{data}/suites/{profile}``."""
+    for kind, values in (("arm", arms), ("size", sizes), ("seed", seeds)):
+        no_repeats(kind, values or [], f"list each {kind} once (--{kind}s)")
     for name in sizes or []:
         profile.size(name)
     for k in seeds or []:
