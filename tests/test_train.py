@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import io, profiles, suites, train
+from lmconv import io, paths, profiles, suites, train
 from lmconv.errors import LmconvError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,6 +185,66 @@ def test_a_branched_arm_shares_history_then_diverges(tmp_path, monkeypatch):
 
     la, lb = pd.read_parquet(a / "train_log.parquet"), pd.read_parquet(b / "train_log.parquet")
     assert (la.loss[:48] == lb.loss[:48]).all() and lb.lr.iloc[-1] < la.lr.iloc[-1]
+
+
+class Killed(BaseException):
+    """A simulated kill at a chosen code point (not an Exception: nothing on the way may catch it)."""
+
+
+def _kill(m: pytest.MonkeyPatch, obj, name: str, before=None, after=None) -> None:
+    """Make ``obj.name`` raise :class:`Killed` before (or after) a call for which the predicate holds."""
+    real = getattr(obj, name)
+
+    def fake(*a, **k):
+        if before and before(*a, **k):
+            raise Killed(name)
+        out = real(*a, **k)
+        if after and after(*a, **k):
+            raise Killed(name)
+        return out
+
+    m.setattr(obj, name, fake)
+
+
+def _tiny(name: str, arms: dict | None = None, fresh: bool = True, **train_over) -> profiles.Profile:
+    """One xs run of the smoke settings, 48 steps (checkpoints 0, 1, 2, 4, 8, 16, 32, 48), in the session's home."""
+    smoke = profiles.load("smoke").raw
+    raw = smoke | {"seeds": [1], "sizes": {"xs": smoke["sizes"]["xs"]}, "train": smoke["train"] | {"steps": 48}}
+    raw["train"] |= train_over
+    prof = profiles.parse(raw | ({"arms": arms} if arms else {}), name)
+    if fresh:
+        shutil.rmtree(paths.suite_dir(name), ignore_errors=True)
+    return prof
+
+
+@pytest.fixture(scope="module")
+def tiny_reference() -> tuple[Path, dict[str, str]]:
+    """An uninterrupted tiny run: the files every interrupted and repaired run must end with."""
+    run = train.train_profile(_tiny("tinyref"), progress=False) / "lmconv-xs-seed1"
+    return run, tree_hashes(run)
+
+
+def test_a_kill_between_the_renames_of_a_state_loses_nothing(tiny_reference, monkeypatch):
+    prof = _tiny("tinyrename")
+    run = paths.suite_dir(prof.name) / "lmconv-xs-seed1"
+
+    def second_rename(src, dst) -> bool:  # the state of step 32 replaces that of step 16: kill after the first
+        new_state = Path(src) / "state.json"
+        return Path(dst) == run / "resume" and new_state.exists() and io.read_json(new_state)["step"] == 32
+
+    with monkeypatch.context() as m:
+        _kill(m, io.os, "replace", before=second_rename)
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert not (run / "resume").exists() and (run / ".resume.old" / "state.json").exists()
+    saved: list[int] = []
+    with monkeypatch.context() as m:  # the rerun goes on from step 16, not from step 0
+        _kill(m, train, "save_state", before=lambda _run, step, *a: saved.append(step) is None)
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert saved == [32]
+    train.train_profile(prof, progress=False)
+    assert tree_hashes(run) == tiny_reference[1]
 
 
 def test_arms_sizes_and_seeds_listed_twice_are_refused(smoke_profile):

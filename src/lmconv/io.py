@@ -101,9 +101,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
 
 def remove_stale_temporaries(folder: str | Path) -> int:
-    """Delete leftovers of interrupted atomic writes (``.name.*.tmp``) below ``folder``."""
+    """Undo interrupted atomic writes below ``folder``: delete temporaries (``.name.*.tmp``), and put back a
+    folder that :func:`atomic_dir` had moved aside (``.name.old``) when the kill came before its replacement."""
     n = 0
     for p in Path(folder).rglob(".*.tmp"):
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        n += 1
+    for old in Path(folder).rglob(".*.old"):
+        target = old.with_name(old.name[1:-4])
+        if old.is_dir() and not target.exists():
+            os.replace(old, target)  # the kill fell between atomic_dir's two renames: the old folder is the good one
+        else:
+            shutil.rmtree(old, ignore_errors=True)
         n += 1
     return n
