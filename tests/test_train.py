@@ -247,6 +247,32 @@ def test_a_kill_between_the_renames_of_a_state_loses_nothing(tiny_reference, mon
     assert tree_hashes(run) == tiny_reference[1]
 
 
+def test_a_second_trainer_of_a_run_is_refused_while_the_first_holds_it(tiny_reference):
+    run = tiny_reference[0]
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(run / '.lock')!r}, os.O_RDWR | os.O_CREAT)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, str(os.getpid()).encode())\n"
+            "print('locked', flush=True); time.sleep(120)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LmconvError, match=rf"in use by another process \(pid {holder.pid}\b") as e:
+            train.train_profile(_tiny("tinyref", fresh=False), progress=False)
+        assert f"kill {holder.pid}" in e.value.fix
+    finally:
+        holder.kill()
+        holder.wait()
+    train.train_profile(_tiny("tinyref", fresh=False), progress=False)  # free again; the lock file goes with its holder
+    assert not (run / ".lock").exists()
+
+
 def test_arms_sizes_and_seeds_listed_twice_are_refused(smoke_profile):
     with pytest.raises(LmconvError, match=r"seed 1 listed more than once in \[1, 1, 2\]"):
         train.train_profile(smoke_profile, seeds=[1, 1, 2], progress=False)

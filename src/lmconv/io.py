@@ -115,3 +115,38 @@ def remove_stale_temporaries(folder: str | Path) -> int:
             shutil.rmtree(old, ignore_errors=True)
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, what: str) -> Iterator[None]:
+    """Hold a non-blocking ``flock`` on ``path`` (which records our pid) for the block; when another process
+    holds it, stop with an error naming that process. The file is removed on release."""
+    import fcntl
+
+    from .errors import LmconvError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LmconvError(
+                f"{what} is in use by another process (pid {pid}, which holds the lock {path})",
+                f"wait for that process to finish, or stop it (kill {pid}) and rerun the command",
+            ) from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break  # locked the file that is still under that name (not one a releasing process just removed)
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)

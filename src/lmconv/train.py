@@ -30,6 +30,7 @@ from .errors import LmconvError, no_repeats
 from .io import (
     atomic_dir,
     atomic_path,
+    exclusive_lock,
     read_json,
     remove_stale_temporaries,
     sha256_file,
@@ -254,12 +255,21 @@ def load_state(run_dir: Path) -> int | None:
 def train_run(
     profile: Profile, arm: Arm, size: Size, seed: int, data: TrainData, root: Path, progress: bool = True
 ) -> Path:
-    """Train one run to its last step, resuming from its last complete checkpoint. Returns the run folder."""
+    """Train one run to its last step, resuming from its last complete checkpoint. Returns the run folder.
+
+    One process at a time per run: a second one stops with an error naming the first (a lock in the run folder)."""
+    run_dir = root / format_run(arm.family, size.name, seed)
+    with exclusive_lock(run_dir / ".lock", f"run {run_dir}"):
+        _train_run(profile, arm, size, seed, data, root, run_dir, progress)
+    return run_dir
+
+
+def _train_run(
+    profile: Profile, arm: Arm, size: Size, seed: int, data: TrainData, root: Path, run_dir: Path, progress: bool
+) -> None:
     s = arm.train
     torch.set_num_threads(s.threads)
     dev = training_device(s)
-    run_dir = root / format_run(arm.family, size.name, seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(run_dir)
     ckpt_steps = set(profile.checkpoint_steps(arm.family))
     keep_state = {
@@ -267,7 +277,7 @@ def train_run(
     }
     final = s.steps
     if (run_dir / format_revision(final) / "checksums.json").exists() and (run_dir / "train_log.parquet").exists():
-        return run_dir
+        return
 
     start = load_state(run_dir)
     src_dir = run_dir
@@ -358,7 +368,6 @@ def train_run(
         if (step + 1) % 50 == 0:
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{log.val[-1][1]:.3f}", refresh=False)
     bar.close()
-    return run_dir
 
 
 def _link_checkpoints(src_run: Path, dst_run: Path, steps: list[int]) -> None:
