@@ -224,6 +224,26 @@ def tiny_reference() -> tuple[Path, dict[str, str]]:
     return run, tree_hashes(run)
 
 
+def test_a_kill_while_a_run_finishes_is_repaired_on_rerun(tiny_reference, monkeypatch):
+    from lmconv import analysis
+
+    prof = _tiny("tinyfinish")
+    root = paths.suite_dir(prof.name)
+    run = root / "lmconv-xs-seed1"
+    with monkeypatch.context() as m:  # killed after train_log.parquet, before val_log, spectra and run.json
+        _kill(m, train, "_write_parquet", before=lambda path, df: path == run / "val_log.parquet")
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert (run / "train_log.parquet").exists() and not (run / "val_log.parquet").exists()
+    suite = analysis.Suite(prof, suites.LocalSource(root))
+    with pytest.raises(LmconvError, match="no finished runs"):  # a half-finished run is not read as finished
+        suite.train_logs()
+    train.train_profile(prof, progress=False)
+    assert (run / "run.json").exists() and tree_hashes(run) == tiny_reference[1]
+    _, val = suite.train_logs()
+    assert val.step.max() == 48
+
+
 def test_a_kill_between_the_renames_of_a_state_loses_nothing(tiny_reference, monkeypatch):
     prof = _tiny("tinyrename")
     run = paths.suite_dir(prof.name) / "lmconv-xs-seed1"

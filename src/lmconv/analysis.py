@@ -49,7 +49,7 @@ class Suite:
             for size in self.profile.sizes:
                 for seed in self.profile.seeds:
                     run = self.source.root / suites.format_run(fam, size, seed)
-                    if not (run / "train_log.parquet").exists():
+                    if not suites.run_finished(run):
                         continue
                     for frame, name in ((train, "train_log"), (val, "val_log")):
                         df = pd.read_parquet(run / f"{name}.parquet")

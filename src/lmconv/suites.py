@@ -31,6 +31,7 @@ POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_F
 transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
+RUN_FINISHED = "run.json"  # written last when a run ends, after its logs: the one sign that a run is finished
 _RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
 _STEP = re.compile(r"^step(?P<step>\d+)$")
 
@@ -68,6 +69,11 @@ def parse_run(name: str) -> tuple[str, str, int]:
     if not m:
         raise LmconvError(f"{name!r} is not a run name", "run names look like {family}-{size}-seed{k}")
     return m["family"], m["size"], int(m["seed"])
+
+
+def run_finished(run_dir: Path) -> bool:
+    """Whether a local run has finished: its logs (``train_log``, ``val_log``, ``spectra``) are all written."""
+    return (Path(run_dir) / RUN_FINISHED).exists()
 
 
 def format_revision(step: int) -> str:

@@ -38,7 +38,7 @@ from .io import (
     write_text,
 )
 from .profiles import ROTARY_PCT, Arm, Profile, Size, TrainSettings
-from .suites import format_revision, format_run
+from .suites import RUN_FINISHED, format_revision, format_run, run_finished
 
 STATE_DIR = "resume"
 transformers.utils.logging.disable_progress_bar()
@@ -276,7 +276,8 @@ def _train_run(
         int(b["step"]) for a in profile.arms.values() if (b := a.train.branch_from) and b["arm"] == arm.family
     }
     final = s.steps
-    if (run_dir / format_revision(final) / "checksums.json").exists() and (run_dir / "train_log.parquet").exists():
+    if run_finished(run_dir) and (run_dir / format_revision(final) / "checksums.json").exists():
+        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # in case the kill came just before this
         return
 
     start = load_state(run_dir)
@@ -322,8 +323,8 @@ def _train_run(
             seconds = spent + time.perf_counter() - t_start
             if step == final:
                 log.write(run_dir, names)
-                write_json(
-                    run_dir / "run.json",
+                write_json(  # last: the run counts as finished once this exists (suites.run_finished)
+                    run_dir / RUN_FINISHED,
                     {
                         "steps": final,
                         "train_seconds": round(seconds, 1),

@@ -1038,18 +1038,14 @@ def factor_panels(df: pd.DataFrame, factor: dict[str, str], arm_col: str = "fami
 
 
 def complete_seeds(suite) -> list[int]:
-    """Seeds whose runs have finished (a ``train_log.parquet`` exists) in every arm and size of the suite."""
-    from ..suites import format_run
+    """Seeds whose runs have finished (``suites.run_finished``) in every arm and size of the suite."""
+    from ..suites import format_run, run_finished
 
     prof = suite.profile
     out = [
         k
         for k in prof.seeds
-        if all(
-            (suite.source.root / format_run(a, s, k) / "train_log.parquet").exists()
-            for a in prof.arms
-            for s in prof.sizes
-        )
+        if all(run_finished(suite.source.root / format_run(a, s, k)) for a in prof.arms for s in prof.sizes)
     ]
     if not out:
         raise LmconvError(
