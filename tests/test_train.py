@@ -224,6 +224,43 @@ def tiny_reference() -> tuple[Path, dict[str, str]]:
     return run, tree_hashes(run)
 
 
+def test_resume_verifies_the_checkpoint_it_starts_from(tiny_reference, monkeypatch):
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    prof = _tiny("tinycorrupt")
+    run = paths.suite_dir(prof.name) / "lmconv-xs-seed1"
+    with monkeypatch.context() as m:
+        _kill(m, train, "save_state", after=lambda _run, step, *a: step == 32)
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert train.load_state(run) == 32
+    weights = run / "step32" / "model.safetensors"
+    good = weights.read_bytes()
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF
+    weights.write_bytes(bytes(bad))
+    with pytest.raises(LmconvError, match=r"step32/model\.safetensors does not match its recorded sha256") as e:
+        train.train_profile(prof, progress=False)
+    assert f"delete {run / 'resume'}" in e.value.fix
+    # weights only as a pickle (pytorch_model.bin, recorded in checksums.json): refused, never unpickled
+    weights.write_bytes(good)
+    torch.save(load_file(str(weights)), run / "step32" / "pytorch_model.bin")
+    weights.unlink()
+    sums = json.loads((run / "step32" / "checksums.json").read_text())
+    sums["pytorch_model.bin"] = io.sha256_file(run / "step32" / "pytorch_model.bin")
+    del sums["model.safetensors"]
+    (run / "step32" / "checksums.json").write_text(json.dumps(sums))
+    with pytest.raises(LmconvError, match=r"step32/model\.safetensors is missing"):
+        train.train_profile(prof, progress=False)
+    # the fix it names works: without the state the run trains again and ends with the same files
+    shutil.rmtree(run / "resume")
+    train.train_profile(prof, progress=False)
+    assert tree_hashes(run) == tiny_reference[1]
+
+
 def test_a_kill_while_a_run_finishes_is_repaired_on_rerun(tiny_reference, monkeypatch):
     from lmconv import analysis
 

@@ -252,6 +252,22 @@ def load_state(run_dir: Path) -> int | None:
     return read_json(f)["step"] if f.exists() else None
 
 
+def verify_checkpoint(folder: Path, why: str, fix: str) -> None:
+    """Raise unless ``folder`` holds safetensors weights and a config whose bytes match its ``checksums.json``."""
+    sums = read_json(folder / "checksums.json") if (folder / "checksums.json").is_file() else {}
+    for name in dict.fromkeys(("checksums.json", "config.json", "model.safetensors", *sums)):
+        f = folder / name
+        if not f.is_file():
+            problem = f"{f} is missing"
+        elif name != "checksums.json" and name not in sums:
+            problem = f"{f} is not recorded in {folder / 'checksums.json'}"
+        elif name != "checksums.json" and sha256_file(f) != sums[name]:
+            problem = f"{f} does not match its recorded sha256 (corrupt or truncated)"
+        else:
+            continue
+        raise LmconvError(f"{problem}; {why}", fix)
+
+
 def train_run(
     profile: Profile, arm: Arm, size: Size, seed: int, data: TrainData, root: Path, progress: bool = True
 ) -> Path:
@@ -295,13 +311,22 @@ def _train_run(
         from transformers import GPTNeoXForCausalLM
 
         state_dir = run_dir / STATE_DIR if src_dir == run_dir else src_dir / f"{STATE_DIR}-step{start}"
-        model = GPTNeoXForCausalLM.from_pretrained(str(src_dir / format_revision(start)), dtype=torch.float32)
-        model = model.to(dev)
-        opts = make_optimizers(model, s)
-        state = torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=dev)
-        for i, o in enumerate(opts):
-            o.load_state_dict(state[f"optimizer{i}"])
-        log = RunLog.read(state_dir, start)
+        ckpt = src_dir / format_revision(start)
+        fix = (
+            f"delete {state_dir} and rerun `lmconv train`: the run that state belongs to then trains again from its "
+            "start and writes the same checkpoints"
+        )
+        verify_checkpoint(ckpt, f"the saved state {state_dir} resumes from that checkpoint", fix)
+        try:
+            model = GPTNeoXForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32, use_safetensors=True)
+            model = model.to(dev)
+            opts = make_optimizers(model, s)
+            state = torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=dev)
+            for i, o in enumerate(opts):
+                o.load_state_dict(state[f"optimizer{i}"])
+            log = RunLog.read(state_dir, start)
+        except Exception as e:  # weights that match their checksums but do not load, or a damaged state
+            raise LmconvError(f"cannot resume from {ckpt} with the state in {state_dir}: {e}", fix) from e
         timing = state_dir / "timing.json"
         spent = float(read_json(timing)["seconds"]) if src_dir == run_dir and timing.exists() else 0.0
     else:
