@@ -330,6 +330,33 @@ def test_a_second_trainer_of_a_run_is_refused_while_the_first_holds_it(tiny_refe
     assert not (run / ".lock").exists()
 
 
+def test_a_branch_point_killed_while_copied_or_broken_is_rebuilt(monkeypatch):
+    wsd = {"schedule": {"kind": "wsd", "decay_fraction": 0.5, "final_ratio": 0.0}}
+    arms = {"constant": {}, "wsd": wsd | {"branch_from": {"arm": "constant", "step": 16}}}
+    prof = _tiny("tinybranch", arms, steps=32, schedule={"kind": "constant", "warmup": 8})
+    root = paths.suite_dir(prof.name)
+    point = root / "constant-xs-seed1" / "resume-step16"
+    real_copytree = shutil.copytree
+
+    def half_copy(src, dst, *a, **k):  # the kill comes in the middle of copying the state
+        real_copytree(src, dst, *a, ignore=shutil.ignore_patterns("optimizer.pt"), **k)
+        raise Killed("copytree")
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, "copytree", half_copy)
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert not point.exists() or not (point / "optimizer.pt").exists()
+    train.train_profile(prof, progress=False)
+    assert (point / "optimizer.pt").exists() and (root / "wsd-xs-seed1" / "run.json").exists()
+    ref = tree_hashes(root)
+    # a branch point broken by an older version (copied in place, then killed) is detected and rebuilt
+    (point / "optimizer.pt").unlink()
+    shutil.rmtree(root / "wsd-xs-seed1")
+    train.train_profile(prof, progress=False)
+    assert tree_hashes(root) == ref
+
+
 def test_arms_sizes_and_seeds_listed_twice_are_refused(smoke_profile):
     with pytest.raises(LmconvError, match=r"seed 1 listed more than once in \[1, 1, 2\]"):
         train.train_profile(smoke_profile, seeds=[1, 1, 2], progress=False)

@@ -252,6 +252,18 @@ def load_state(run_dir: Path) -> int | None:
     return read_json(f)["step"] if f.exists() else None
 
 
+def state_complete(folder: Path, step: int) -> bool:
+    """Whether ``folder`` holds a whole saved state, of ``step``."""
+    files = ("state.json", "optimizer.pt", "train_log.parquet", "val_log.parquet")
+    return all((folder / f).is_file() for f in files) and read_json(folder / "state.json").get("step") == step
+
+
+def _keep_branch_state(run_dir: Path, step: int) -> None:
+    """Copy the resume state of ``step`` to ``resume-step{step}``, where branched arms start, in one rename."""
+    with atomic_dir(run_dir / f"{STATE_DIR}-step{step}") as tmp:
+        shutil.copytree(run_dir / STATE_DIR, tmp, dirs_exist_ok=True)
+
+
 def verify_checkpoint(folder: Path, why: str, fix: str) -> None:
     """Raise unless ``folder`` holds safetensors weights and a config whose bytes match its ``checksums.json``."""
     sums = read_json(folder / "checksums.json") if (folder / "checksums.json").is_file() else {}
@@ -291,19 +303,26 @@ def _train_run(
     keep_state = {
         int(b["step"]) for a in profile.arms.values() if (b := a.train.branch_from) and b["arm"] == arm.family
     }
+    # a branch point lost to a kill (or never written) is rebuilt by training this run past it again
+    broken = {k for k in keep_state if not state_complete(run_dir / f"{STATE_DIR}-step{k}", k)}
     final = s.steps
-    if run_finished(run_dir) and (run_dir / format_revision(final) / "checksums.json").exists():
+    if run_finished(run_dir) and (run_dir / format_revision(final) / "checksums.json").exists() and not broken:
         shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # in case the kill came just before this
         return
 
     start = load_state(run_dir)
+    if start is not None and any(k < start for k in broken):
+        start = None  # the lost branch point lies behind the resume state: train again from step 0
     src_dir = run_dir
     if start is None and s.branch_from:
         src_dir = root / format_run(s.branch_from["arm"], size.name, seed)
         start = int(s.branch_from["step"])
-        if not (src_dir / f"{STATE_DIR}-step{start}" / "state.json").exists():
+        if not state_complete(src_dir / f"{STATE_DIR}-step{start}", start):
             raise LmconvError(
-                f"arm {arm.family} branches from {src_dir.name} at step {start}, which has no saved state"
+                f"arm {arm.family} branches from {src_dir.name} at step {start}, which has no complete saved state "
+                f"({src_dir / f'{STATE_DIR}-step{start}'})",
+                f"train that run first (it rebuilds the state): lmconv train --profile {profile.name} "
+                f"--arms {s.branch_from['arm']}",
             )
     if start is not None and src_dir != run_dir:
         _link_checkpoints(src_dir, run_dir, [c for c in ckpt_steps if c <= start])
@@ -329,6 +348,8 @@ def _train_run(
             raise LmconvError(f"cannot resume from {ckpt} with the state in {state_dir}: {e}", fix) from e
         timing = state_dir / "timing.json"
         spent = float(read_json(timing)["seconds"]) if src_dir == run_dir and timing.exists() else 0.0
+        if src_dir == run_dir and start in keep_state:
+            _keep_branch_state(run_dir, start)  # the kill may have come while it was being copied
     else:
         model = init_model(profile, size, seed).to(dev)
         opts = make_optimizers(model, s)
@@ -361,8 +382,7 @@ def _train_run(
             else:
                 save_state(run_dir, step, opts, log, names, seconds)
             if step in keep_state:
-                shutil.rmtree(run_dir / f"{STATE_DIR}-step{step}", ignore_errors=True)
-                shutil.copytree(run_dir / STATE_DIR, run_dir / f"{STATE_DIR}-step{step}")
+                _keep_branch_state(run_dir, step)
 
     model.train()
     if start == 0:
