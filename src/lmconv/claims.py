@@ -498,54 +498,18 @@ def judge_falls_to_floor(per_size: Mapping[str, Sequence[float | None]], *, deca
         f"contradicted when most runs show none or each size's interval lies below {decades:g}"
     )
     head = per[list(per)[-1]]
+
+    def out(o: Outcome, r: str) -> Verdict:
+        return Verdict(cid, o, stat, head.value, head.interval, per, "run", rule, r)
+
     if absent * 2 > len(runs):
-        return Verdict(
-            cid,
-            CONTRADICTED,
-            stat,
-            head.value,
-            head.interval,
-            per,
-            "run",
-            rule,
-            f"no transition in {absent} of {len(runs)} runs ({nums})",
-        )
+        return out(CONTRADICTED, f"no transition in {absent} of {len(runs)} runs ({nums})")
     if absent == 0 and all(e.interval and e.interval.lo > decades for e in per.values()):
-        return Verdict(
-            cid,
-            REPRODUCED,
-            stat,
-            head.value,
-            head.interval,
-            per,
-            "run",
-            rule,
-            f"ΔΣ falls by more than {decades:g} decade(s) in every run ({nums})",
-        )
+        return out(REPRODUCED, f"ΔΣ falls by more than {decades:g} decade(s) in every run ({nums})")
     if all(e.interval and e.interval.hi < decades for e in per.values()):
-        return Verdict(
-            cid,
-            CONTRADICTED,
-            stat,
-            head.value,
-            head.interval,
-            per,
-            "run",
-            rule,
-            f"ΔΣ falls by less than {decades:g} decade(s) ({nums})",
-        )
+        return out(CONTRADICTED, f"ΔΣ falls by less than {decades:g} decade(s) ({nums})")
     why = f"{absent} of {len(runs)} runs show no transition; " if absent else ""
-    return Verdict(
-        cid,
-        INCONCLUSIVE,
-        stat,
-        head.value,
-        head.interval,
-        per,
-        "run",
-        rule,
-        f"{why}the fall is near {decades:g} decade(s) ({nums})",
-    )
+    return out(INCONCLUSIVE, f"{why}the fall is near {decades:g} decade(s) ({nums})")
 
 
 def judge_sosd_at_loss(per_size: Mapping[str, Sequence[float | None]], *, tol: float = SYNC_TOL) -> Verdict:
