@@ -59,3 +59,18 @@ def test_scorecard_on_the_smoke_suite(smoke_results):
     tab = scorecard.table(verdicts, "smoke")
     assert not tab["value [interval]"].str.contains("nan").any()
     assert "tokens per parameter" in scorecard.setting("smoke")["spectra"]
+
+
+def test_an_unfinished_sweep_leaves_its_claims_inconclusive(monkeypatch):
+    from lmconv.errors import LmconvError
+    from lmconv.lenses import spectral as sp
+
+    monkeypatch.setattr(scorecard.analysis.Suite, "open", classmethod(lambda cls, name: object()))
+
+    def unfinished(suite):
+        raise LmconvError("no seed of the 'sweep' suite has finished in every arm")
+
+    monkeypatch.setattr(sp, "complete_seeds", unfinished)
+    ev = scorecard._sweep_evidence("default")
+    assert ev == {"sosd.across_schedules": (None,), "sosd.norm_floor": (None,)}
+    assert claims.judge("sosd.across_schedules", *ev["sosd.across_schedules"]).outcome == claims.INCONCLUSIVE

@@ -189,12 +189,12 @@ def _spectral_evidence(suite: analysis.Suite, res: analysis.Results) -> dict[str
 
 def _sweep_evidence(profile: str) -> dict[str, tuple]:
     name = sp.sweep_profile_for(profile)
-    try:
+    try:  # the sweep is a companion suite: not trained (or not finished) means these claims are not tested here
         suite = analysis.Suite.open(name)
+        seeds = sp.complete_seeds(suite)
     except LmconvError:
         return {"sosd.across_schedules": (None,), "sosd.norm_floor": (None,)}
     prof = suite.profile
-    seeds = sp.complete_seeds(suite)
     arms, deltas, norms = {}, [], []
     for arm in prof.arms:
         fam = prof.arm(arm).family
