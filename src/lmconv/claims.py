@@ -296,7 +296,7 @@ def judge_frequency(per_size: Mapping[str, Estimate]) -> Verdict:
         "slope of E[conv] per decade of token frequency",
         per_size,
         +1,
-        unit="bootstrap over documents and seeds",
+        unit="seed pair",
         what_holds="frequent tokens converge more",
         what_reversed="frequent tokens converge less",
     )
@@ -311,7 +311,7 @@ def judge_function_words(per_size: Mapping[str, Estimate]) -> Verdict:
         "E[conv] of function words minus content words",
         per_size,
         +1,
-        unit="bootstrap over documents and seeds",
+        unit="seed pair",
         what_holds="function words converge more than content words",
         what_reversed="function words converge less than content words",
     )
