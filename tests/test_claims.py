@@ -221,7 +221,9 @@ def test_sweep_claims():
     assert claims.judge_across_schedules({"cos": [2.0, 1.9], "wsd": [1.5, 1.4]}).outcome == REPRODUCED
     assert claims.judge_across_schedules({"cos": [2.0, 1.9], "const": [None, None]}).outcome == CONTRADICTED
     assert claims.judge_across_schedules({"cos": [2.0, None], "const": [1.0, 1.2]}).outcome == INCONCLUSIVE
-    assert claims.judge_norm_floor({"slope": 0.95, "lo": 0.8, "hi": 1.1}).outcome == REPRODUCED
+    assert claims.judge_norm_floor({"slope": 0.95, "lo": 0.92, "hi": 1.05}).outcome == REPRODUCED
+    assert claims.judge_norm_floor({"slope": 1.01, "lo": 1.009, "hi": 1.012}).outcome == REPRODUCED  # a hair off 1
+    assert "too wide" in claims.judge_norm_floor({"slope": 0.95, "lo": 0.5, "hi": 1.6}).reason
     assert claims.judge_norm_floor({"slope": -0.5, "lo": -0.8, "hi": -0.2}).outcome == CONTRADICTED
     v = claims.judge_norm_floor({"slope": 0.4, "lo": 0.3, "hi": 0.5})
     assert v.outcome == INCONCLUSIVE and "not in proportion" in v.reason

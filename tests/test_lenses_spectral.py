@@ -551,6 +551,8 @@ def test_scaling_sentence_each_direction():
     part = sp.scaling_sentence(_fit(0.5, 0.4, 0.6))
     assert "less than in proportion" in part and "below the 1" in part
     assert "more than in proportion" in sp.scaling_sentence(_fit(1.5, 1.3, 1.7))
+    assert sp.scaling_sentence(_fit(1.01, 1.009, 1.012)).startswith("ΔΣ tracks")  # a hair above 1 is proportional
+    assert "too wide to tell" in sp.scaling_sentence(_fit(1.0, 0.5, 1.6))
     assert "η/‖W‖F" in sp.scaling_sentence(_fit(0.95, 0.9, 1.05), norm="fro")
 
 

@@ -37,6 +37,7 @@ WITHIN = 0.2  # "within the first 20%" of training (paper's words)
 SYNC_TOL = 0.2  # decades: two events "coincide" when their steps differ by less than a factor 10**0.2 ≈ 1.6 (ours)
 FALL_DECADES = 1.0  # "orders of magnitude": at least one decade from peak to floor (ours; [S] reports ~2)
 TREND_P = 0.05  # permutation p below which a trend over sizes counts as shown
+PROPORTIONAL_TOL = 0.1  # a log-log slope within 1 ± 0.1 counts as "in proportion" (ours; the paper gives none)
 
 
 @dataclass(frozen=True)
@@ -588,44 +589,41 @@ def judge_across_schedules(arms: Mapping[str, Sequence[float | None]] | None) ->
     return Verdict(cid, o, stat, n_all, None, per, "run", rule, r)
 
 
-def judge_norm_floor(fit: Mapping[str, Any] | None) -> Verdict:
+def judge_norm_floor(fit: Mapping[str, Any] | None, *, tol: float = PROPORTIONAL_TOL) -> Verdict:
     """``fit``: slope, lo, hi (and method) of log10 ΔΣ on log10(η/‖W‖) with one intercept per (matrix,
-    optimizer), from ``lmconv.lenses.spectral.scaling_fit``. ε ∝ η/‖W‖ means slope 1. Reproduced when the
-    interval contains 1 and lies above 0; contradicted when it lies below 0; inconclusive otherwise (including
-    a positive slope whose interval excludes 1: ΔΣ rises with η/‖W‖, but not in proportion)."""
+    optimizer), from ``lmconv.lenses.spectral.scaling_fit``. ε ∝ η/‖W‖ means slope 1. Reproduced when the interval
+    lies within 1 ± ``tol`` (practically proportional: a slope of 1.01 with a hair-thin interval is not evidence
+    against proportion); contradicted when it lies below 0; inconclusive otherwise — a positive slope outside
+    1 ± ``tol`` (ΔΣ rises with η/‖W‖, but not in proportion), or an interval too wide to tell."""
     cid, stat = "sosd.norm_floor", "slope of log ΔΣ on log(η/‖W‖)"
     if not fit or not math.isfinite(float(fit.get("slope", math.nan))):
         return missing(cid, stat, "the scaling fit was not made in this build (it needs the sweep suite)")
+    b = float(fit["slope"])
     iv = Interval(
         float(fit["lo"]),
         float(fit["hi"]),
         float(fit.get("level", 0.95)),
         str(fit.get("method", "bootstrap over seeds")),
-        int(fit.get("runs", 0)),
+        int(fit.get("seeds", fit.get("runs", 0))),
     )
-    txt = f"slope {float(fit['slope']):.2f}, interval {iv.text('{:.2f}')}"
+    rule = (
+        f"reproduced when the interval lies within 1 ± {tol:g}; contradicted when it lies below 0; otherwise "
+        "inconclusive"
+    )
     if not (math.isfinite(iv.lo) and math.isfinite(iv.hi)):
         return Verdict(
-            cid,
-            INCONCLUSIVE,
-            stat,
-            float(fit["slope"]),
-            None,
-            {},
-            "seed",
-            "needs an interval",
-            f"no interval could be computed (slope {float(fit['slope']):.2f}; too few seeds)",
+            cid, INCONCLUSIVE, stat, b, None, {}, "seed", rule, f"no interval (slope {b:.2f}; too few seeds)"
         )
-    rule = "reproduced when the interval contains 1 and lies above 0; contradicted when it lies below 0"
-    if iv.lo > 0 and iv.lo <= 1 <= iv.hi:
-        o, r = REPRODUCED, f"ΔΣ scales in proportion to η/‖W‖ ({txt})"
+    txt = f"slope {b:.2f}, interval {iv.text('{:.2f}')}"
+    if 1 - tol <= iv.lo and iv.hi <= 1 + tol:
+        o, r = REPRODUCED, f"ΔΣ scales in proportion to η/‖W‖, within ±{tol:g} ({txt})"
     elif iv.hi < 0:
         o, r = CONTRADICTED, f"ΔΣ falls as η/‖W‖ grows ({txt})"
-    elif iv.lo > 0:
+    elif iv.lo > 0 and (iv.hi < 1 - tol or iv.lo > 1 + tol):
         o, r = INCONCLUSIVE, f"ΔΣ rises with η/‖W‖ but not in proportion ({txt})"
     else:
-        o, r = INCONCLUSIVE, f"the interval contains 0 ({txt})"
-    return Verdict(cid, o, stat, float(fit["slope"]), iv, {}, "seed", rule, r)
+        o, r = INCONCLUSIVE, f"the interval is too wide to tell ({txt})"
+    return Verdict(cid, o, stat, b, iv, {}, "seed", rule, r)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1130,9 +1130,13 @@ def weight_decay_sentence(weight_decay: Sequence[float], final_norm: Sequence[fl
     )
 
 
-def scaling_sentence(fit: dict, expected: float = 1.0, norm: str = "nuclear") -> str:
-    """Whether the pooled slope of :func:`scaling_fit` says that ΔΣ tracks η/‖W‖ (its interval holds
-    ``expected``), grows with it less or more than in proportion, runs against it, or cannot tell."""
+def scaling_sentence(fit: dict, expected: float = 1.0, norm: str = "nuclear", tol: float | None = None) -> str:
+    """Whether the pooled slope of :func:`scaling_fit` says that ΔΣ tracks η/‖W‖ (its interval lies within
+    ``expected`` ± ``tol``, by default ``lmconv.claims.PROPORTIONAL_TOL``), grows with it less or more than in
+    proportion (the interval lies beyond that margin), runs against it, or cannot tell."""
+    from ..claims import PROPORTIONAL_TOL
+
+    tol = PROPORTIONAL_TOL if tol is None else tol
     sym = NORM_SYMBOLS.get(norm, "η/‖W‖")
     b, lo, hi = float(fit["slope"]), float(fit["lo"]), float(fit["hi"])
     if not (math.isfinite(b) and math.isfinite(lo) and math.isfinite(hi)):
@@ -1145,11 +1149,13 @@ def scaling_sentence(fit: dict, expected: float = 1.0, norm: str = "nuclear") ->
         return (
             f"ΔΣ does not track {sym}: {est} is negative, so the fall of ΔΣ after its peak is not what {cause} produce."
         )
-    if lo <= expected <= hi:
+    if expected - tol <= lo and hi <= expected + tol:
         return (
-            f"ΔΣ tracks {sym} from record to record: {est} holds the {expected:g} the paper's account predicts, so "
-            f"the fall of ΔΣ after its peak is what {cause} produce."
+            f"ΔΣ tracks {sym} from record to record: {est} lies within ±{tol:g} of the {expected:g} the paper's "
+            f"account predicts, so the fall of ΔΣ after its peak is what {cause} produce."
         )
+    if lo <= expected + tol and hi >= expected - tol:
+        return f"Whether ΔΣ follows {sym} in proportion is open: {est} is too wide to tell."
     side = "less" if hi < expected else "more"
     where = "below" if hi < expected else "above"
     return (
