@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,32 @@ def glue(name: str, value, display: bool = False) -> None:
     if isinstance(value, np.generic):
         value = value.item()
     _glue(name, value, display=display)
+
+
+_RANDOM_IDS = (
+    (re.compile(r"altair-viz-[0-9a-f]{32}"), "altair-viz-"),  # Altair's per-render element id
+    (re.compile(r"T_[0-9a-f]{5}"), "T_"),  # a pandas Styler's per-render table id
+)
+
+
+def glued_values(notebook: Path) -> dict[str, str]:
+    """Every value an executed chapter glued, by name: its HTML (figures, tables) or plain text (numbers, words),
+    with the ids that change from one execution to the next blanked, so two runs compare equal when their
+    results do."""
+    out: dict[str, str] = {}
+    for cell in json.loads(Path(notebook).read_text())["cells"]:
+        for o in cell.get("outputs", []):
+            meta = o.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            data = o.get("data", {})
+            prefix = meta.get("mime_prefix", "")
+            text = data.get(prefix + "text/html") or data.get(prefix + "text/plain") or ""
+            text = "".join(text) if isinstance(text, list) else text
+            for pattern, blank in _RANDOM_IDS:
+                text = pattern.sub(blank, text)
+            out[meta["name"]] = text
+    return out
 
 
 def toc_chapters(book_dir: Path | None = None) -> list[str]:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -246,36 +247,63 @@ def loss_transition(
     return loss_transition_event(steps, loss, rule, frac, thin)[0]
 
 
+@dataclass(frozen=True)
+class SosdRule:
+    """The stated rules that place t_S and t_L: chapters 7–9's six ``sosd_*`` parameters in one value.
+
+    ``tau``, ``window`` and ``floor_frac`` go to ``lmconv.metrics.phases.sosd_point``; ``elbow_rule``,
+    ``elbow_frac`` and ``elbow_thin`` to :func:`loss_transition_event`.
+    """
+
+    tau: float | None = None
+    window: int = 5
+    floor_frac: float = 0.5
+    elbow_rule: str = "steepest"
+    elbow_frac: float = 0.1
+    elbow_thin: float = 0.05
+
+    @classmethod
+    def from_params(cls, p: object) -> SosdRule:
+        """The rule from a chapter's validated parameters (any ``sosd_{field}`` it has; defaults for the rest)."""
+        return cls(**{f.name: getattr(p, f"sosd_{f.name}") for f in fields(cls) if hasattr(p, f"sosd_{f.name}")})
+
+    def t_s(self, steps: Sequence[int], values: Sequence[float], **change) -> phases.SoSDPoint:
+        """The SoSD point of one ΔΣ curve; ``change`` overrides ``tau``, ``window`` or ``floor_frac``."""
+        kw = {"tau": self.tau, "window": self.window, "floor_frac": self.floor_frac, **change}
+        return phases.sosd_point(np.asarray(steps), np.asarray(values), **kw)
+
+    def t_l(self, steps: Sequence[int], loss: Sequence[float], **change) -> tuple[float | None, str]:
+        """The loss transition of one validation-loss curve; ``change`` overrides ``rule``, ``frac`` or ``thin``."""
+        kw = {"rule": self.elbow_rule, "frac": self.elbow_frac, "thin": self.elbow_thin, **change}
+        return loss_transition_event(steps, loss, **kw)
+
+    def describe(self) -> str:
+        tau = f"τ = {self.tau:.3g} (given)" if self.tau is not None else "τ = √(peak·floor)"
+        return f"{tau}, window {self.window}, floor over last {self.floor_frac:.0%}"
+
+
 def sosd_summary(
     curves: pd.DataFrame,
     val_log: pd.DataFrame,
+    rule: SosdRule = SosdRule(),
     *,
-    tau: float | None = None,
-    window: int = 5,
-    floor_frac: float = 0.5,
-    elbow_rule: str = "steepest",
-    elbow_frac: float = 0.1,
-    elbow_thin: float = 0.05,
     value: str = "rate",
     by: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Per run (and ``by`` group): t_S on its ΔΣ ``value`` curve, t_L on its validation loss, δ, peak, floor.
 
-    t_S is ``lmconv.metrics.phases.sosd_point`` (``tau``, ``window``, ``floor_frac``); t_L is
-    :func:`loss_transition` (``elbow_rule``, ``elbow_frac``, ``elbow_thin``); δ = log10 t_S − log10 t_L (NaN
-    where either was not found). Each event is None when its detector's presence test fails; ``t_S_reason`` and
-    ``t_L_reason`` say why it was or was not found, and ``fall_decades`` is log10(peak/floor) of the ΔΣ curve.
+    t_S and t_L are placed by ``rule`` (:class:`SosdRule`); δ = log10 t_S − log10 t_L (NaN where either was not
+    found). Each event is None when its detector's presence test fails; ``t_S_reason`` and ``t_L_reason`` say why
+    it was or was not found, and ``fall_decades`` is log10(peak/floor) of the ΔΣ curve.
     """
     rows = []
     val_key = val_log.set_index(RUN).sort_index()
     for key, g in curves.groupby([*RUN, *by], sort=True):
         key = key if isinstance(key, tuple) else (key,)
         g = g.sort_values("step")
-        sp = phases.sosd_point(g.step.to_numpy(), g[value].to_numpy(), tau=tau, window=window, floor_frac=floor_frac)
+        sp = rule.t_s(g.step.to_numpy(), g[value].to_numpy())
         v = val_key.loc[tuple(key[:3])].sort_values("step")
-        t_l, t_l_reason = loss_transition_event(
-            v.step.to_numpy(), v.val_loss.to_numpy(), elbow_rule, elbow_frac, elbow_thin
-        )
+        t_l, t_l_reason = rule.t_l(v.step.to_numpy(), v.val_loss.to_numpy())
         rows.append(
             {
                 **dict(zip([*RUN, *by], key, strict=True)),
@@ -301,17 +329,88 @@ def cos_point(steps: Sequence[int], cos: Sequence[float], threshold: float) -> i
     return phases.stabilisation_step(steps, cos, threshold=threshold, mode="above", min_run=2)
 
 
+def _per_run(frame: pd.DataFrame, column: str, event: Callable[[np.ndarray, np.ndarray], object]) -> pd.Series:
+    """``event(steps, values)`` of each run's ``column`` curve, in step order, as a Series indexed by run."""
+    out = {}
+    for key, g in frame.groupby(RUN, sort=True):
+        g = g.sort_values("step")
+        out[key] = event(g.step.to_numpy(), g[column].to_numpy())
+    return pd.Series(out, dtype=object).rename_axis(RUN)
+
+
+def _sensitivity_row(event: str, rule: str, per_run: pd.Series, other: pd.Series) -> dict:
+    """One row of :func:`sensitivity`: ``per_run`` steps of ``event`` summarised, δ taken against ``other``."""
+    vals = per_run.astype(float)
+    found = vals.dropna()
+    pairs = zip(vals, other.reindex(vals.index), strict=True)
+    if event == "t_S":
+        deltas = np.array([phases.synchronisation(_none(a), _none(b)) for a, b in pairs], dtype=float)
+    else:
+        deltas = np.array([phases.synchronisation(_none(b), _none(a)) for a, b in pairs], dtype=float)
+    return {
+        "event": event,
+        "rule": rule,
+        "median step": float(found.median()) if len(found) else math.nan,
+        "min": float(found.min()) if len(found) else math.nan,
+        "max": float(found.max()) if len(found) else math.nan,
+        "found": f"{len(found)}/{len(vals)}",
+        "median δ": float(np.nanmedian(deltas)) if np.isfinite(deltas).any() else math.nan,
+    }
+
+
+def _t_s_variants(
+    curves: pd.DataFrame,
+    cosines: pd.DataFrame,
+    rule: SosdRule,
+    windows: Sequence[int],
+    floor_fracs: Sequence[float],
+    floor_multiples: Sequence[float],
+    cos_thresholds: Sequence[float],
+) -> Iterable[tuple[str, pd.Series]]:
+    """(label, per-run t_S) for each alternative SoSD rule, one choice of ``rule`` changed at a time."""
+    for w in windows:
+        if w != rule.window:
+            yield f"window {w}", _per_run(curves, "rate", lambda s, v, w=w: rule.t_s(s, v, window=w).point)
+    for f in floor_fracs:
+        if f != rule.floor_frac:
+            yield f"floor over last {f:.0%}", _per_run(
+                curves, "rate", lambda s, v, f=f: rule.t_s(s, v, floor_frac=f).point
+            )
+    for k in floor_multiples:
+
+        def at_multiple(s, v, k=k):
+            return rule.t_s(s, v, tau=k * rule.t_s(s, v, tau=None).floor).point
+
+        yield f"τ = {k:g} × floor", _per_run(curves, "rate", at_multiple)
+    mean_cos = cosines.groupby([*RUN, "step"], as_index=False).cos_sigma.mean()
+    for c in cos_thresholds:
+        yield f"cos(σ_t, σ_T) ≥ {c:g}", _per_run(mean_cos, "cos_sigma", lambda s, v, c=c: cos_point(s, v, c))
+
+
+def _t_l_variants(val_log: pd.DataFrame, rule: SosdRule) -> Iterable[tuple[str, pd.Series]]:
+    """(label, per-run t_L) for each elbow rule, and for the chosen rule on the unthinned validation loss."""
+    variants = [(r, rule.elbow_thin) for r in ELBOW_RULES]
+    if rule.elbow_thin > 0:
+        variants.append((rule.elbow_rule, 0.0))
+    for r, thin in variants:
+        label = {
+            "steepest": "two-segment fit from the steepest descent",
+            "hinge": "two-segment fit from step 1",
+            "derivative": f"−dL/dlog t below {rule.elbow_frac:.0%} of its maximum",
+        }[r]
+        if thin != rule.elbow_thin:
+            label += ", every validation point (not thinned)"
+        elif r == rule.elbow_rule:
+            label += " (default)"
+        yield label, _per_run(val_log, "val_loss", lambda s, v, r=r, thin=thin: rule.t_l(s, v, rule=r, thin=thin)[0])
+
+
 def sensitivity(
     curves: pd.DataFrame,
     cosines: pd.DataFrame,
     val_log: pd.DataFrame,
+    rule: SosdRule = SosdRule(),
     *,
-    tau: float | None = None,
-    window: int = 5,
-    floor_frac: float = 0.5,
-    elbow_rule: str = "steepest",
-    elbow_frac: float = 0.1,
-    elbow_thin: float = 0.05,
     windows: Sequence[int] = (3, 5, 9),
     floor_multiples: Sequence[float] = (2.0, 3.0),
     cos_thresholds: Sequence[float] = (0.999, 0.9999),
@@ -319,102 +418,20 @@ def sensitivity(
 ) -> pd.DataFrame:
     """t_S and t_L under alternative rules, each row summarised over runs (median, min, max, found, median δ).
 
-    SoSD rows vary one choice of the default rule at a time (smoothing window; floor span; τ = k × floor instead
-    of √(peak·floor); the cos(σ_t, σ_T) ≥ c rule on the mean cosine over layer matrices); loss rows change the
-    elbow rule, and the default rule is also applied to the validation loss without thinning. δ pairs each t_S
-    with the default t_L, and each t_L with the default t_S. A given ``tau`` replaces √(peak·floor) in the
+    SoSD rows vary one choice of ``rule`` at a time (smoothing window; floor span; τ = k × floor instead of
+    √(peak·floor); the cos(σ_t, σ_T) ≥ c rule on the mean cosine over layer matrices); loss rows change the
+    elbow rule, and the chosen rule is also applied to the validation loss without thinning. δ pairs each t_S
+    with the default t_L, and each t_L with the default t_S. A given ``rule.tau`` replaces √(peak·floor) in the
     default rule and in the rows that vary the window or the floor span.
     """
-    base = sosd_summary(
-        curves,
-        val_log,
-        tau=tau,
-        window=window,
-        floor_frac=floor_frac,
-        elbow_rule=elbow_rule,
-        elbow_frac=elbow_frac,
-        elbow_thin=elbow_thin,
-    )
-    base_tl = base.set_index(RUN).t_L
-    base_ts = base.set_index(RUN).t_S
-    rows: list[dict] = []
-
-    def add(event: str, rule: str, per_run: pd.Series, pair: pd.Series, t_s_side: bool) -> None:
-        vals = per_run.astype(float)
-        found = vals.dropna()
-        if t_s_side:
-            deltas = [
-                phases.synchronisation(_none(a), _none(b)) for a, b in zip(vals, pair.loc[vals.index], strict=True)
-            ]
-        else:
-            deltas = [
-                phases.synchronisation(_none(b), _none(a)) for a, b in zip(vals, pair.loc[vals.index], strict=True)
-            ]
-        deltas = np.array(deltas, dtype=float)
-        rows.append(
-            {
-                "event": event,
-                "rule": rule,
-                "median step": float(found.median()) if len(found) else math.nan,
-                "min": float(found.min()) if len(found) else math.nan,
-                "max": float(found.max()) if len(found) else math.nan,
-                "found": f"{len(found)}/{len(vals)}",
-                "median δ": float(np.nanmedian(deltas)) if np.isfinite(deltas).any() else math.nan,
-            }
-        )
-
-    def ts(**kw) -> pd.Series:
-        out = {}
-        for key, g in curves.groupby(RUN, sort=True):
-            g = g.sort_values("step")
-            out[key] = phases.sosd_point(g.step.to_numpy(), g.rate.to_numpy(), **kw).point
-        return pd.Series(out, dtype=object).rename_axis(RUN)
-
-    tau_text = f"τ = {tau:.3g} (given)" if tau is not None else "τ = √(peak·floor)"
-    default = f"{tau_text}, window {window}, floor over last {floor_frac:.0%}"
-    add("t_S", default + " (default)", base_ts, base_tl, True)
-    for w in windows:
-        if w != window:
-            add("t_S", f"window {w}", ts(tau=tau, window=w, floor_frac=floor_frac), base_tl, True)
-    for f in floor_fracs:
-        if f != floor_frac:
-            add("t_S", f"floor over last {f:.0%}", ts(tau=tau, window=window, floor_frac=f), base_tl, True)
-    for k in floor_multiples:
-        out = {}
-        for key, g in curves.groupby(RUN, sort=True):
-            g = g.sort_values("step")
-            fl = phases.sosd_point(g.step.to_numpy(), g.rate.to_numpy(), window=window, floor_frac=floor_frac).floor
-            out[key] = phases.sosd_point(
-                g.step.to_numpy(), g.rate.to_numpy(), tau=k * fl, window=window, floor_frac=floor_frac
-            ).point
-        add("t_S", f"τ = {k:g} × floor", pd.Series(out, dtype=object).rename_axis(RUN), base_tl, True)
-    mean_cos = cosines.groupby([*RUN, "step"], as_index=False).cos_sigma.mean()
-    for c in cos_thresholds:
-        out = {}
-        for key, g in mean_cos.groupby(RUN, sort=True):
-            g = g.sort_values("step")
-            out[key] = cos_point(g.step.to_numpy(), g.cos_sigma.to_numpy(), c)
-        add("t_S", f"cos(σ_t, σ_T) ≥ {c:g}", pd.Series(out, dtype=object).rename_axis(RUN), base_tl, True)
-    variants = [(rule, elbow_thin) for rule in ELBOW_RULES]
-    if elbow_thin > 0:
-        variants.append((elbow_rule, 0.0))
-    for rule, thin in variants:
-        out = {}
-        for key, g in val_log.groupby(RUN, sort=True):
-            if key not in base_ts.index:
-                continue
-            g = g.sort_values("step")
-            out[key] = loss_transition(g.step.to_numpy(), g.val_loss.to_numpy(), rule, elbow_frac, thin)
-        label = {
-            "steepest": "two-segment fit from the steepest descent",
-            "hinge": "two-segment fit from step 1",
-            "derivative": f"−dL/dlog t below {elbow_frac:.0%} of its maximum",
-        }[rule]
-        if thin != elbow_thin:
-            label += ", every validation point (not thinned)"
-        elif rule == elbow_rule:
-            label += " (default)"
-        add("t_L", label, pd.Series(out, dtype=object).rename_axis(RUN), base_ts, False)
+    base = sosd_summary(curves, val_log, rule).set_index(RUN)
+    base_ts, base_tl = base.t_S, base.t_L
+    rows = [_sensitivity_row("t_S", rule.describe() + " (default)", base_ts, base_tl)]
+    for label, per_run in _t_s_variants(curves, cosines, rule, windows, floor_fracs, floor_multiples, cos_thresholds):
+        rows.append(_sensitivity_row("t_S", label, per_run, base_tl))
+    runs = val_log.set_index(RUN).index.isin(base_ts.index)
+    for label, per_run in _t_l_variants(val_log[runs], rule):
+        rows.append(_sensitivity_row("t_L", label, per_run, base_ts))
     return pd.DataFrame(rows)
 
 
