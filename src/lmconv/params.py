@@ -143,6 +143,13 @@ def validate(**values: Any) -> SimpleNamespace:
     return SimpleNamespace(**out)
 
 
+def from_namespace(namespace: dict[str, Any]) -> SimpleNamespace:
+    """:func:`validate` every registered parameter found in ``namespace``: a chapter calls it with ``globals()``
+    right after its parameters cell (and papermill's injected one), so each parameter is named once, there."""
+    load_registrations()
+    return validate(**{name: v for name, v in namespace.items() if name in CHECKS})
+
+
 def load_registrations() -> None:
     """Import every chapter module (``lmconv.lenses.*``), which registers the parameters it adds."""
     import importlib
