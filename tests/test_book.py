@@ -51,6 +51,7 @@ def test_executed_chapters_print_no_warnings(built_book):
 ALLOWED_LINKS = ("https://github.com/lmconv/lmconv", "https://colab.research.google.com/", "https://mybinder.org/")
 
 
+@pytest.mark.slow
 def test_no_external_urls_except_launch_and_repository_links(built_book):
     """No script, style or image is loaded from elsewhere; the only outside links are launch/repository buttons."""
     html = built_book / "_build" / "html"

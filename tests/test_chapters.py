@@ -14,3 +14,58 @@ def test_from_namespace_validates_the_registered_names_only():
     assert vars(p) == {"profile": "smoke", "sizes": None, "sosd_window": 3}
     with pytest.raises(LmconvError, match="sosd_window"):
         params.from_namespace({**ns, "sosd_window": -1})
+
+
+# ------------------------------------------------------------------------------------------- provenance
+
+
+def _charts():
+    import altair as alt
+    import pandas as pd
+
+    from lmconv import provenance as pv
+    from lmconv.chapters import section
+
+    df = pd.DataFrame({"step": [1, 2, 4], "kl": [3.0, 2.0, 1.5]})
+
+    @pv.builder
+    def inner() -> alt.Chart:
+        return alt.Chart(df).mark_line().encode(x="step", y="kl")
+
+    @pv.builder
+    def outer() -> alt.LayerChart:
+        return alt.layer(inner(), alt.Chart(df).mark_point().encode(x="step", y="kl"))
+
+    @section
+    def a_section():
+        return {"fig": outer(), "fig_plain": inner().properties(width=200), "tab": df.style, "n": 3}
+
+    return a_section()
+
+
+def test_glued_charts_and_tables_name_the_function_that_drew_them():
+    from lmconv import plots
+    from lmconv import provenance as pv
+
+    plots.use_theme()
+    g = _charts()
+    html = g["fig"]._repr_mimebundle_()["text/html"]
+    assert pv.drawn_by(html).endswith("outer")  # the outermost builder, not the inner one it layered
+    assert "usermeta" not in str(g["fig"].to_dict()["layer"])  # sub-charts stay valid Vega-Lite
+    # a chart changed after its builder returned falls back to the section's name; so does a table
+    assert pv.drawn_by(g["fig_plain"]._repr_mimebundle_()["text/html"]).endswith("a_section")
+    assert pv.drawn_by(g["tab"].to_html()).endswith("a_section")
+    assert g["n"] == 3 and pv.drawn_by("<p>no chart</p>") is None
+
+
+def test_source_url_points_at_the_lines_of_the_function():
+    from lmconv import paths
+    from lmconv import provenance as pv
+    from lmconv.figures import spectral
+
+    url = pv.source_url("lmconv.figures.spectral.cosine_saturation", "abc1234")
+    assert url.startswith(f"{pv.REPOSITORY}/blob/abc1234/src/lmconv/figures/spectral.py#L")
+    first, last = (int(x) for x in url.rsplit("#L", 1)[1].split("-L"))
+    lines = (paths.ROOT / "src/lmconv/figures/spectral.py").read_text().splitlines()[first - 1 : last]
+    assert any(ln.startswith("def cosine_saturation(") for ln in lines) and last > first
+    assert spectral.cosine_saturation.__wrapped__  # decorated by provenance.builder

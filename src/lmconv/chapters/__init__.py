@@ -3,15 +3,31 @@
 A chapter module has ``load(P)``, which reads once what the chapter needs for its validated parameters ``P``,
 and one function per section, which returns the values that section's prose and captions glue (figures,
 tables, numbers, verdict sentences) under the names they use. The notebook's code is its parameters, ``load``
-and one :func:`show` per section; everything it shows is computed, tested and linted here.
+and one :func:`show` per section (each decorated with :func:`section`); everything it shows is computed,
+tested and linted here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..provenance import name_of, stamp
+
 Glued = dict[str, Any]
+
+
+def section(fn: Callable[..., Glued]) -> Callable[..., Glued]:
+    """Decorate a chapter's section: every chart and table it returns names the function that drew it (its
+    figure builder, else this section), so the book's captions link to that code (:mod:`lmconv.provenance`)."""
+    name = name_of(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> Glued:
+        return {k: stamp(v, name) for k, v in fn(*args, **kwargs).items()}
+
+    return wrapper
 
 
 def show(*sections: Mapping[str, Any]) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import plots
+from ..provenance import builder
 
 CIRCUIT_TITLES = {"attention": "Attention", "mlp": "MLP"}
 
@@ -64,6 +65,7 @@ def _order(values: Sequence[str], sizes: Sequence[str] | None) -> list[str]:
     return [s for s in sizes if s in present] if sizes else present
 
 
+@builder
 def boxes(
     box: pd.DataFrame,
     *,
@@ -115,6 +117,7 @@ def boxes(
     return alt.vconcat(*panels)
 
 
+@builder
 def median_lines(
     band: pd.DataFrame,
     *,
@@ -168,6 +171,7 @@ def _lines(
     return alt.layer(area, line).properties(width=width, height=height, title=title)
 
 
+@builder
 def layer_lines(
     band: pd.DataFrame, *, sizes: Sequence[str] | None = None, width: int = 180, height: int = 130
 ) -> alt.VConcatChart:
@@ -186,6 +190,7 @@ def layer_lines(
     return alt.vconcat(*rows).resolve_scale(color="independent")
 
 
+@builder
 def heatmap(
     mean: pd.DataFrame,
     *,
@@ -236,6 +241,7 @@ def heatmap(
     return alt.vconcat(*rows)
 
 
+@builder
 def stabilisation_dots(
     stab: pd.DataFrame, *, within: float, sizes: Sequence[str] | None = None, width: int = 110, height: int = 180
 ) -> alt.VConcatChart:
@@ -303,6 +309,7 @@ def stabilisation_dots(
     return alt.vconcat(*rows)
 
 
+@builder
 def results_grid(
     panel: pd.DataFrame, *, sizes: Sequence[str] | None = None, width: int = 190, height: int = 150
 ) -> alt.VConcatChart:
@@ -320,6 +327,7 @@ def results_grid(
     return alt.vconcat(*rows)
 
 
+@builder
 def link_scatter(
     units: pd.DataFrame,
     x: str,
@@ -362,6 +370,7 @@ def link_scatter(
     return alt.hconcat(*panels)
 
 
+@builder
 def correlation_lines(corr: pd.DataFrame, *, width: int = 400, height: int = 220) -> alt.LayerChart:
     """Spearman ρ over training, one line per circuit, band = bootstrap interval; dashed line at 0."""
     d = corr.copy()

@@ -8,6 +8,7 @@ import altair as alt
 import pandas as pd
 
 from .. import plots
+from ..provenance import builder
 
 ARM_ORDER = ("cosine", "constant", "wsd")
 
@@ -18,6 +19,7 @@ def _arm_scale(arms: Sequence[str]) -> alt.Scale:
     return alt.Scale(domain=known, range=plots.PALETTE[: len(known)])
 
 
+@builder
 def conv_by_arm(
     curves: pd.DataFrame,
     lr: pd.DataFrame,

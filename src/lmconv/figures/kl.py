@@ -12,6 +12,7 @@ import altair as alt
 import pandas as pd
 
 from .. import plots
+from ..provenance import builder
 
 PHASE_COLOURS = {
     "(i) uniform": "#999999",
@@ -50,6 +51,7 @@ def _tooltip(extra: Sequence[str] = ()) -> list:
     ]
 
 
+@builder
 def curves(
     df: pd.DataFrame,
     colour: str = "size",
@@ -95,6 +97,7 @@ def curves(
     return chart.properties(title=title) if title else chart
 
 
+@builder
 def size_rules(rules: pd.DataFrame, sizes: Sequence[str]) -> alt.Chart:
     """Dashed vertical rules in each size's colour (``rules`` has size, step, boundary)."""
     return (
@@ -108,6 +111,7 @@ def size_rules(rules: pd.DataFrame, sizes: Sequence[str]) -> alt.Chart:
     )
 
 
+@builder
 def econv_main(df: pd.DataFrame, rules: pd.DataFrame | None = None, **kw) -> alt.LayerChart:
     """E[conv] against step per size with its band; ``rules`` (size, step, boundary) adds the detected phase
     boundaries as dashed rules in each size's colour."""
@@ -118,6 +122,7 @@ def econv_main(df: pd.DataFrame, rules: pd.DataFrame | None = None, **kw) -> alt
     return chart
 
 
+@builder
 def phase_panels(
     df: pd.DataFrame,
     spans: pd.DataFrame,
@@ -173,6 +178,7 @@ def phase_panels(
     return alt.concat(*panels, columns=columns).configure_legend(orient="bottom")
 
 
+@builder
 def panels_by_size(
     df: pd.DataFrame,
     colour: str = "group",
@@ -215,6 +221,7 @@ def panels_by_size(
     return chart.configure_legend(orient="bottom", columns=4)
 
 
+@builder
 def two_sizes(
     df: pd.DataFrame, *, order: Sequence[str] | None = None, y_title: str = ECONV_TITLE, legend_title: str = "bin"
 ) -> alt.LayerChart:
@@ -234,12 +241,14 @@ def two_sizes(
     )
 
 
+@builder
 def references(df: pd.DataFrame, y_title: str = "mean KL to the reference (nats)") -> alt.LayerChart:
     """KL of each size's predictions to the uniform and to the unigram distribution (line style = reference)."""
     sizes = list(dict.fromkeys(df["size"]))
     return curves(df, "size", domain=sizes, dash="reference", dash_domain=["uniform", "unigram"], y_title=y_title)
 
 
+@builder
 def icl(df: pd.DataFrame, margin: float, y_title: str = "ICL score (nats)") -> alt.LayerChart:
     """ICL score per size with its band over seeds; a dotted rule at ``margin`` (where we say context helps)."""
     sizes = list(dict.fromkeys(df["size"]))
@@ -251,6 +260,7 @@ def icl(df: pd.DataFrame, margin: float, y_title: str = "ICL score (nats)") -> a
     return alt.layer(curves(df, "size", domain=sizes, y_title=y_title, tooltip=("short", "long")), rule)
 
 
+@builder
 def lr(
     df: pd.DataFrame, ours_rules: pd.DataFrame, paper_lines: Sequence[float], width: int = WIDTH
 ) -> alt.VConcatChart:
@@ -282,6 +292,7 @@ def lr(
     return alt.vconcat(top, bottom).resolve_scale(color="independent")
 
 
+@builder
 def coefficients(df: pd.DataFrame, terms: Sequence[str], y_title: str, colour_title: str = "term") -> alt.LayerChart:
     """Regression coefficients against step (``df``: step, term, coef, lo, hi), band = bootstrap interval."""
     d = df[df["term"].isin(list(terms))].rename(columns={"coef": "value"})
@@ -289,6 +300,7 @@ def coefficients(df: pd.DataFrame, terms: Sequence[str], y_title: str, colour_ti
     return alt.layer(zero, curves(d, "term", domain=list(terms), y_title=y_title, legend_title=colour_title))
 
 
+@builder
 def raw_and_relative(econv_df: pd.DataFrame, rel_df: pd.DataFrame, width: int = PANEL_WIDTH) -> alt.ConcatChart:
     """Two panels on log y axes: the mean KL between seeds (``econv_df`` negated back to KL) and each pair's KL
     relative to step 0 (``rel_df`` from :func:`lmconv.lenses.kl.relative_to_start`). Band lows at or below zero

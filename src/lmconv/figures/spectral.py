@@ -9,6 +9,7 @@ import altair as alt
 import pandas as pd
 
 from .. import plots
+from ..provenance import builder
 
 LOG = alt.Scale(type="log")
 HALF = 380
@@ -81,6 +82,7 @@ def _band_lines(
     return alt.layer(band, line, data=df).properties(width=width, height=height)
 
 
+@builder
 def cosine_saturation(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """cos(Σ_t, Σ_T) and cos(W_t, W_T) against step, one panel per size (columns size, measure, step, mean,
     min, max)."""
@@ -88,6 +90,7 @@ def cosine_saturation(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     return _facet(chart, "size", sizes)
 
 
+@builder
 def delta_with_loss(
     curves: pd.DataFrame,
     val: pd.DataFrame,
@@ -154,6 +157,7 @@ def delta_with_loss(
     return alt.vconcat(*rows)
 
 
+@builder
 def kind_lines(
     df: pd.DataFrame, sizes: Sequence[str], color: str = "kind", sort: Sequence[str] | None = None
 ) -> alt.FacetChart:
@@ -163,6 +167,7 @@ def kind_lines(
     return _facet(chart, "size", sizes)
 
 
+@builder
 def layer_heatmap(df: pd.DataFrame, sizes: Sequence[str] | None = None) -> alt.VConcatChart:
     """ΔΣ rate per matrix (rows, by layer) and log-step bin (columns drawn at their true width), per size."""
     charts = []
@@ -188,6 +193,7 @@ def layer_heatmap(df: pd.DataFrame, sizes: Sequence[str] | None = None) -> alt.V
     return alt.vconcat(*charts).resolve_scale(color="shared")
 
 
+@builder
 def bound_scatter(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """Measured ΔΣ between checkpoints against the bound ``2‖ΔW‖_* / ‖W‖_*`` (log–log), y = x dashed, per size
     (columns size, group, matrix, step, bound, delta)."""
@@ -220,6 +226,7 @@ def bound_scatter(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     )
 
 
+@builder
 def gap_comparison(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """ΔΣ between consecutive checkpoints, raw and per step, against step (columns size, step, measure, mean,
     min, max): with uneven checkpoint gaps the raw value grows with the gap, the rate does not."""
@@ -227,6 +234,7 @@ def gap_comparison(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     return _facet(chart, "size", sizes)
 
 
+@builder
 def distributions(df: pd.DataFrame) -> alt.FacetChart:
     """Σ̂_i against rank i (log–log) at several checkpoints (columns group, step, rank, p)."""
     return (
@@ -243,6 +251,7 @@ def distributions(df: pd.DataFrame) -> alt.FacetChart:
     )
 
 
+@builder
 def norm_lines(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """Norms relative to step 0 (Frobenius, spectral, nuclear), one panel per size (columns size, measure,
     step, mean, min, max)."""
@@ -262,6 +271,7 @@ def _arm_scale(arms: Sequence[str] | None, present: pd.Series) -> alt.Scale:
     return alt.Scale(domain=shown, range=[plots.PALETTE[list(arms).index(a) % len(plots.PALETTE)] for a in shown])
 
 
+@builder
 def arm_panels(
     df: pd.DataFrame,
     y_title: str,
@@ -313,6 +323,7 @@ def arm_panels(
     )
 
 
+@builder
 def scaling_scatter(points: pd.DataFrame, slope: float, arms: Sequence[str] | None = None) -> alt.LayerChart:
     """Binned, within-matrix-demeaned log10 ΔΣ against ``log10(η / ‖W‖_*)``, coloured by arm, with the fitted slope
     (solid) and slope 1 (dashed) through the origin (columns family, x, y, n)."""

@@ -7,10 +7,12 @@ import pandas as pd
 
 from .. import plots
 from ..lenses.synthesis import EVENTS
+from ..provenance import builder
 
 LENS_COLOURS = {"cross-seed KL": plots.PALETTE[0], "activations": plots.PALETTE[1], "spectra": plots.PALETTE[2]}
 
 
+@builder
 def events_chart(events: pd.DataFrame, summary: pd.DataFrame, sizes: list[str]) -> alt.FacetChart:
     """Ticks: the event in each seed (or seed pair); circles: the median; one row per size, one axis of steps."""
     order = [EVENTS[e][1] for e in EVENTS]
