@@ -32,6 +32,7 @@ from .suites import CheckpointRef
 ENGINE_VERSION = 6
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
+TOKEN_STATISTICS = ("surprisal", "entropy", "kl_uniform", "kl_unigram")
 
 
 @dataclass(frozen=True)
@@ -114,10 +115,9 @@ class ActivationRecorder:
         w_o = layer_mod.attention.dense.weight
 
         def hook(_mod, _inp, output):
-            b, t, d3 = output.shape
-            v = output.view(b, t, self.heads, 3, d3 // (3 * self.heads))[:, :, :, 2].reshape(b, t, d3 // 3)
+            v = neox.split_qkv(output, self.heads, dim=-1)[2]
             self._put("attn_ov", layer, v @ w_o.T)
-            self._put("attn_ov_faithful", layer, output[..., -(d3 // 3) :] @ w_o.T)
+            self._put("attn_ov_faithful", layer, neox.last_third(output, dim=-1) @ w_o.T)
 
         return hook
 
@@ -133,10 +133,11 @@ def _weight_rows(model, final_w: dict | None, prev_w: dict | None, init_w: dict 
         current[name] = w
         sv = spectrum.singular_values(w, torch.float32)
         n = spectrum.norms(sv)
+        layer, kind = neox.parse_matrix_name(name)
         row = {
             "matrix": name,
-            "layer": int(name.split(".")[1]) if name.startswith("layers.") else -1,
-            "kind": name.rsplit(".", 1)[-1],
+            "layer": layer,
+            "kind": kind,
             **n,
             "cos_final": spectrum.cosine(w, final_w[name] if final_w else w),  # the final step compares with itself
             "delta_nuclear": float(spectrum.singular_values(w - prev_w[name], torch.float32).sum())
@@ -188,34 +189,24 @@ def _one_thread():
         torch.set_num_threads(n)
 
 
-@torch.no_grad()
-def process_step(
-    models: dict[int, torch.nn.Module],
+def _forward(
+    recorders: dict[int, ActivationRecorder],
     probe: Probe,
     vocab: int,
     unigram_logp: torch.Tensor,
     options: EngineOptions,
-    final: dict | None,
-    prev: dict | None,
-    init: dict | None = None,
-) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Run every seed's model once over the probe; return this step's tables and its state (activations,
-    weights) for the steps that compare against it."""
-    seeds = sorted(models)
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every seed's model (hooked by its recorder) over the probe windows in blocks: per-token statistics
+    ``(S, positions)`` and the all-pairs KL ``(S, S, positions)``."""
+    seeds = sorted(recorders)
     dev = torch.device(options.device)
-    selected = _selected_positions(probe, options.cka_samples)
-    recorders = {k: ActivationRecorder(models[k], selected) for k in seeds}
     t = probe.targets
     win_of_pos = t.window.to_numpy()
     off_of_pos = t.offset.to_numpy()
     tgt = torch.from_numpy(t.target_id.to_numpy().astype(np.int64))
-    n_win = len(probe.starts)
-    per_window = len(seeds) * probe.context * vocab * 8
-    block = max(1, int(options.block_mb * 2**20 // per_window))
-    n_pos = len(t)
-    tok_cols = {
-        k: np.zeros((len(seeds), n_pos), np.float32) for k in ("surprisal", "entropy", "kl_uniform", "kl_unigram")
-    }
+    n_win, n_pos = len(probe.starts), len(t)
+    block = max(1, int(options.block_mb * 2**20 // (len(seeds) * probe.context * vocab * 8)))
+    tok_cols = {k: np.zeros((len(seeds), n_pos), np.float32) for k in TOKEN_STATISTICS}
     pair_kl = np.zeros((len(seeds), len(seeds), n_pos), np.float32)
     uni = unigram_logp.double().to(dev)
     for w0 in range(0, n_win, block):
@@ -226,9 +217,8 @@ def process_step(
         lo = torch.from_numpy(off_of_pos[pos].astype(np.int64))
         logps = []
         for k in seeds:
-            rec = recorders[k]
-            rec.window_range = (w0, w1)
-            logits = models[k](x).logits[..., :vocab]
+            recorders[k].window_range = (w0, w1)
+            logits = recorders[k].model(x).logits[..., :vocab]
             logps.append(torch.log_softmax(logits[lw, lo].double(), dim=-1))
         lp = torch.stack(logps)  # (S, n, V)
         stats = kl_mod.block_statistics(lp, tgt[pos].to(dev), uni)
@@ -236,10 +226,13 @@ def process_step(
             tok_cols[key][:, pos] = stats[key].cpu().numpy()
         pair_kl[:, :, pos] = stats["pairs"].cpu().numpy()
         del lp, logps
-    for r in recorders.values():
-        r.remove()
+    return tok_cols, pair_kl
 
+
+def _token_tables(seeds: list[int], tok_cols: dict[str, np.ndarray], pair_kl: np.ndarray) -> dict[str, pd.DataFrame]:
+    """The ``tokens`` table (one row per seed and position) and the ``pairs`` table (per ordered seed pair)."""
     s_arr = np.asarray(seeds)
+    n_pos = pair_kl.shape[-1]
     tokens = pd.DataFrame(
         {
             "seed": np.repeat(s_arr, n_pos).astype(np.int16),
@@ -256,19 +249,30 @@ def process_step(
             "kl": pair_kl[ii, jj].reshape(-1),
         }
     )
-    acts = {k: recorders[k].out for k in seeds}
-    # the final checkpoint's activations, with their CKA statistics computed once
-    refs = final["refs"] if final else {k: {key: cka_mod.Reference(a) for key, a in acts[k].items()} for k in seeds}
-    cka_rows = []
-    for k in seeds:
-        for (variant, module, layer), a in acts[k].items():
+    return {"tokens": tokens, "pairs": pairs}
+
+
+def _cka_table(acts: dict[int, dict], refs: dict[int, dict]) -> pd.DataFrame:
+    """Biased and debiased CKA of every recorded activation with the final checkpoint's."""
+    rows = []
+    for k, by_key in acts.items():
+        for (variant, module, layer), a in by_key.items():
             biased, debiased = cka_mod.cka_both(a, refs[k][(variant, module, layer)])
             for est, value in (("biased", biased), ("debiased", debiased)):
-                cka_rows.append(
+                rows.append(
                     {"seed": k, "layer": layer, "module": module, "variant": variant, "estimator": est, "cka": value}
                 )
+    return pd.DataFrame(rows)
+
+
+def _weight_tables(
+    models: dict[int, torch.nn.Module], probe: Probe, options: EngineOptions, compare: dict[str, dict | None]
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The ``weights`` (spectra, norms, cosines to the final and first checkpoints, ΔW to the previous) and
+    ``rank`` tables, and this step's weight matrices; ``compare`` holds the final, previous and first states."""
+    final, prev, init = compare["final"], compare["prev"], compare["init"]
     weight_rows, rank_rows, weights_now = [], [], {}
-    for k in seeds:
+    for k in sorted(models):
         rank_rows += [{"seed": k, **r} for r in _rank_rows(models[k], probe, options.grad_windows)]
         with _one_thread():  # many small factorisations: waking a thread pool for each costs more than it saves
             rows, weights_now[k] = _weight_rows(
@@ -278,14 +282,121 @@ def process_step(
                 init["weights"][k] if init else None,
             )
         weight_rows += [{"seed": k, "prev_step": prev["step"] if prev else -1, **r} for r in rows]
-    tables = {
-        "tokens": tokens,
-        "pairs": pairs,
-        "cka": pd.DataFrame(cka_rows),
-        "weights": pd.DataFrame(weight_rows),
-        "rank": pd.DataFrame(rank_rows),
-    }
+    return {"weights": pd.DataFrame(weight_rows), "rank": pd.DataFrame(rank_rows)}, weights_now
+
+
+@torch.no_grad()
+def process_step(
+    models: dict[int, torch.nn.Module],
+    probe: Probe,
+    vocab: int,
+    unigram_logp: torch.Tensor,
+    options: EngineOptions,
+    final: dict | None,
+    prev: dict | None,
+    init: dict | None = None,
+) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Run every seed's model once over the probe; return this step's tables and its state (activations,
+    weights) for the steps that compare against it. ``final``, ``prev`` and ``init`` are the states of the
+    final, previous and first analysed steps (None: this step is that one, or has none)."""
+    seeds = sorted(models)
+    selected = _selected_positions(probe, options.cka_samples)
+    recorders = {k: ActivationRecorder(models[k], selected) for k in seeds}
+    try:
+        tok_cols, pair_kl = _forward(recorders, probe, vocab, unigram_logp, options)
+    finally:
+        for r in recorders.values():
+            r.remove()
+    acts = {k: recorders[k].out for k in seeds}
+    # the final checkpoint's activations, with their CKA statistics computed once
+    refs = final["refs"] if final else {k: {key: cka_mod.Reference(a) for key, a in acts[k].items()} for k in seeds}
+    tables = {**_token_tables(seeds, tok_cols, pair_kl), "cka": _cka_table(acts, refs)}
+    weight_tables, weights_now = _weight_tables(models, probe, options, {"final": final, "prev": prev, "init": init})
+    tables.update(weight_tables)
     return tables, {"refs": refs, "weights": weights_now}
+
+
+@dataclass
+class _Pass:
+    """One (family, size) over its seeds and steps: the checkpoints, the cache key of each step, and what
+    every step's pass needs. Both the in-process and the Dask path run its steps in :meth:`order`."""
+
+    source: object
+    family: str
+    size: str
+    seeds: list[int]
+    steps: list[int]
+    probe: Probe
+    unigram_logp: torch.Tensor
+    vocab: int
+    options: EngineOptions
+    cache: TableCache
+
+    def __post_init__(self) -> None:
+        self.refs = {st: [CheckpointRef(self.family, self.size, k, st) for k in self.seeds] for st in self.steps}
+        shas = {st: [self.source.sha(r) for r in self.refs[st]] for st in self.steps}
+        base = {
+            "engine": ENGINE_VERSION,
+            "probe": self.probe.sha256,
+            "vocab": self.vocab,
+            "seeds": self.seeds,
+            "unigram": float(self.unigram_logp.double().sum()),
+            "options": self.options.cache_part(),
+            "final": shas[self.final],
+            "init": shas[self.steps[0]],  # cos_init and rel_change_init are measured from the first step analysed
+        }
+        self.keys = {}
+        for st in self.steps:
+            prev = self.previous(st)
+            self.keys[st] = key_of(
+                {**base, "step": st, "shas": shas[st], "prev": shas[prev] if prev is not None else None}
+            )
+
+    @property
+    def final(self) -> int:
+        return self.steps[-1]
+
+    def previous(self, step: int) -> int | None:
+        i = self.steps.index(step)
+        return self.steps[i - 1] if i else None
+
+    def order(self, todo: Sequence[int]) -> list[int]:
+        """The steps to run: the final one first (every other step's CKA compares with it), then in order."""
+        return [self.final] + [st for st in self.steps if st in todo and st != self.final]
+
+    def meta(self, step: int) -> dict:
+        return {"family": self.family, "size": self.size, "step": step, "seeds": self.seeds}
+
+    def save(self, step: int, tables: dict[str, pd.DataFrame]) -> None:
+        self.cache.save(self.keys[step], tables, self.meta(step))
+
+    def weights(self, step: int) -> dict:
+        return {"step": step, "weights": _weights_only(self.source, self.refs[step])}
+
+    def load(self, step: int) -> dict[int, torch.nn.Module]:
+        out = {}
+        for r in self.refs[step]:
+            LOADS.add(r)
+            out[r.seed] = self.source.load_model(r).to(self.options.device)
+        return out
+
+    def bar(self, n: int, progress: bool, label: str = "") -> tqdm:
+        return tqdm(total=n, desc=f"analyse {self.family}-{self.size}{label}", unit="ckpt", disable=not progress)
+
+    def tables(self, results: dict[int, dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+        """Every step's tables stacked, with family, size and step columns."""
+        out = {}
+        for name in TABLES:
+            frames = []
+            for st in self.steps:
+                df = results[st][name].copy()
+                df.insert(0, "step", np.int32(st))
+                frames.append(df)
+            df = pd.concat(frames, ignore_index=True)
+            df.insert(0, "size", self.size)
+            df.insert(0, "family", self.family)
+            out[name] = df
+        return out
 
 
 def analyze(
@@ -304,99 +415,71 @@ def analyze(
 ) -> dict[str, pd.DataFrame]:
     """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each;
     with a Dask ``client`` (see :mod:`lmconv.fanout`) the steps run as tasks on its workers."""
-    options = options or EngineOptions()
-    cache = cache or TableCache("engine")
-    seeds, steps = sorted(int(s) for s in seeds), sorted(int(s) for s in steps)
-    final_step = steps[-1]
-    refs = {st: [CheckpointRef(family, size, k, st) for k in seeds] for st in steps}
-    shas = {st: [source.sha(r) for r in refs[st]] for st in steps}
-    base = {
-        "engine": ENGINE_VERSION,
-        "probe": probe.sha256,
-        "vocab": vocab,
-        "seeds": seeds,
-        "unigram": float(unigram_logp.double().sum()),
-        "options": options.cache_part(),
-        "final": shas[final_step],
-        "init": shas[steps[0]],  # cos_init and rel_change_init are measured from the first step analysed
-    }
-    keys = {}
-    for i, st in enumerate(steps):
-        prev = steps[i - 1] if i else None
-        keys[st] = key_of({**base, "step": st, "shas": shas[st], "prev": shas[prev] if prev is not None else None})
+    job = _Pass(
+        source,
+        family,
+        size,
+        sorted(int(s) for s in seeds),
+        sorted(int(s) for s in steps),
+        probe,
+        unigram_logp,
+        vocab,
+        options or EngineOptions(),
+        cache or TableCache("engine"),
+    )
     results: dict[int, dict[str, pd.DataFrame]] = {}
     todo = []
-    for st in steps:
-        got = cache.load(keys[st])
+    for st in job.steps:
+        got = job.cache.load(job.keys[st])
         if got is None:
             todo.append(st)
         else:
             results[st] = got
     if todo and client is not None:
-        meta = {"family": family, "size": size, "seeds": seeds}
-        results.update(
-            _analyze_on_cluster(
-                client, source, refs, steps, todo, keys, cache, meta, probe, vocab, unigram_logp, options, progress
-            )
-        )
+        results.update(_analyze_on_cluster(client, job, todo, progress))
     elif todo:
-        bar = tqdm(total=len(todo), desc=f"analyse {family}-{size}", unit="ckpt", disable=not progress)
+        results.update(_analyze_locally(job, todo, progress))
+    return job.tables(results)
 
-        def load(st: int) -> dict[int, torch.nn.Module]:
-            out = {}
-            for r in refs[st]:
-                LOADS.add(r)
-                out[r.seed] = source.load_model(r).to(options.device)
-            return out
 
-        # The final checkpoint runs first (every other step's CKA compares against it); its ΔW to the step
-        # before is filled in once that step's weights are in memory.
-        init_state = {"step": steps[0], "weights": _weights_only(source, refs[steps[0]])}
-        models = load(final_step)
-        final_tables, final_state = process_step(models, probe, vocab, unigram_logp, options, None, None, init_state)
-        del models
-        pending_final = final_step in todo
-        prev_state = None
-        for idx, st in enumerate(steps[:-1]):
-            if st not in todo:
-                prev_state = None
-                continue
-            if idx > 0 and (prev_state is None or prev_state["step"] != steps[idx - 1]):
-                prev_state = {"step": steps[idx - 1], "weights": _weights_only(source, refs[steps[idx - 1]])}
-            models = load(st)
-            tables, state = process_step(
-                models, probe, vocab, unigram_logp, options, final_state, prev_state if idx > 0 else None, init_state
-            )
-            del models
-            cache.save(keys[st], tables, {"family": family, "size": size, "step": st, "seeds": seeds})
-            results[st] = tables
-            prev_state = {"step": st, "weights": state["weights"]}
-            bar.update(1)
-        if pending_final:
-            if len(steps) > 1:
-                before = steps[-2]
-                if prev_state is None or prev_state["step"] != before:
-                    prev_state = {"step": before, "weights": _weights_only(source, refs[before])}
-                _fill_delta(final_tables["weights"], final_state["weights"], prev_state)
-            cache.save(
-                keys[final_step],
-                final_tables,
-                {"family": family, "size": size, "step": final_step, "seeds": seeds},
-            )
-            results[final_step] = final_tables
-            bar.update(1)
-        bar.close()
+def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, dict[str, pd.DataFrame]]:
+    """The steps in ``todo`` in this process, in ``job.order``; each step's weights are kept for the next one's
+    ΔW, and the final step's ΔW to the step before is filled in once that step's weights are in memory."""
     out = {}
-    for name in TABLES:
-        frames = []
-        for st in steps:
-            df = results[st][name].copy()
-            df.insert(0, "step", np.int32(st))
-            frames.append(df)
-        df = pd.concat(frames, ignore_index=True)
-        df.insert(0, "size", size)
-        df.insert(0, "family", family)
-        out[name] = df
+    bar = job.bar(len(todo), progress)
+    init_state = job.weights(job.steps[0])
+    final_tables, final_state = process_step(
+        job.load(job.final), job.probe, job.vocab, job.unigram_logp, job.options, None, None, init_state
+    )
+    prev_state = None
+    for st in job.order(todo)[1:]:
+        before = job.previous(st)
+        if before is not None and (prev_state is None or prev_state["step"] != before):
+            prev_state = job.weights(before)
+        tables, state = process_step(
+            job.load(st),
+            job.probe,
+            job.vocab,
+            job.unigram_logp,
+            job.options,
+            final_state,
+            prev_state if before is not None else None,
+            init_state,
+        )
+        job.save(st, tables)
+        out[st] = tables
+        prev_state = {"step": st, "weights": state["weights"]}
+        bar.update(1)
+    if job.final in todo:
+        before = job.previous(job.final)
+        if before is not None:
+            if prev_state is None or prev_state["step"] != before:
+                prev_state = job.weights(before)
+            _fill_delta(final_tables["weights"], final_state["weights"], prev_state)
+        job.save(job.final, final_tables)
+        out[job.final] = final_tables
+        bar.update(1)
+    bar.close()
     return out
 
 
@@ -411,41 +494,38 @@ def _init_state(source, refs: list[CheckpointRef]) -> dict:
     return {"step": refs[0].step, "weights": _weights_only(source, refs)}
 
 
-def _analyze_on_cluster(
-    client, source, refs, steps, todo, keys, cache, meta, probe, vocab, unigram_logp, options, progress
-) -> dict[int, dict[str, pd.DataFrame]]:
-    """The steps in ``todo`` as tasks: the final step first, then the rest as workers free up; each result is
-    cached as it arrives, so an interrupted run keeps what finished."""
+def _analyze_on_cluster(client, job: _Pass, todo: list[int], progress: bool) -> dict[int, dict[str, pd.DataFrame]]:
+    """The steps in ``todo`` as tasks, in ``job.order``: the final step first, then the rest as workers free up;
+    each result is cached as it arrives, so an interrupted run keeps what finished."""
     from dask.distributed import as_completed
 
     def prev_refs(st: int):
-        i = steps.index(st)
-        return refs[steps[i - 1]] if i else None
+        before = job.previous(st)
+        return job.refs[before] if before is not None else None
 
-    final = steps[-1]
-    probe_f, uni_f = client.scatter([probe, unigram_logp], broadcast=True)
-    args = (probe_f, vocab, uni_f, options)
-    init_f = client.submit(_init_state, source, refs[steps[0]], pure=False)
-    final_f = client.submit(_remote_step, source, refs[final], prev_refs(final), *args, None, init_f, pure=False)
+    probe_f, uni_f = client.scatter([job.probe, job.unigram_logp], broadcast=True)
+    args = (probe_f, job.vocab, uni_f, job.options)
+    init_f = client.submit(_init_state, job.source, job.refs[job.steps[0]], pure=False)
+    first, *rest = job.order(todo)
+    final_f = client.submit(
+        _remote_step, job.source, job.refs[first], prev_refs(first), *args, None, init_f, pure=False
+    )
     final_tables, final_state = final_f.result()
     state_f = client.scatter(final_state, broadcast=True)
     out = {}
-    bar = tqdm(
-        total=len(todo), desc=f"analyse {meta['family']}-{meta['size']} (dask)", unit="ckpt", disable=not progress
-    )
-    if final in todo:
-        cache.save(keys[final], final_tables, {**meta, "step": final})
-        out[final] = final_tables
+    bar = job.bar(len(todo), progress, " (dask)")
+    if job.final in todo:
+        job.save(job.final, final_tables)
+        out[job.final] = final_tables
         bar.update(1)
     futures = {
-        client.submit(_remote_step, source, refs[st], prev_refs(st), *args, state_f, init_f, pure=False): st
-        for st in todo
-        if st != final
+        client.submit(_remote_step, job.source, job.refs[st], prev_refs(st), *args, state_f, init_f, pure=False): st
+        for st in rest
     }
     for fut in as_completed(futures):
         st = futures[fut]
         tables, _ = fut.result()
-        cache.save(keys[st], tables, {**meta, "step": st})
+        job.save(st, tables)
         out[st] = tables
         bar.update(1)
     bar.close()

@@ -12,20 +12,37 @@ import torch
 
 MATRIX_KINDS = ("q", "k", "v", "o", "mlp_in", "mlp_out")
 ATTENTION_KINDS = ("q", "k", "v", "o")
+MLP_KINDS = ("mlp_in", "mlp_out")
+EMBED_KINDS = ("embed_in", "embed_out")
 
 
-def split_qkv(weight: torch.Tensor, heads: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Split a fused ``(3d, ...)`` QKV weight or bias into Q, K, V, each ``(d, ...)`` with heads in order."""
-    d3 = weight.shape[0]
-    hd = d3 // (3 * heads)
-    w = weight.reshape(heads, 3, hd, *weight.shape[1:])
-    q, k, v = (w[:, i].reshape(heads * hd, *weight.shape[1:]) for i in range(3))
+def split_qkv(fused: torch.Tensor, heads: int, dim: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split a fused QKV tensor along ``dim`` (a ``(3d, ...)`` weight or bias, or the ``(..., 3d)`` output of
+    the fused projection with ``dim=-1``) into contiguous Q, K, V, each of size d there, heads in order."""
+    x = fused.movedim(dim, 0)
+    hd = x.shape[0] // (3 * heads)
+    w = x.reshape(heads, 3, hd, *x.shape[1:])
+    q, k, v = (w[:, i].reshape(heads * hd, *x.shape[1:]).movedim(0, dim).contiguous() for i in range(3))
     return q, k, v
 
 
-def last_third(weight: torch.Tensor) -> torch.Tensor:
+def last_third(fused: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """The original paper's "V": the last third of the fused rows (mixes q/k/v of the last heads)."""
-    return weight[-(weight.shape[0] // 3) :]
+    n = fused.shape[dim]
+    return fused.narrow(dim, n - n // 3, n // 3)
+
+
+def matrix_name(layer: int, kind: str) -> str:
+    """The one naming of an analysed matrix: ``layers.{layer}.{kind}``; embeddings keep their kind as name."""
+    return kind if layer < 0 else f"layers.{layer}.{kind}"
+
+
+def parse_matrix_name(name: str) -> tuple[int, str]:
+    """``(layer, kind)`` of a :func:`matrix_name` (layer −1 for the embeddings)."""
+    if name.startswith("layers."):
+        _, layer, kind = name.split(".")
+        return int(layer), kind
+    return -1, name
 
 
 def layers(model) -> list:
@@ -51,7 +68,7 @@ def matrices(model, embeddings: bool = False) -> dict[str, torch.Tensor]:
     out = {}
     for i, layer in enumerate(layers(model)):
         for kind, w in layer_matrices(layer, heads).items():
-            out[f"layers.{i}.{kind}"] = w
+            out[matrix_name(i, kind)] = w
     if embeddings:
         out["embed_in"] = model.gpt_neox.embed_in.weight
         out["embed_out"] = model.get_output_embeddings().weight

@@ -29,10 +29,8 @@ import pandas as pd
 from .. import params, profiles
 from ..errors import LmconvError
 from ..metrics import phases, spectrum
-from ..neox import ATTENTION_KINDS
+from ..neox import ATTENTION_KINDS, EMBED_KINDS, MLP_KINDS, parse_matrix_name
 
-MLP_KINDS = ("mlp_in", "mlp_out")
-EMBED_KINDS = ("embed_in", "embed_out")
 KIND_ORDER = (*ATTENTION_KINDS, *MLP_KINDS, *EMBED_KINDS)
 ELBOW_RULES = ("steepest", "hinge", "derivative")
 # The paper's setting as the secondary reading reports it (unverified; ``lmconv.papers`` holds its ΔΣ values).
@@ -73,13 +71,6 @@ def group_of(kind: str) -> str:
     raise LmconvError(f"unknown matrix kind {kind!r}", f"kinds are {list(KIND_ORDER)}")
 
 
-def _split_name(name: str) -> tuple[int, str]:
-    if name.startswith("layers."):
-        _, layer, kind = name.split(".")
-        return int(layer), kind
-    return -1, name
-
-
 # ---------------------------------------------------------------------------------------------------------
 # dense spectra recorded during training
 # ---------------------------------------------------------------------------------------------------------
@@ -99,7 +90,7 @@ def record_deltas(steps: Sequence[int], values: np.ndarray, names: Sequence[str]
         )
     d, r = spectrum.spectra_deltas(steps, values)
     n_rec, n_mat = d.shape
-    layer_kind = [_split_name(n) for n in names]
+    layer_kind = [parse_matrix_name(n) for n in names]
     return pd.DataFrame(
         {
             "step": np.repeat(steps[1:], n_mat),
@@ -119,7 +110,7 @@ def record_norms(steps: Sequence[int], values: np.ndarray, names: Sequence[str])
     """Frobenius, spectral and nuclear norm of every matrix at every record, from its singular values."""
     v = np.asarray(values, dtype=np.float64)
     n_rec, n_mat = v.shape[:2]
-    layer_kind = [_split_name(n) for n in names]
+    layer_kind = [parse_matrix_name(n) for n in names]
     return pd.DataFrame(
         {
             "step": np.repeat(np.asarray(steps, dtype=np.int64), n_mat),
@@ -139,7 +130,7 @@ def record_cosines(steps: Sequence[int], values: np.ndarray, names: Sequence[str
     last = v[-1]
     cos = (v * last).sum(-1) / (np.linalg.norm(v, axis=-1) * np.linalg.norm(last, axis=-1))
     n_rec, n_mat = cos.shape
-    layer_kind = [_split_name(n) for n in names]
+    layer_kind = [parse_matrix_name(n) for n in names]
     return pd.DataFrame(
         {
             "step": np.repeat(np.asarray(steps, dtype=np.int64), n_mat),
