@@ -91,14 +91,10 @@ def test_phase_numbers_and_verdicts_follow_the_spreads(data, glued):
         assert glued[f"peak_frac_{tag}"] == glued[f"peak_{tag}"] / glued["total_steps"]
     re_sizes = [s for s in data.r.sizes if data.spreads[s].mean_curve.has_reconvergence]
     assert glued["re_sizes"] == (", ".join(re_sizes) or "none") and glued["n_re_sizes"] == len(re_sizes)
-    verdict = glued["re_claim"].split(":")[0]
-    small, large = glued["re_verdict_small"], glued["re_verdict_large"]
-    if verdict == "Reproduced":
-        assert large == "reconverges" and small == "does not reconverge"
-    elif verdict == "Contradicted":
-        assert small == "reconverges" and large == "does not reconverge"
-    else:
-        assert (small == "reconverges") == (large == "reconverges")
+    # the paper's claim: the largest size reconverges and the smallest does not
+    flags = tuple(glued[f"re_verdict_{tag}"] == "reconverges" for tag in ("small", "large"))
+    verdict = {(False, True): "Reproduced", (True, False): "Contradicted"}.get(flags, "Inconclusive")
+    assert glued["re_claim"].startswith(f"{verdict}: ")
     assert glued["phase_sens_sentence"].startswith(f"Over the {len(glued['tab_phase_sensitivity'])} settings")
     assert list(glued["tab_phases"].index) == data.r.sizes == list(glued["tab_phase_sensitivity"].columns)
 
