@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from .. import analysis, claims, papers, profiles, summaries
 from ..figures import spectral as fig
@@ -130,6 +131,7 @@ def _long(frame: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
 
 
 def _median_step(v: pd.Series) -> float:
+    """The median of a column of steps as floats (NaN when any is None: an event not seen in some run)."""
     return float(np.median(v.astype(float)))
 
 
@@ -172,6 +174,7 @@ def spectrum_moves(d: SpectralData) -> Glued:
 
 
 def _delta_figure(d: SpectralData) -> Glued:
+    """ΔΣ between records per size (seed band) under the validation loss, with the median t_S and t_L."""
     val_log, events = d.rec.val_log, d.events
     band = sp.seed_band(d.rec.curves, "delta", ["size", "step"])
     val_band = sp.seed_band(val_log[val_log.step > 0], "val_loss", ["size", "step"])
@@ -265,7 +268,7 @@ def _group_split(d: SpectralData, grp_c: pd.DataFrame) -> Glued:
     return {"grp_dlog_med": float(dlog.median()), "grp_dlog_absmax": float(dlog.abs().max())}
 
 
-def _kinds_table(d: SpectralData, kind_c: pd.DataFrame):
+def _kinds_table(d: SpectralData, kind_c: pd.DataFrame) -> Styler:
     """Per size and matrix kind: the median t_S of the kind's own curve and its ΔΣ per step in each phase."""
     ev_kind = sp.sosd_summary(kind_c, d.rec.val_log, d.rule, by=["kind"])
     lev_k = sp.phase_levels(kind_c, d.events, "kind", at="t_split")
