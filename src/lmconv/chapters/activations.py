@@ -18,7 +18,7 @@ import pandas as pd
 from .. import analysis, claims, engine, papers
 from ..figures import activations as fig
 from ..lenses import activations as act
-from . import Glued
+from . import Glued, section
 
 SIZE_KEYS = ("small", "large")  # the smallest and the largest size, as the glue names call them
 VARIANT_WORDS = {"last": "the last position of each probe window", "all": "a fixed sample of scored positions"}
@@ -75,6 +75,7 @@ def load(P: SimpleNamespace) -> ActivationsData:
     return ActivationsData(P, res, total_steps, within, cka, stab, summary, step_at)
 
 
+@section
 def measured(d: ActivationsData) -> Glued:
     """*What is measured*: the suite's and the probe's sizes, the paper's, and the chapter's CKA definition."""
     res = d.res
@@ -97,6 +98,7 @@ def measured(d: ActivationsData) -> Glued:
     }
 
 
+@section
 def across_layers(d: ActivationsData) -> Glued:
     """*Convergence across layers*: the box and median figures, and the median CKA at ``step_at`` of the
     smallest and the largest size (median seed, lowest and highest seed) with its trend over sizes."""
@@ -125,6 +127,7 @@ def across_layers(d: ActivationsData) -> Glued:
     return out
 
 
+@section
 def layer_by_layer(d: ActivationsData) -> Glued:
     """*Layer by layer*: per-layer lines and heatmap, and the rank correlation of depth with the stabilisation
     point per circuit (with its bootstrap interval and its reading against the paper)."""
@@ -142,6 +145,7 @@ def layer_by_layer(d: ActivationsData) -> Glued:
     return out
 
 
+@section
 def when_stable(d: ActivationsData) -> Glued:
     """*When does a layer stabilise?*: the rule's settings, its figure and table, the claim's numbers for the
     smallest and the largest size, the learning rate at those points, and the two verdicts."""
@@ -162,6 +166,7 @@ def when_stable(d: ActivationsData) -> Glued:
     }
 
 
+@section
 def claim_numbers(d: ActivationsData) -> Glued:
     """Per circuit, for the smallest and the largest size: the share of units within the first ``within`` (all
     seeds; lowest and highest seed), when all layers and the median unit have stabilised, and the claim."""
@@ -179,6 +184,7 @@ def claim_numbers(d: ActivationsData) -> Glued:
     return out
 
 
+@section
 def learning_rates(d: ActivationsData) -> Glued:
     """The learning-rate multiplier at the first ``within`` of training and, per circuit, at the largest size's
     median stabilisation point (NaN when that unit never stabilises)."""
@@ -198,6 +204,7 @@ def claim_sizes(d: ActivationsData) -> list[str]:
     return [sz for sz in d.res.sizes if holds[sz]]
 
 
+@section
 def verdicts(d: ActivationsData) -> Glued:
     """The verdicts on "nearly all layers stabilise early" and "smaller models converge more slowly"."""
     shares = act.early_shares(d.stab, d.within, d.res.sizes)
@@ -206,6 +213,7 @@ def verdicts(d: ActivationsData) -> Glued:
     return {"early_verdict": early.sentence(), "slower_verdict": slower.sentence()}
 
 
+@section
 def sweep(d: ActivationsData) -> Glued:
     """The threshold sweep's table and, for the smallest and the largest size, the highest threshold at which
     the claim holds per circuit."""
@@ -226,12 +234,14 @@ def sweep(d: ActivationsData) -> Glued:
     return out
 
 
+@section
 def choices(d: ActivationsData) -> Glued:
     """*How much the choices matter*: the attention definition's and the estimator's and positions' tables,
     and how far each moves CKA and the share of early units."""
     return {**attention_choices(d), **estimator_choices(d)}
 
 
+@section
 def attention_choices(d: ActivationsData) -> Glued:
     """The three attention activations compared with the chapter's: table, largest mean |ΔCKA| (which, where),
     the original slice's against V split per head, and the range of the early share between definitions."""
@@ -256,6 +266,7 @@ def attention_choices(d: ActivationsData) -> Glued:
     }
 
 
+@section
 def estimator_choices(d: ActivationsData) -> Glued:
     """The four estimator × positions combinations, both circuits: table and the largest mean |ΔCKA| from the
     chapter's choice for any change, the estimator alone and the positions alone."""

@@ -19,7 +19,7 @@ from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
 from ..metrics import phases as ph
-from . import Glued
+from . import Glued, section
 
 PAIR_WORDS = {"ordered": "ordered seed pairs", "symmetric": "unordered seed pairs"}
 # how a phase boundary of our pair-mean curve compares with the paper's line, both as a fraction of training
@@ -100,6 +100,7 @@ def load(P: SimpleNamespace) -> KLConvergenceData:
     )
 
 
+@section
 def setup(d: KLConvergenceData) -> Glued:
     """The suite's sizes, seeds, steps and probe beside the paper's (the chapter's opening)."""
     r, paper_seeds = d.r, len(papers.KL_SEEDS)
@@ -122,6 +123,7 @@ def setup(d: KLConvergenceData) -> Glued:
     }
 
 
+@section
 def choices(d: KLConvergenceData) -> Glued:
     """The choices the paper left open: context and stride, probe documents, POS tagger, parameters."""
     r, prof = d.r, d.prof
@@ -147,6 +149,7 @@ def choices(d: KLConvergenceData) -> Glued:
     }
 
 
+@section
 def econv_over_training(d: KLConvergenceData) -> Glued:
     """E[conv] with the band of parameter ``band`` and with the other one; its start, low and end per size, and
     its spread over tokens and over pairs relative to the mean KL."""
@@ -250,6 +253,7 @@ def _unigram_points(d: KLConvergenceData) -> Glued:
     return out
 
 
+@section
 def four_phases(d: KLConvergenceData) -> Glued:
     """The phases detected per size, their sensitivity to the detector's settings, the paper's lines beside them
     and the verdict on reconvergence."""
@@ -274,6 +278,7 @@ def four_phases(d: KLConvergenceData) -> Glued:
     }
 
 
+@section
 def size_comparable(d: KLConvergenceData) -> Glued:
     """Each pair's KL relative to its value at step 0: its peak and last value per size."""
     rel = K.relative_to_start(d.cubes)
@@ -284,6 +289,7 @@ def size_comparable(d: KLConvergenceData) -> Glued:
     return out
 
 
+@section
 def cross_entropy_and_references(d: KLConvergenceData) -> Glued:
     """Cross-entropy over training, and the KL to the uniform and unigram distributions."""
     ce = K.seed_means(d.surprisal)
@@ -307,6 +313,7 @@ def _icl_onset(icl: pd.DataFrame, size: str) -> int | None:
     return int(above["step"].min()) if len(above) else None
 
 
+@section
 def in_context_learning(d: KLConvergenceData) -> Glued:
     """The type-matched ICL score on the probe, its onset per size and whether the largest size's onset lies in
     its divergence phase."""
@@ -339,6 +346,7 @@ def in_context_learning(d: KLConvergenceData) -> Glued:
     return out
 
 
+@section
 def learning_rate(d: KLConvergenceData) -> Glued:
     """Our learning-rate schedule beside the PolyPythias', with each size's KL peak; the tokens one run sees."""
     arm, total = d.prof.arm(None), d.total

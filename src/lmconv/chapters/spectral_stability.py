@@ -19,7 +19,7 @@ from pandas.io.formats.style import Styler
 from .. import analysis, claims, papers, profiles, summaries
 from ..figures import spectral as fig
 from ..lenses import spectral as sp
-from . import Glued
+from . import Glued, section
 
 RUN = sp.RUN
 ELBOW_WORDS = {
@@ -98,6 +98,7 @@ def load(P: SimpleNamespace) -> SpectralData:
     return SpectralData(P, suite.profile, res, rule, rec, sp.split_steps(rec.events), ckpt, layer)
 
 
+@section
 def setup(d: SpectralData) -> Glued:
     """The opening's numbers: the suite's sizes, seeds, records and checkpoints, and the paper's scales."""
     train = d.arm.train
@@ -135,6 +136,7 @@ def _median_step(v: pd.Series) -> float:
     return float(np.median(v.astype(float)))
 
 
+@section
 def shape_settles(d: SpectralData) -> Glued:
     """*The shape settles before the matrix*: spectral and weight cosines with the last checkpoint."""
     cos_run = d.layer.groupby([*RUN, "step"], as_index=False)[["cos_sigma", "cos_w"]].mean()
@@ -168,6 +170,7 @@ def _saturation(d: SpectralData) -> Glued:
     }
 
 
+@section
 def spectrum_moves(d: SpectralData) -> Glued:
     """*How fast the spectrum moves*: ΔΣ between records with the loss, its fall to a floor, the t_S rule."""
     return {**_delta_figure(d), **_fall(d), **_rule_words(d)}
@@ -219,6 +222,7 @@ def _rule_words(d: SpectralData) -> Glued:
     }
 
 
+@section
 def checkpoint_gaps(d: SpectralData) -> Glued:
     """ΔΣ between checkpoints, raw and per step, and the range of the gaps between checkpoints."""
     gap_run = d.layer.dropna(subset=["delta"]).groupby([*RUN, "step"], as_index=False)[["delta", "rate"]].mean()
@@ -231,6 +235,7 @@ def checkpoint_gaps(d: SpectralData) -> Glued:
     }
 
 
+@section
 def attention_mlp(d: SpectralData) -> Glued:
     """*Attention and MLP*: ΔΣ per matrix kind, MLP over attention after the split, each group's own split."""
     deltas = d.rec.dense["deltas"]
@@ -292,6 +297,7 @@ def _depth(layer: pd.Series) -> np.ndarray:
     return np.where(layer == layer.max(), "last", np.where(layer == 0, "first", "middle"))
 
 
+@section
 def layers(d: SpectralData) -> Glued:
     """Per layer: the ΔΣ heatmap and the split step of the first and the last layer's own curves."""
     deltas = d.rec.dense["deltas"]
@@ -311,6 +317,7 @@ def layers(d: SpectralData) -> Glued:
     }
 
 
+@section
 def bound(d: SpectralData) -> Glued:
     """*A bound on how far the spectrum can move*: measured ΔΣ between checkpoints against the Mirsky bound."""
     bc = sp.bound_check(d.ckpt)
@@ -326,6 +333,7 @@ def bound(d: SpectralData) -> Glued:
     }
 
 
+@section
 def distribution(d: SpectralData) -> Glued:
     """*The singular distribution itself*: Σ̂ against rank for the largest size, and its top share."""
     largest, weights = d.sizes[-1], d.res.weights
@@ -343,6 +351,7 @@ def distribution(d: SpectralData) -> Glued:
     }
 
 
+@section
 def norms(d: SpectralData) -> Glued:
     """*The norms keep growing*: norms relative to step 0, and how much the weights change after the split."""
     ng = sp.norm_growth(d.ckpt)
@@ -388,6 +397,7 @@ EVENT_FORMATS = {
 SENSITIVITY_FORMATS = {"median step": "{:.0f}", "min": "{:.0f}", "max": "{:.0f}", "median δ": "{:+.2f}"}
 
 
+@section
 def synchronisation(d: SpectralData) -> Glued:
     """*Does the spectrum settle when the loss turns?*: both events per run, their timing, the verdict, and
     both events under the alternative rules."""

@@ -16,7 +16,7 @@ from .. import analysis, claims, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
-from . import Glued
+from . import Glued, section
 
 MIN_BIN = 20  # bins with fewer tokens are drawn but not quoted in the text
 FREQ_TITLE = "target frequency"
@@ -93,6 +93,7 @@ def drawn_order(df: pd.DataFrame, order: list[str]) -> list[str]:
     return [b for b in order if b in shown]
 
 
+@section
 def setup(d: WhatConvergesFirstData) -> Glued:
     """The suite's sizes, seeds and probe, as the opening and every caption quote them."""
     return {
@@ -130,6 +131,7 @@ def _frequency_size(fc: pd.DataFrame, size: str, tag: str, bins: dict[str, str])
     return out
 
 
+@section
 def by_frequency(d: WhatConvergesFirstData) -> Glued:
     """E[conv] by decade bin of the target's training count: the bin table, the figures and the numbers quoted."""
     order_f = list(d.flabels.categories)
@@ -172,6 +174,7 @@ def _surprisal_size(sc: pd.DataFrame, size: str, tag: str) -> tuple[Glued, bool]
     return out, finals[0] > finals[-1]
 
 
+@section
 def by_surprisal(d: WhatConvergesFirstData) -> Glued:
     """E[conv] by final-surprisal bin of the target: the figures, the bins quoted and for which size the most
     predictable tokens are the most convergent."""
@@ -190,6 +193,7 @@ def by_surprisal(d: WhatConvergesFirstData) -> Glued:
     }
 
 
+@section
 def cross_entropy(d: WhatConvergesFirstData) -> Glued:
     """The cross-entropy (mean surprisal over seeds) in the same frequency and final-surprisal bins."""
     cef = K.seed_means(d.surprisal, {s: d.flabels for s in d.surprisal})
@@ -237,6 +241,7 @@ def _delta(co: pd.DataFrame, large: str) -> Glued:
     }
 
 
+@section
 def together(d: WhatConvergesFirstData) -> Glued:
     """The per-step regression of per-token E[conv] on frequency, part of speech and size: α, δ, their
     figures, the design quoted in the prose and the paper's frequency claim judged."""
@@ -279,6 +284,7 @@ def extremes_table(d: WhatConvergesFirstData) -> pd.DataFrame:
     )
 
 
+@section
 def extremes(d: WhatConvergesFirstData) -> Glued:
     """The most and least convergent tokens: the table and the median training count of each end."""
     ext = extremes_table(d)
