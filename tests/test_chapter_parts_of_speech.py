@@ -104,7 +104,8 @@ def test_function_word_numbers_follow_the_curves(d, glued):
         assert f[f"fn_min_{name}"] <= f[f"fn_final_{name}"] and f[f"ct_min_{name}"] <= f[f"ct_final_{name}"]
         assert 0 <= f[f"fn_ahead_{name}"] <= 1
     assert f["depth_word"] == ("shallower" if f["fn_min_large"] > f["ct_min_large"] else "not shallower")
-    assert "function words" in f["fw_verdict"]
+    for name, size in (("small", d.small), ("large", d.large)):  # the verdict's numbers: the final difference
+        assert f"{size} {f[f'fn_final_{name}'] - f[f'ct_final_{name}']:.3g}" in f["fw_verdict"]
     assert ch.target_classes(d, neither="other").tolist() == [
         L.word_class(d.upos[i]) for i in d.r.targets["target_index"]
     ]
