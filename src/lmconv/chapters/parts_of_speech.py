@@ -1,6 +1,6 @@
 """Chapter 4, "Parts of speech" (``notebooks/04_parts_of_speech.md``): E[conv] split by the part of speech of the
 target token and of the last context token, in the paper's tag groups and as function against content words
-(:cite:t:`fehlauer2025convergence`), with spaCy's tags checked against the Brown Corpus's gold tags."""
+(Fehlauer, Mahowald & Pimentel 2025), with spaCy's tags checked against the Brown Corpus's gold tags."""
 
 from __future__ import annotations
 
