@@ -37,23 +37,33 @@ def d(smoke_suite):
     return ch.load(params.from_namespace(page_parameters(NOTEBOOK, profile="smoke", rank_n_boot=100)))
 
 
-@pytest.fixture(scope="module")
-def glued(d):
-    out = {}
-    for section in SECTIONS:
+def glue_sections(d, sections) -> dict:
+    """Every section's values, checking that no two sections glue the same name."""
+    out: dict = {}
+    for section in sections:
         names = section(d)
         assert not set(names) & set(out), f"{section.__name__} glues a name another section glues"
         out |= names
     return out
 
 
-def test_sections_glue_what_the_page_uses(glued):
-    used = page_names(NOTEBOOK)
+def unused_names(glued: dict, path: Path) -> set[str]:
+    """The names glued that the page does not use, after checking that the page uses no name not glued."""
+    used = page_names(path)
     assert used <= set(glued), sorted(used - set(glued))
+    return set(glued) - used
+
+
+@pytest.fixture(scope="module")
+def glued(d):
+    return glue_sections(d, SECTIONS)
+
+
+def test_sections_glue_what_the_page_uses(glued):
     # glued beyond the prose (the same numbers are glued for both sizes): the lowest seed-median weight PER over
     # training, and the largest size's gradient peak
     extra = {f"pw_{c}_{k}_min" for c in act.CIRCUITS for k in ("small", "large")}
-    assert set(glued) - used == extra | {f"pg_{c}_large_max" for c in act.CIRCUITS}
+    assert unused_names(glued, NOTEBOOK) == extra | {f"pg_{c}_large_max" for c in act.CIRCUITS}
 
 
 def test_shapes_have_one_row_per_size(d, glued):

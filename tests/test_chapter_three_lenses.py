@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_chapter_effective_rank import page_names, page_parameters
+from test_chapter_effective_rank import glue_sections, page_parameters, unused_names
 
 from lmconv import params
 from lmconv.chapters import three_lenses as ch
@@ -24,18 +24,11 @@ def d(smoke_suite):
 
 @pytest.fixture(scope="module")
 def glued(d):
-    out = {}
-    for section in (ch.setup, ch.the_events, ch.line_up):
-        names = section(d)
-        assert not set(names) & set(out), f"{section.__name__} glues a name another section glues"
-        out |= names
-    return out
+    return glue_sections(d, (ch.setup, ch.the_events, ch.line_up))
 
 
 def test_sections_glue_what_the_page_uses(glued):
-    used = page_names(NOTEBOOK)
-    assert used <= set(glued), sorted(used - set(glued))
-    assert set(glued) - used == {"n_sizes", "n_seeds", "total"}  # glued (as before) though the prose uses none
+    assert unused_names(glued, NOTEBOOK) == {"n_sizes", "n_seeds", "total"}  # glued (as before), unused in the prose
 
 
 def test_every_seed_pair_and_run_contributes_its_events(d, glued):
