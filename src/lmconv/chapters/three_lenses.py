@@ -107,7 +107,7 @@ def line_up(d: ThreeLensesData) -> Glued:
         "peak_cka_large": gap(d.gap_table, "kl_peak", "cka_attention", large),
         "size_small": small,
         "size_large": large,
-        "n_pairs_aligned_everywhere": int((d.pairs.sizes_aligned == d.pairs.sizes_measured).sum()),
+        "n_pairs_aligned_everywhere": len(sync_all),
         "n_event_pairs": len(d.pairs),
         "aligned_list": aligned or "none",
         "tab_gaps": gaps_table(d),
