@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from .. import analysis, claims, profiles, summaries
 from ..figures import spectral as fig
@@ -176,6 +177,7 @@ def the_sweep(d: SweepData) -> Glued:
 
 
 def _schedule_arms(d: SweepData) -> list[str]:
+    """The baseline and the arms that change its schedule (the panel of the schedule figures)."""
     return [a for a in d.arms if d.factor[a] in SCHEDULE_PANEL]
 
 
@@ -253,7 +255,7 @@ def weight_norms(d: SweepData) -> Glued:
     return out
 
 
-def events_table(per_arm: pd.DataFrame) -> Any:
+def events_table(per_arm: pd.DataFrame) -> Styler:
     """:func:`arm_events` as the chapter's table (a Styler)."""
     tab = per_arm.rename(
         columns={"delta_med": "δ (median)", "delta_min": "δ min", "delta_max": "δ max", "peak_over_floor": "peak/floor"}
@@ -318,6 +320,7 @@ def run_slopes(d: SweepData, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fit_values(key: str, fit: dict) -> Glued:
+    """A scaling fit's slope and interval ends, under ``slope_{key}``, ``slope_{key}_lo`` and ``_hi``."""
     return {f"slope_{key}": fit["slope"], f"slope_{key}_lo": fit["lo"], f"slope_{key}_hi": fit["hi"]}
 
 
