@@ -62,6 +62,38 @@ def glued_values(notebook: Path) -> dict[str, str]:
     return out
 
 
+_GLUE_REF = re.compile(r"\{glue(?::text|:any|:md)?\}`([A-Za-z_]\w*)(?::[^`]*)?`|\{glue:figure\}\s+([A-Za-z_]\w*)")
+_SECTION_CALL = re.compile(r"show\((?:\w+\.)?(\w+)\(")
+
+
+def glue_names(notebook: Path) -> set[str]:
+    """The glued names a page's prose, captions and ``{glue:figure}`` blocks use."""
+    import jupytext
+
+    text = "\n".join(c.source for c in jupytext.read(notebook).cells if c.cell_type == "markdown")
+    return {a or b for a, b in _GLUE_REF.findall(text)}
+
+
+def page_parameters(notebook: Path, **overrides) -> dict:
+    """A page's parameters cell executed (its defaults, as papermill sees them), updated with ``overrides``."""
+    import jupytext
+
+    cells = [c for c in jupytext.read(notebook).cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise LmconvError(f"{notebook} has {len(cells)} cells tagged parameters", "tag exactly one code cell")
+    ns: dict = {}
+    exec(cells[0].source, ns)
+    return {k: v for k, v in ns.items() if not k.startswith("__")} | overrides
+
+
+def page_sections(notebook: Path) -> list[str]:
+    """The chapter-module functions a page shows, in order (``show(ch.name(d))``)."""
+    import jupytext
+
+    code = "\n".join(c.source for c in jupytext.read(notebook).cells if c.cell_type == "code")
+    return _SECTION_CALL.findall(code)
+
+
 def toc_chapters(book_dir: Path | None = None) -> list[str]:
     """Notebook names in the order of the table of contents."""
     toc = yaml.safe_load(((book_dir or paths.BOOK) / "_toc.yml").read_text())

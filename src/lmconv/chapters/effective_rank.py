@@ -15,7 +15,7 @@ import pandas as pd
 from .. import analysis, claims, engine, papers, summaries
 from ..figures import activations as fig
 from ..lenses import activations as act
-from . import Glued
+from . import Glued, section
 
 POOL_WORDS = {
     "pooled": "every per-head OV matrix together with the whole-layer one, as the original figures",
@@ -66,6 +66,7 @@ def load(P: SimpleNamespace) -> EffectiveRankData:
     )
 
 
+@section
 def what_is_measured(d: EffectiveRankData) -> Glued:
     """The shapes of the sizes, the probe's gradient batch and the words for the chosen V slice and pool."""
     shapes = summaries.sizes_table(d.res.suite.profile).set_index("size").loc[d.res.sizes]
@@ -99,6 +100,7 @@ def _size_numbers(pw: pd.DataFrame, pg: pd.DataFrame, key: str, size: str, steps
     return out
 
 
+@section
 def rank_over_training(d: EffectiveRankData) -> Glued:
     """The results figure and the PER numbers of the smallest and largest sizes; whether final PER rises
     with size."""
@@ -121,6 +123,7 @@ def rank_over_training(d: EffectiveRankData) -> Glued:
     return out
 
 
+@section
 def across_heads(d: EffectiveRankData) -> Glued:
     """Box plots of per-head PER (weights and gradients) and the spread of the final per-head OV PER."""
     shown = act.thin_steps(d.res.steps)
@@ -169,6 +172,7 @@ def _step_counts(by_step: pd.DataFrame) -> Glued:
     return out
 
 
+@section
 def rank_and_convergence(d: EffectiveRankData) -> Glued:
     """Spearman correlations of each layer's PER with its convergence (table, scatter, by step) and the
     counts of verdicts."""
@@ -195,6 +199,7 @@ def rank_and_convergence(d: EffectiveRankData) -> Glued:
     }
 
 
+@section
 def which_v(d: EffectiveRankData) -> Glued:
     """How much the original last-third V slice changes the attention PER."""
     vs = act.v_slice_comparison(d.res.rank, d.P.per_pool)

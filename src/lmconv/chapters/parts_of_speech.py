@@ -15,7 +15,7 @@ from .. import analysis, claims, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
-from . import Glued
+from . import Glued, section
 
 if TYPE_CHECKING:
     import altair as alt
@@ -73,6 +73,7 @@ def load(P: SimpleNamespace) -> PartsOfSpeechData:
     )
 
 
+@section
 def setup(d: PartsOfSpeechData) -> Glued:
     """The opening cell's values: sizes, pairs, seeds and the parameters as words."""
     current = d.P.tag_position == "current"
@@ -95,6 +96,7 @@ def accuracy_table(d: PartsOfSpeechData) -> pd.DataFrame:
     return per.rename_axis("gold UPOS").rename(columns={"words": "words", "accuracy": "spaCy agrees"})
 
 
+@section
 def tagging(d: PartsOfSpeechData) -> Glued:
     """Section "Tagging the probe text": spaCy against the gold tags, the two weakest classes, untagged tokens."""
     acc = d.tags.accuracy
@@ -136,6 +138,7 @@ def _panels(df: pd.DataFrame) -> alt.ConcatChart:
     return F.panels_by_size(df, order=K.order_by_last(df), legend_title="tag")
 
 
+@section
 def by_tag(d: PartsOfSpeechData) -> Glued:
     """Section "E[conv] by tag": the paper's groups by both tag positions, its other groups, and the most and
     least convergent group of the smallest and largest size at the last step."""
@@ -190,6 +193,7 @@ def _class_numbers(cur: pd.DataFrame, size: str, name: str) -> Glued:
     }
 
 
+@section
 def function_words(d: PartsOfSpeechData) -> Glued:
     """Section "Function words and content words": their curves, final values, depth and the paper's claim."""
     wc = word_class_curves(d)
@@ -213,6 +217,7 @@ def function_words(d: PartsOfSpeechData) -> Glued:
     return out
 
 
+@section
 def cross_entropy(d: PartsOfSpeechData) -> Glued:
     """Section "Cross-entropy by tag": the largest size's surprisal per "grouped" tag, best and worst group."""
     labels = tag_labels(d, "grouped", d.P.tag_position)

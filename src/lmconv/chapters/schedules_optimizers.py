@@ -17,7 +17,7 @@ from pandas.io.formats.style import Styler
 from .. import analysis, claims, profiles, summaries
 from ..figures import spectral as fig
 from ..lenses import spectral as sp
-from . import Glued
+from . import Glued, section
 
 LOG_BINS = 40  # log-spaced step bins of the ΔΣ and norm figures
 SCATTER_BINS = 30  # equal-count bins per arm of the scaling scatter
@@ -129,6 +129,7 @@ def arm_events(events: pd.DataFrame, factor: dict[str, str], arms: list[str], fi
     return per_arm
 
 
+@section
 def setup(d: SweepData) -> Glued:
     """The opening's numbers: which suite, how many arms and seeds, the size, the baseline's settings."""
     t0, size = d.t0, d.size
@@ -154,6 +155,7 @@ def _branch(d: SweepData) -> dict | None:
     return d.prof.arm(d.branched[0]).train.branch_from if d.branched else None
 
 
+@section
 def the_sweep(d: SweepData) -> Glued:
     """The arms' table, the planned and the measured cost of training the sweep, and where arms branch off."""
     t0 = d.t0
@@ -181,6 +183,7 @@ def _schedule_arms(d: SweepData) -> list[str]:
     return [a for a in d.arms if d.factor[a] in SCHEDULE_PANEL]
 
 
+@section
 def schedules(d: SweepData) -> Glued:
     """The learning-rate schedules of the baseline and the schedule arms, in one panel."""
     lr = pd.concat([summaries.lr_curve(d.prof, a) for a in _schedule_arms(d)])
@@ -188,6 +191,7 @@ def schedules(d: SweepData) -> Glued:
     return {"fig_lr": fig.arm_panels(lr, "learning rate", linear_x=True, arms=d.arms)}
 
 
+@section
 def loss_and_movement(d: SweepData) -> Glued:
     """Validation loss and ΔΣ per step of every arm (with each arm's median t_S), and the final losses."""
     vb = sp.seed_band(d.val_log[d.val_log.step > 0], "val_loss", ["family", "step"])
@@ -223,6 +227,7 @@ def decay_fraction(d: SweepData) -> float:
     return 1 - branch["step"] / d.t0.steps if branch else DEFAULT_DECAY_FRACTION
 
 
+@section
 def late_training(d: SweepData) -> Glued:
     """ΔΣ at the end of training on a linear axis, and each arm's ΔΣ over the decay window relative to the
     window before it (median over seeds)."""
@@ -237,6 +242,7 @@ def late_training(d: SweepData) -> Glued:
     return out
 
 
+@section
 def weight_norms(d: SweepData) -> Glued:
     """Nuclear norms relative to step 0, each arm's final norm and ΔΣ floor, and what weight decay does to them."""
     rn = sp.relative_norms(d.norms)
@@ -281,6 +287,7 @@ def _extremes(per_arm: pd.DataFrame) -> Glued:
     }
 
 
+@section
 def sosd_alignment(d: SweepData) -> Glued:
     """Does t_S still line up with t_L? Per-arm table, each arm's δ and t_S, their ranges and sentences."""
     pa = d.per_arm
@@ -324,6 +331,7 @@ def _fit_values(key: str, fit: dict) -> Glued:
     return {f"slope_{key}": fit["slope"], f"slope_{key}_lo": fit["lo"], f"slope_{key}_hi": fit["hi"]}
 
 
+@section
 def scaling(d: SweepData) -> Glued:
     """Does ΔΣ scale like η/‖W‖? The pooled fit for each norm with its seed-bootstrap interval, the scatter,
     the verdict sentences and the slope within each run."""

@@ -16,7 +16,7 @@ from .. import analysis
 from ..figures import synthesis as fig
 from ..lenses import spectral as sp
 from ..lenses import synthesis as syn
-from . import Glued
+from . import Glued, section
 
 LABELS = {e: label for e, (_, label) in syn.EVENTS.items()}
 
@@ -56,6 +56,7 @@ def load(P: SimpleNamespace) -> ThreeLensesData:
     return ThreeLensesData(P, res, total, ev, summary, gap_table, syn.aligned_pairs(gap_table, P.align_tol))
 
 
+@section
 def setup(d: ThreeLensesData) -> Glued:
     """The suite's counts and the alignment tolerance, as the opening prose states them."""
     n_seeds = len(d.res.seeds)
@@ -69,6 +70,7 @@ def setup(d: ThreeLensesData) -> Glued:
     }
 
 
+@section
 def the_events(d: ThreeLensesData) -> Glued:
     """The chart of every event and its table (median, min and max step over the units that show it)."""
     tab = d.summary.assign(event=d.summary.label)[["size", "lens", "event", "seen", "units", "median", "min", "max"]]
@@ -96,6 +98,7 @@ def aligned_everywhere(pairs: pd.DataFrame) -> pd.DataFrame:
     return pairs[(pairs.sizes_aligned == pairs.sizes_measured) & (pairs.sizes_measured > 0)]
 
 
+@section
 def line_up(d: ThreeLensesData) -> Glued:
     """Which events line up, the gap from the KL peak to attention's stabilisation by size, and the verdicts."""
     small, large = d.res.sizes[0], d.res.sizes[-1]
