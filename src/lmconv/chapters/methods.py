@@ -21,11 +21,13 @@ DERIVATIVE = "loss elbow (derivative)"  # the alternative loss rule, whose null 
 
 @dataclass
 class MethodsData:
-    """The profile, the probe built from its first checkpoint's tokenizer and the engine's default options."""
+    """The profile, the probe built from its first checkpoint's tokenizer, the engine's default options and the
+    number of synthetic draws per row of the detector table."""
 
     prof: profiles.Profile
     probe: probe.Probe
     opts: engine.EngineOptions
+    det_draws: int = DET_DRAWS
 
 
 def load(P: SimpleNamespace) -> MethodsData:
@@ -72,11 +74,11 @@ def detector_table(rates: pd.DataFrame) -> Styler:
 
 def detectors(d: MethodsData) -> Glued:
     """The detectors' default settings, their false-positive rates on null curves and the rates table."""
-    rates = calibration.detector_rates(n_draws=DET_DRAWS, seed=0)
+    rates = calibration.detector_rates(n_draws=d.det_draws, seed=0)
     null = rates[rates.kind == "null"]
     derivative = null.detector == DERIVATIVE
     return {
-        "det_draws": DET_DRAWS,
+        "det_draws": d.det_draws,
         "det_kl_smooth": _default(ph.kl_phases, "smooth"),
         "det_kl_z": _default(ph.kl_phases, "z"),
         "det_min_fall": _default(ph.sosd_point, "min_fall"),
