@@ -246,10 +246,14 @@ def test_annealing_numbers_follow_the_synthetic_arms(anneal_glued):
     assert g["tab_annealing"].shape[1] == 2 * 3  # one column per size and arm
 
 
-def test_annealing_load_needs_the_anneal_suite(P, smoke_results):
-    if paths.suite_dir("smoke-anneal").exists():
-        d = annealing.load(params.validate(profile="smoke", sizes=["xs"]))
-        assert d.data.sizes == ["xs"] and set(d.summary) == {"xs"}
-    else:  # as the book without it: the page stops at load, naming the suite to train
+def test_annealing_on_the_smoke_anneal_suite_or_without_it(P, smoke_results):
+    """Trained (the book's build trains it): every section runs on the real arms. Absent: the page stops at load,
+    naming the suite to train, as the book does without it."""
+    if not paths.suite_dir("smoke-anneal").exists():
         with pytest.raises(LmconvError, match="'smoke-anneal' suite has not been trained"):
             annealing.load(P)
+        return
+    d = annealing.load(P)
+    g = merged(annealing.three_schedules(d), annealing.curves(d), annealing.early_phases(d), annealing.reconvergence(d))
+    assert glue_names("02a_annealing.md") - set(g) <= set(annealing.pythia_phase())
+    assert set(d.summary) == set(d.data.sizes) == {"xs", "s"} and g["n_runs"] == 2 * 2 * 3
