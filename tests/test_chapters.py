@@ -69,3 +69,38 @@ def test_source_url_points_at_the_lines_of_the_function():
     lines = (paths.ROOT / "src/lmconv/figures/spectral.py").read_text().splitlines()[first - 1 : last]
     assert any(ln.startswith("def cosine_saturation(") for ln in lines) and last > first
     assert spectral.cosine_saturation.__wrapped__  # decorated by provenance.builder
+
+
+# ------------------------------------------------------------------------------------------- the pages
+
+
+def test_every_page_shows_decorated_sections_of_its_module():
+    """Each thin page names its chapter module once and shows only functions that exist there, decorated by
+    chapters.section (so their charts and tables carry provenance)."""
+    import importlib
+    import re
+
+    from lmconv import book, paths
+
+    for nb in sorted((paths.ROOT / "notebooks").glob("*.md")):
+        text = nb.read_text()
+        modules = set(re.findall(r"from lmconv\.chapters import (\w+) as ch\b", text))
+        shown = book.page_sections(nb)
+        if not shown:
+            continue
+        assert len(modules) == 1, f"{nb.name} shows sections of {modules or 'no module'}"
+        mod = importlib.import_module(f"lmconv.chapters.{modules.pop()}")
+        for name in shown:
+            fn = getattr(mod, name, None)
+            assert fn is not None and hasattr(fn, "__wrapped__"), f"{nb.name}: {name} is not a section of {mod}"
+
+
+def test_collect_refuses_a_name_glued_twice():
+    from types import SimpleNamespace
+
+    from lmconv.chapters import collect
+
+    mod = SimpleNamespace(a=lambda d: {"x": d}, b=lambda d: {"y": 2}, c=lambda d: {"x": 3})
+    assert collect(mod, 1, ["a", "b"]) == {"x": 1, "y": 2}
+    with pytest.raises(LmconvError, match=r"section c glues \['x'\]"):
+        collect(mod, 1, ["a", "c"])

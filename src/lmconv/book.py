@@ -31,9 +31,11 @@ def glue(name: str, value, display: bool = False) -> None:
     import numpy as np
     from myst_nb import glue as _glue
 
+    from .provenance import stamp
+
     if isinstance(value, np.generic):
         value = value.item()
-    _glue(name, value, display=display)
+    _glue(name, stamp(value), display=display)  # a builder's chart names its builder (lmconv.provenance)
 
 
 _RANDOM_IDS = (

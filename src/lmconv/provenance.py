@@ -50,19 +50,22 @@ def builder(fn: Callable) -> Callable:
     return wrapper
 
 
-def stamp(value: Any, fallback: str) -> Any:
+def stamp(value: Any, fallback: str | None = None) -> Any:
     """Write into a glued value the name of the function that drew it: its builder's, else ``fallback``.
 
     A chart gets it in its top-level Vega-Lite ``usermeta``, a pandas Styler as a ``data-lmconv-by`` table
-    attribute; other values are returned unchanged."""
+    attribute; other values, and values with neither name, are returned unchanged."""
     import altair as alt
     from pandas.io.formats.style import Styler
 
     if isinstance(value, alt.TopLevelMixin):
+        by = value.__dict__.get(_BY, fallback)
+        if by is None:
+            return value
         meta = {} if value.usermeta is alt.Undefined else dict(value.usermeta)
-        meta["lmconv"] = {"by": value.__dict__.get(_BY, fallback)}
+        meta["lmconv"] = {"by": by}
         value.usermeta = meta
-    elif isinstance(value, Styler):
+    elif isinstance(value, Styler) and fallback is not None:
         attrs = _TABLE_MARK.sub("", value.table_attributes or "").strip()
         value.set_table_attributes(f'{attrs} data-lmconv-by="{fallback}"'.strip())
     return value

@@ -38,3 +38,18 @@ def show(*sections: Mapping[str, Any]) -> None:
     for section in sections:
         for name, value in section.items():
             glue(name, value)
+
+
+def collect(module: object, data: object, names: list[str]) -> Glued:
+    """Run the sections ``names`` of a chapter module on its data, as the page does, into one mapping; a name
+    glued by two sections is an error (the page would show the later value under both)."""
+    from ..errors import LmconvError
+
+    out: Glued = {}
+    for name in names:
+        values = getattr(module, name)(data)
+        twice = set(values) & set(out)
+        if twice:
+            raise LmconvError(f"section {name} glues {sorted(twice)}, already glued by an earlier one", "rename one")
+        out.update(values)
+    return out

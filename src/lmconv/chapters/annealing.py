@@ -13,7 +13,7 @@ from IPython.display import Markdown
 from .. import papers, profiles
 from ..figures import annealing as fig
 from ..lenses import annealing as A
-from . import Glued
+from . import Glued, section
 
 SAME_TOL = 1e-9  # arms count as the same models while their KL curves agree to within this (nats)
 ARM_KEYS = ("peak_step", "peak_kl", "peak_rel", "final_kl", "final_rel", "fall_total", "fall_total_rel",
@@ -46,6 +46,7 @@ def load(P: SimpleNamespace) -> AnnealingData:
     return AnnealingData(data, summary, A.mean_curves(data.curves), P.rel_tol)
 
 
+@section
 def pythia_phase() -> Glued:
     """The PolyPythias' phase (iv), from the paper's last dashed line to the final step, and their LR multiplier
     at both ends."""
@@ -64,6 +65,7 @@ def same_tol_text(tol: float = SAME_TOL) -> str:
     return f"{tol:.0e}".replace("e-0", "e-")
 
 
+@section
 def three_schedules(d: AnnealingData) -> Glued:
     """The profiles, sizes, seeds and schedules of the three arms, how long they agree and how long they trained."""
     data, T, S = d.data, d.steps, d.data.split
@@ -93,6 +95,7 @@ def three_schedules(d: AnnealingData) -> Glued:
     }
 
 
+@section
 def curves(d: AnnealingData) -> Glued:
     """The cross-seed KL of every arm over training, and the late part of it on a linear step axis."""
     data, S = d.data, d.data.split
@@ -104,6 +107,7 @@ def curves(d: AnnealingData) -> Glued:
     }
 
 
+@section
 def early_phases(d: AnnealingData) -> Glued:
     """The unigram point and phase (ii) across arms and sizes, and how far the arms' LRs differ until then."""
     early = A.early_phases(d.summary, d.rel_tol)
@@ -117,6 +121,7 @@ def verdicts(d: AnnealingData) -> Markdown:
     return Markdown("\n".join(lines))
 
 
+@section
 def arm_numbers(arms: dict[str, dict[str, Any]]) -> Glued:
     """Every measured number of each arm of one size under ``<arm>_<key>``, and whether (and for how many seed
     pairs) it reconverges."""
@@ -128,12 +133,14 @@ def arm_numbers(arms: dict[str, dict[str, Any]]) -> Glued:
     return out
 
 
+@section
 def comparisons(compare: dict[str, Any]) -> Glued:
     """The arms' falls over common windows of one size, as signed changes of KL (``cmp_<key>``)."""
     out: Glued = {f"cmp_{key}": A.signed(-compare[key]) for key in CMP_KEYS if compare.get(key) is not None}
     return out | {"window_start": compare["window"][0]}
 
 
+@section
 def reconvergence(d: AnnealingData) -> Glued:
     """The per-size verdicts, the focus size's numbers, cross-entropies and comparisons, the table, and the
     section's conclusion and lesson."""

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import corpus, linguistics, profiles, tokenizer
 from ..io import read_json
-from . import Glued
+from . import Glued, section
 
 
 @dataclass
@@ -38,6 +38,7 @@ def n_genres(spec: str, splits: tuple[str, ...] = corpus.SPLITS) -> int:
     return len({doc.genre for split in splits for doc in corpus.load(spec, split)})
 
 
+@section
 def corpus_section(d: DataData) -> Glued:
     """The corpus's provenance and terms, its split rule, sizes and genres, and the splits table."""
     prov, splits = d.manifest["provenance"], splits_table(d)
@@ -56,6 +57,7 @@ def corpus_section(d: DataData) -> Glued:
     }
 
 
+@section
 def tokenizer_section(d: DataData) -> Glued:
     """The tokenizer's vocabulary and the sha256 of its files (trained if needed, verified)."""
     tdir = tokenizer.train(d.prof.corpus, d.prof.vocab_size)
@@ -64,6 +66,7 @@ def tokenizer_section(d: DataData) -> Glued:
     return {"vocab": d.prof.vocab_size, "tab_tokenizer": pd.Series(files).to_frame("sha256")}
 
 
+@section
 def other_inputs(d: DataData) -> Glued:
     """The installed spaCy pipeline and its version."""
     return {"spacy_model": f"{linguistics.SPACY_MODEL} {metadata.version(linguistics.SPACY_MODEL)}"}

@@ -13,7 +13,7 @@ from pandas.io.formats.style import Styler
 from .. import analysis, claims, engine, probe, profiles, stats, suites
 from ..metrics import calibration
 from ..metrics import phases as ph
-from . import Glued
+from . import Glued, section
 
 DET_DRAWS = 100  # seeded synthetic curves per row of the detector table
 DERIVATIVE = "loss elbow (derivative)"  # the alternative loss rule, whose null rate is quoted apart
@@ -41,6 +41,7 @@ def load(P: SimpleNamespace) -> MethodsData:
     return MethodsData(prof, pr, engine.EngineOptions())
 
 
+@section
 def setup(d: MethodsData) -> Glued:
     """The probe's sizes and windows, the engine's sample sizes and the number of seeds and ordered pairs."""
     pp, n_seeds = d.prof.probe, len(d.prof.seeds)
@@ -72,6 +73,7 @@ def detector_table(rates: pd.DataFrame) -> Styler:
     return shown.style.hide(axis="index").format(formats, na_rep="–")
 
 
+@section
 def detectors(d: MethodsData) -> Glued:
     """The detectors' default settings, their false-positive rates on null curves and the rates table."""
     rates = calibration.detector_rates(n_draws=d.det_draws, seed=0)
@@ -89,6 +91,7 @@ def detectors(d: MethodsData) -> Glued:
     }
 
 
+@section
 def intervals(d: MethodsData) -> Glued:
     """The constants of the intervals and verdicts (level, exact-bootstrap limit, sign test, coincidence)."""
     return {

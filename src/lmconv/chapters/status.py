@@ -15,7 +15,7 @@ from IPython.display import Markdown, display
 
 from .. import bench, book, paths
 from .. import status as status_mod
-from . import Glued
+from . import Glued, section
 
 NO_BENCH = "make bench has not been run on this machine yet"
 OLD_BENCH = "the last make bench results are from an older version of the benchmark: run make bench again"
@@ -40,6 +40,7 @@ def load(P: SimpleNamespace, chapters_dir: Path | None = None) -> StatusData:
     return StatusData(P.profile, suites, status_mod.environment(), chapters_dir or Path.cwd())
 
 
+@section
 def setup(d: StatusData) -> Glued:
     """The build time, the profile and the first digits of its suite's manifest hash."""
     return {

@@ -10,7 +10,7 @@ import pandas as pd
 from .. import analysis, papers, plots, profiles, summaries
 from .. import suites as suites_mod
 from .. import train as train_mod
-from . import Glued
+from . import Glued, section
 
 
 @dataclass
@@ -34,6 +34,7 @@ def load(P: SimpleNamespace) -> SuiteData:
     return SuiteData(suite.profile, suite.profile.arm(), train_log, val_log)
 
 
+@section
 def what_was_trained(d: SuiteData) -> Glued:
     """Sizes, seeds, steps, tokens and schedule of the suite, and the table of its sizes."""
     prof, train = d.prof, d.arm.train
@@ -59,6 +60,7 @@ def what_was_trained(d: SuiteData) -> Glued:
     }
 
 
+@section
 def polypythia(d: SuiteData) -> Glued:
     """The PolyPythias' range and schedule, and each of our sizes beside its nearest PolyPythia."""
     return {
@@ -77,6 +79,7 @@ def final_val_loss(d: SuiteData) -> pd.DataFrame:
     return last.groupby("size").val_loss.agg(["mean", "std", "min", "max"])
 
 
+@section
 def training_curves(d: SuiteData) -> Glued:
     """The validation-loss figure, the final losses per size and the late-rise (overfitting) sentence."""
     val = d.val_log[d.val_log.step > 0]
@@ -102,6 +105,7 @@ def training_curves(d: SuiteData) -> Glued:
     }
 
 
+@section
 def lr_schedule(d: SuiteData) -> Glued:
     """The learning-rate schedule of every arm of the profile."""
     lr = pd.concat([summaries.lr_curve(d.prof, a) for a in d.prof.arms])
