@@ -38,7 +38,7 @@ def _charts():
 
     @section
     def a_section():
-        return {"fig": outer(), "fig_plain": inner().properties(width=200), "tab": df.style, "n": 3}
+        return {"fig": outer(), "fig_plain": inner().properties(width=200), "tab": df.style, "df": df, "n": 3}
 
     return a_section()
 
@@ -55,6 +55,7 @@ def test_glued_charts_and_tables_name_the_function_that_drew_them():
     # a chart changed after its builder returned falls back to the section's name; so does a table
     assert pv.drawn_by(g["fig_plain"]._repr_mimebundle_()["text/html"]).endswith("a_section")
     assert pv.drawn_by(g["tab"].to_html()).endswith("a_section")
+    assert pv.drawn_by(g["df"]._repr_html_()).endswith("a_section") and repr(g["df"]) == repr(g["df"].copy())
     assert g["n"] == 3 and pv.drawn_by("<p>no chart</p>") is None
 
 

@@ -47,7 +47,12 @@ def test_statements_follow_the_numbers():
     s = syn.summarise(events(), ["small", "large"])
     say = syn.statements(s, syn.gaps(s), tol=0.1)
     assert "does not join them" in say["elbow"] and "1.00 to 1.30 decades" in say["elbow"]
-    assert "close together" in say["late"]
+    assert "close together" in say["late"] and "left out" not in say["late"]
+    unseen = events()
+    unseen.loc[unseen.event == "sosd_point", "step"] = None  # t_S found in no run
+    s3 = syn.summarise(unseen, ["small", "large"])
+    late = syn.statements(s3, syn.gaps(s3), tol=0.1)["late"]
+    assert late.endswith("(the SoSD point was not seen in any run, so it is left out)")
     shifted = events()
     elbow = shifted.event == "loss_elbow"
     shifted.loc[elbow, "step"] *= np.where(shifted.loc[elbow, "size"] == "small", 10, 20)  # now it meets t_S

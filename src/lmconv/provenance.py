@@ -2,9 +2,9 @@
 
 A figure builder is marked with :func:`builder`, a chapter's section with :func:`lmconv.chapters.section`; each
 value a section returns is stamped with the name of the builder that drew it, else the section's own (a
-chart's top-level Vega-Lite ``usermeta``, a pandas Styler's ``data-lmconv-by`` table attribute). At build time
+chart's top-level Vega-Lite ``usermeta``, a table's ``data-lmconv-by`` attribute). At build time
 this Sphinx extension finds the mark in each figure's rendered output and ends its caption with "Drawn by
-NAME" (tables: "Computed by NAME"), NAME linking to the function's lines in the repository at that commit. No
+NAME" (tables: "Made by NAME"), NAME linking to the function's lines in the repository at that commit. No
 caption types it.
 """
 
@@ -20,6 +20,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from . import paths
 
@@ -68,7 +70,25 @@ def stamp(value: Any, fallback: str | None = None) -> Any:
     elif isinstance(value, Styler) and fallback is not None:
         attrs = _TABLE_MARK.sub("", value.table_attributes or "").strip()
         value.set_table_attributes(f'{attrs} data-lmconv-by="{fallback}"'.strip())
+    elif isinstance(value, pd.DataFrame) and fallback is not None:
+        marked = MarkedFrame(value)
+        marked.attrs["lmconv_by"] = fallback
+        return marked
     return value
+
+
+class MarkedFrame(pd.DataFrame):
+    """A DataFrame whose HTML table carries ``data-lmconv-by`` (from ``attrs``); it is a DataFrame in all else,
+    and what it derives is a plain one."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def _repr_html_(self) -> str | None:
+        html = super()._repr_html_()
+        by = self.attrs.get("lmconv_by")
+        return html.replace("<table", f'<table data-lmconv-by="{by}"', 1) if html and by else html
 
 
 def drawn_by(html: str) -> str | None:
@@ -132,7 +152,7 @@ def _caption_links(app, doctree, docname) -> None:
         name = drawn_by(html) if captions and html else None
         if name is None:
             continue
-        verb = "Computed" if _TABLE_MARK.search(html) else "Drawn"
+        verb = "Made" if _TABLE_MARK.search(html) else "Drawn"
         try:
             url = source_url(name, at)
         except (ImportError, AttributeError, OSError, TypeError, ValueError):

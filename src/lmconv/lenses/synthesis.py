@@ -144,10 +144,28 @@ def lead_event(summary: pd.DataFrame) -> pd.DataFrame:
     return out.fillna("")
 
 
+LATE_EVENTS = ("kl_peak", "cka_attention", "cka_mlp", "sosd_point")
+SHORT_NAMES = {
+    "kl_peak": "the KL peak",
+    "cka_attention": "the attention layers' stabilisation",
+    "cka_mlp": "the MLP layers' stabilisation",
+    "sosd_point": "the SoSD point",
+}
+
+
+def _left_out(unseen: list[str]) -> str:
+    """" (… was not seen in any run, so it is left out)" for the late events a comparison could not include."""
+    if not unseen:
+        return ""
+    names = " and ".join(SHORT_NAMES[e] for e in unseen)
+    one = len(unseen) == 1
+    return f" ({names} {'was' if one else 'were'} not seen in any run, so {'it is' if one else 'they are'} left out)"
+
+
 def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> dict[str, str]:
     """The chapter's verdicts as sentences built from the measured medians (so the prose follows the data)."""
     med = summary.pivot_table(index="size", columns="event", values="median", sort=False)
-    late = [e for e in ("kl_peak", "cka_attention", "cka_mlp", "sosd_point") if e in med]
+    late = [e for e in LATE_EVENTS if e in med]
     spread = (np.log10(med[late].max(axis=1)) - np.log10(med[late].min(axis=1))).dropna()
     out = {"late": "could not be compared: fewer than two of them were seen in any size"}
     if len(spread) and len(late) >= 2:
@@ -155,6 +173,7 @@ def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> di
         out["late"] = (
             f"fall within {spread.min():.2f} to {spread.max():.2f} decades of each other depending on the size"
             + (", close together" if together else ", too far apart to call one moment")
+            + _left_out([e for e in LATE_EVENTS if e not in late])
         )
     if {"sosd_point", "loss_elbow"} <= set(med):
         g = (np.log10(med["sosd_point"]) - np.log10(med["loss_elbow"])).dropna()
@@ -192,7 +211,6 @@ def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> di
     return out
 
 
-LATE_EVENTS = ("kl_peak", "cka_attention", "cka_mlp", "sosd_point")
 
 
 def lr_at_events(
