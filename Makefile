@@ -5,12 +5,12 @@ PROFILE ?= default
 NAME ?=
 ARGS ?=
 PY := .venv/bin/python
-# Preload tcmalloc when installed: 1.45–1.8x faster CPU training here (see the status page).
-TCMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 /usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4))
+# Preload tcmalloc when installed: 1.45–1.8x faster CPU training here (see the status page). Decided when each
+# command runs ($$(...) is expanded by the recipe's shell), so the first `make book` gets it once `setup` installed it.
 # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning (same results; far faster when cores are shared).
-RUN := env $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
+RUN := env $$(bash scripts/preload.sh) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup book smoke chapter train test quicktest bench release pdf clean lock lint help
+.PHONY: setup book smoke chapter train test quicktest bench release pdf clean lock lint help preload
 
 help:
 	@echo "make book            train the default suite (if needed), run every chapter, build the HTML book"
@@ -51,6 +51,9 @@ release: setup
 
 pdf: setup
 	$(RUN) $(PY) -m lmconv pdf
+
+preload:  # what the commands run with (no setup): the allocator preload, decided now
+	@$(RUN) sh -c 'echo "LD_PRELOAD=$${LD_PRELOAD:-}"'
 
 lint: setup
 	$(RUN) $(PY) -m ruff check .

@@ -29,3 +29,39 @@ def test_environment_yml_matches_lock():
 def test_pyproject_pins_torch():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"torch==2.13.0"' in text
+
+
+def test_allocator_preload_is_decided_when_the_command_runs(tmp_path):
+    """A library installed after make read the Makefile (as `setup` does on a fresh machine) is preloaded by
+    the very next command of the same `make` call."""
+    import ctypes.util
+    import os
+    import shutil
+    import subprocess
+
+    name = ctypes.util.find_library("m")
+    real = next(
+        (
+            p
+            for p in (f"/lib/x86_64-linux-gnu/{name}", f"/usr/lib/x86_64-linux-gnu/{name}")
+            if name and os.path.exists(p)
+        ),
+        None,
+    )
+    if real is None or shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("needs make and a shared library to stand in for tcmalloc")
+    lib = tmp_path / "libtcmalloc_minimal.so.4"
+    extra = tmp_path / "install.mk"
+    extra.write_text(f"install-late:\n\tcp {real} {lib}\n")
+    env = {**os.environ, "LMCONV_TCMALLOC_CANDIDATES": str(lib)}
+    r = subprocess.run(
+        ["make", "-s", "-f", "Makefile", "-f", str(extra), "install-late", "preload"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"LD_PRELOAD={lib}"
