@@ -105,3 +105,51 @@ def test_collect_refuses_a_name_glued_twice():
     assert collect(mod, 1, ["a", "b"]) == {"x": 1, "y": 2}
     with pytest.raises(LmconvError, match=r"section c glues \['x'\]"):
         collect(mod, 1, ["a", "c"])
+
+
+PAGE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+---
+
+# A page
+
+```{code-cell} ipython3
+:tags: [parameters]
+profile = "default"
+rel_tol = 0.05
+```
+
+```{code-cell} ipython3
+show(ch.setup(d))
+```
+
+The value {glue:text}`n_sizes`, formatted {glue:text}`share:.1%`, any {glue:}`word` and {glue:md}`verdict`.
+
+```{glue:figure} fig_curves
+:name: fig-curves
+
+A caption quoting {glue:text}`in_caption`.
+```
+
+```{glue:md} verdicts
+:format: myst
+```
+
+```{code-cell} ipython3
+show(ch.corpus(d), ch.tokenizer(d))
+show(ch.constants())
+```
+"""
+
+
+def test_page_readers_find_every_glue_form_section_and_parameter(tmp_path):
+    from lmconv import book
+
+    nb = tmp_path / "page.md"
+    nb.write_text(PAGE)
+    assert book.glue_names(nb) == {"n_sizes", "share", "word", "verdict", "fig_curves", "in_caption", "verdicts"}
+    assert book.page_sections(nb) == ["setup", "corpus", "tokenizer", "constants"]
+    assert book.page_parameters(nb, profile="smoke") == {"profile": "smoke", "rel_tol": 0.05}

@@ -64,8 +64,8 @@ def glued_values(notebook: Path) -> dict[str, str]:
     return out
 
 
-_GLUE_REF = re.compile(r"\{glue(?::text|:any|:md)?\}`([A-Za-z_]\w*)(?::[^`]*)?`|\{glue:figure\}\s+([A-Za-z_]\w*)")
-_SECTION_CALL = re.compile(r"show\((?:\w+\.)?(\w+)\(")
+_GLUE_ROLE = re.compile(r"\{glue(?::text|:any|:md|:math|:)?\}`([A-Za-z_]\w*)(?::[^`]*)?`")
+_GLUE_BLOCK = re.compile(r"^\s*(?:`{3,}|:{3,})\{glue(?::figure|:any|:md|:math)?\}[ \t]+([A-Za-z_]\w*)", re.M)
 
 
 def glue_names(notebook: Path) -> set[str]:
@@ -73,7 +73,7 @@ def glue_names(notebook: Path) -> set[str]:
     import jupytext
 
     text = "\n".join(c.source for c in jupytext.read(notebook).cells if c.cell_type == "markdown")
-    return {a or b for a, b in _GLUE_REF.findall(text)}
+    return set(_GLUE_ROLE.findall(text)) | set(_GLUE_BLOCK.findall(text))
 
 
 def page_parameters(notebook: Path, **overrides) -> dict:
@@ -89,11 +89,21 @@ def page_parameters(notebook: Path, **overrides) -> dict:
 
 
 def page_sections(notebook: Path) -> list[str]:
-    """The chapter-module functions a page shows, in order (``show(ch.name(d))``)."""
+    """The chapter-module functions a page shows, in order: every ``ch.name(...)`` inside a ``show(...)`` call."""
+    import ast
+
     import jupytext
 
-    code = "\n".join(c.source for c in jupytext.read(notebook).cells if c.cell_type == "code")
-    return _SECTION_CALL.findall(code)
+    names = []
+    for cell in jupytext.read(notebook).cells:
+        if cell.cell_type != "code" or "show(" not in cell.source:
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "show":
+                for arg in node.args:
+                    if isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute):
+                        names.append(arg.func.attr)
+    return names
 
 
 def toc_chapters(book_dir: Path | None = None) -> list[str]:

@@ -10,6 +10,7 @@ tested and linted here.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,7 +48,8 @@ def collect(module: object, data: object, names: list[str]) -> Glued:
 
     out: Glued = {}
     for name in names:
-        values = getattr(module, name)(data)
+        fn = getattr(module, name)
+        values = fn(data) if inspect.signature(fn).parameters else fn()  # a section may need no data
         twice = set(values) & set(out)
         if twice:
             raise LmconvError(f"section {name} glues {sorted(twice)}, already glued by an earlier one", "rename one")
