@@ -39,6 +39,16 @@ def smoke_suite(smoke_profile):
 
 
 @pytest.fixture(scope="session")
+def smoke_sweep(smoke_profile):
+    """The smoke profile's sweep companion (``smoke-sweep``, chapter 8's suite), trained once per session."""
+    from lmconv import profiles, train
+
+    sweep = profiles.load(profiles.companion(smoke_profile.name, "sweep"))
+    train.train_profile(sweep, progress=False)
+    return sweep
+
+
+@pytest.fixture(scope="session")
 def smoke_results(smoke_suite):
     from lmconv import analysis
 
@@ -58,8 +68,9 @@ def netless(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def built_book(smoke_suite, tmp_path_factory) -> Path:
-    """The whole book built from the smoke suite, with the network cut, in a copy of book/."""
+def built_book(smoke_suite, smoke_sweep, tmp_path_factory) -> Path:
+    """The whole book built from the smoke suite, with the network cut, in a copy of book/ (the build finds the
+    sweep trained and trains only what is still missing)."""
     book = tmp_path_factory.mktemp("book") / "book"
     shutil.copytree(ROOT / "book", book, ignore=shutil.ignore_patterns("_build", "chapters", "_generated"))
     r = subprocess.run(

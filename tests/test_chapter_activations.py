@@ -3,51 +3,32 @@ the page glues, and the numbers and sentences agree with the stabilisation table
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import jupytext
 import numpy as np
 import pytest
 
-from lmconv import params
+from lmconv import book, chapters, params
 from lmconv.chapters import activations as ch
 from lmconv.exercises import linear_cka
 from lmconv.lenses import activations as act
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_activations.md"
-SECTIONS = (ch.measured, ch.across_layers, ch.layer_by_layer, ch.when_stable, ch.sweep, ch.choices)
-GLUE = re.compile(r"\{glue:(?:text)?\}`([A-Za-z_]\w*)(?::[^`]*)?`|```\{glue:figure\} (\w+)")
-
-
-def page_defaults() -> dict:
-    """The parameters cell of the page, executed."""
-    nb = jupytext.read(NOTEBOOK)
-    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    ns: dict = {}
-    exec(cell.source, ns)
-    return ns
+SECTIONS = book.page_sections(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite) -> ch.ActivationsData:
-    ns = {**page_defaults(), "profile": "smoke"}
-    return ch.load(params.from_namespace(ns))
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke")))
 
 
 @pytest.fixture(scope="module")
-def sections(d) -> dict[str, dict]:
-    return {f.__name__: f(d) for f in SECTIONS}
+def g(d) -> dict:
+    return chapters.collect(ch, d, SECTIONS)
 
 
-@pytest.fixture(scope="module")
-def g(sections) -> dict:
-    return {k: v for s in sections.values() for k, v in s.items()}
-
-
-def test_sections_glue_exactly_the_names_the_page_uses(sections, g):
-    used = {a or b for a, b in GLUE.findall(NOTEBOOK.read_text())}
-    assert sum(len(s) for s in sections.values()) == len(g), "two sections glue the same name"
+def test_sections_glue_exactly_the_names_the_page_uses(g):
+    used = book.glue_names(NOTEBOOK)
     assert used <= set(g), sorted(used - set(g))
     # the claim's numbers are glued for both sizes; the prose quotes only some of the smallest size's
     extra = set(g) - used

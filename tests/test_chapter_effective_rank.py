@@ -3,67 +3,37 @@ a recomputation from the engine's raw rank table."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import jupytext
 import pytest
 
-from lmconv import params
+from lmconv import book, chapters, params
 from lmconv.chapters import effective_rank as ch
 from lmconv.lenses import activations as act
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_effective_rank.md"
-SECTIONS = (ch.what_is_measured, ch.rank_over_training, ch.across_heads, ch.rank_and_convergence, ch.which_v)
-GLUE = re.compile(r"\{glue:(?:text)?\}`([^`:]+)|\{glue:figure\}\s+(\S+)")
-
-
-def page_names(path: Path) -> set[str]:
-    """Every name the page's markdown glues (text, inline and figure blocks)."""
-    text = "\n".join(c.source for c in jupytext.read(path).cells if c.cell_type == "markdown")
-    return {a or b for a, b in GLUE.findall(text)}
-
-
-def page_parameters(path: Path, **overrides) -> dict:
-    """The parameters cell's defaults, as papermill would leave them, with ``overrides`` injected."""
-    cell = next(c for c in jupytext.read(path).cells if "parameters" in c.metadata.get("tags", []))
-    namespace: dict = {}
-    exec(cell.source, namespace)
-    return namespace | overrides
+SECTIONS = book.page_sections(NOTEBOOK)
+# glued beyond the prose (the same numbers are glued for both sizes): the lowest seed-median weight PER over
+# training, and the largest size's gradient peak
+UNREAD = {f"pw_{c}_{k}_min" for c in act.CIRCUITS for k in ("small", "large")} | {
+    f"pg_{c}_large_max" for c in act.CIRCUITS
+}
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite):
-    return ch.load(params.from_namespace(page_parameters(NOTEBOOK, profile="smoke", rank_n_boot=100)))
-
-
-def glue_sections(d, sections) -> dict:
-    """Every section's values, checking that no two sections glue the same name."""
-    out: dict = {}
-    for section in sections:
-        names = section(d)
-        assert not set(names) & set(out), f"{section.__name__} glues a name another section glues"
-        out |= names
-    return out
-
-
-def unused_names(glued: dict, path: Path) -> set[str]:
-    """The names glued that the page does not use, after checking that the page uses no name not glued."""
-    used = page_names(path)
-    assert used <= set(glued), sorted(used - set(glued))
-    return set(glued) - used
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke", rank_n_boot=100)))
 
 
 @pytest.fixture(scope="module")
 def glued(d):
-    return glue_sections(d, SECTIONS)
+    return chapters.collect(ch, d, SECTIONS)
 
 
 def test_sections_glue_what_the_page_uses(glued):
-    # glued beyond the prose (the same numbers are glued for both sizes): the lowest seed-median weight PER over
-    # training, and the largest size's gradient peak
-    extra = {f"pw_{c}_{k}_min" for c in act.CIRCUITS for k in ("small", "large")}
-    assert unused_names(glued, NOTEBOOK) == extra | {f"pg_{c}_large_max" for c in act.CIRCUITS}
+    used = book.glue_names(NOTEBOOK)
+    assert used <= set(glued), sorted(used - set(glued))
+    assert set(glued) - used == UNREAD
 
 
 def test_shapes_have_one_row_per_size(d, glued):

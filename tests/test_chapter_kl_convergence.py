@@ -5,57 +5,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
-import jupytext
 import pytest
 
-from lmconv import params
+from lmconv import book, chapters, params
 from lmconv.chapters import kl_convergence as ch
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "02_kl_convergence.md"
-SECTIONS = (
-    ch.setup,
-    ch.choices,
-    ch.econv_over_training,
-    ch.four_phases,
-    ch.size_comparable,
-    ch.cross_entropy_and_references,
-    ch.in_context_learning,
-    ch.learning_rate,
-)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_kl_convergence.md"
+SECTIONS = book.page_sections(NOTEBOOK)
 # glued since before the page was thin, and still (the baseline keeps them), but no sentence shows them
 UNSHOWN = {"n_re_sizes", "uend_frac_small", "peak_frac_small"}
-GLUE_NAME = re.compile(r"\{glue:(?:text)?\}`([A-Za-z_]\w*)(?::[^`]*)?`|```\{glue:figure\}\s+(\w+)")
-
-
-def page_parameters(**overrides) -> SimpleNamespace:
-    """The page's parameters cell, executed, with ``overrides``, validated as the page does."""
-    cell = next(c for c in jupytext.read(NOTEBOOK).cells if "parameters" in c.metadata.get("tags", []))
-    namespace: dict = {}
-    exec(cell.source, namespace)
-    return params.from_namespace({**namespace, **overrides})
 
 
 @pytest.fixture(scope="module")
 def data(smoke_suite) -> ch.KLConvergenceData:
-    return ch.load(page_parameters(profile="smoke"))
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke")))
 
 
 @pytest.fixture(scope="module")
-def sections(data) -> dict[str, dict]:
-    return {f.__name__: f(data) for f in SECTIONS}
+def glued(data) -> dict:
+    return chapters.collect(ch, data, SECTIONS)
 
 
-@pytest.fixture(scope="module")
-def glued(sections) -> dict:
-    return {k: v for out in sections.values() for k, v in out.items()}
-
-
-def test_sections_glue_exactly_the_names_the_page_uses_each_once(sections, glued):
-    used = {a or b for a, b in GLUE_NAME.findall(NOTEBOOK.read_text())}
-    assert sum(len(out) for out in sections.values()) == len(glued), "a name is glued by two sections"
+def test_sections_glue_exactly_the_names_the_page_uses_each_once(glued):
+    used = book.glue_names(NOTEBOOK)
     assert set(glued) == used | UNSHOWN and not used & UNSHOWN
 
 
@@ -72,7 +45,8 @@ def test_econv_numbers_are_the_means_of_the_pair_table(data, glued):
 
 
 def test_symmetric_direction_halves_the_pairs_and_keeps_econv(data, glued):
-    sym = ch.load(page_parameters(profile="smoke", kl_direction="symmetric", band="pairs"))
+    P = book.page_parameters(NOTEBOOK, profile="smoke", kl_direction="symmetric", band="pairs")
+    sym = ch.load(params.from_namespace(P))
     setup, econv = ch.setup(sym), ch.econv_over_training(sym)
     assert setup["pair_word"] == "unordered seed pairs" and setup["n_pairs"] == glued["n_pairs"] // 2
     assert econv["band_name"] == "pairs" and f"over the {setup['n_pairs']} symmetric seed pairs" in econv["band_main"]

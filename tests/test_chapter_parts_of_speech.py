@@ -4,48 +4,35 @@ the prose says (recomputed here from the cubes and the tags)."""
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from lmconv import book, chapters, params
 from lmconv import linguistics as L
-from lmconv import params
 from lmconv.chapters import parts_of_speech as ch
 from lmconv.lenses import kl as K
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_parts_of_speech.md"
-DEFAULTS = {
-    "profile": "smoke",
-    "sizes": None,
-    "seeds": None,
-    "probe_tokens": None,
-    "kl_direction": "ordered",
-    "pos_source": "spacy",
-    "tag_position": "current",
-}
+SECTIONS = book.page_sections(NOTEBOOK)
 # glued since before the page was a thin one, read by no prose or caption (kept: the glued values stay the same)
 UNREAD = {"size_small", "n_fn_small", "n_ct_small", "fn_min_small", "ct_min_small"}
-SECTIONS = (ch.setup, ch.tagging, ch.by_tag, ch.function_words, ch.cross_entropy)
 
 
-def glue_names(text: str) -> set[str]:
-    """The names a page's markdown glues: {glue:text}`name`, {glue:text}`name:fmt`, {glue:}`name`,
-    {glue:figure} name."""
-    roles = re.findall(r"\{glue(?::\w*)?\}`([^`:]+)", text)
-    figures = re.findall(r"^```\{glue:figure\} (\S+)", text, re.M)
-    return set(roles) | set(figures)
+def smoke_parameters(**overrides):
+    """The page's parameters on the smoke suite, with ``overrides``, validated as the page does."""
+    return params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke", **overrides))
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite) -> ch.PartsOfSpeechData:
-    return ch.load(params.from_namespace(DEFAULTS))
+    return ch.load(smoke_parameters())
 
 
 @pytest.fixture(scope="module")
-def glued(d) -> dict[str, dict]:
-    return {f.__name__: f(d) for f in SECTIONS}
+def g(d) -> dict:
+    return chapters.collect(ch, d, SECTIONS)
 
 
 def final_value(cube: K.Cube, labels, group: str) -> float:
@@ -54,75 +41,69 @@ def final_value(cube: K.Cube, labels, group: str) -> float:
     return float(np.mean([cube.values[-1, rep, mask].mean() for rep in range(len(cube.reps))]))
 
 
-def test_sections_glue_exactly_the_names_the_page_uses(glued):
-    names = [n for values in glued.values() for n in values]
-    assert len(names) == len(set(names)), "a name is glued by two sections"
-    assert set(names) - UNREAD == glue_names(NOTEBOOK.read_text())
+def test_sections_glue_exactly_the_names_the_page_uses(g):
+    used = book.glue_names(NOTEBOOK)
+    assert set(g) == used | UNREAD and not used & UNREAD
 
 
-def test_setup_counts_ordered_seed_pairs(d, glued):
-    s = glued["setup"]
+def test_setup_counts_ordered_seed_pairs(d, g):
     k = len(d.r.seeds)
-    assert (s["n_seeds"], s["n_pairs"]) == (k, k * (k - 1))
-    assert (s["size_small"], s["size_large"]) == (d.r.sizes[0], d.r.sizes[-1])
-    assert (s["other_position"], s["position_text"]) == ("context", "the target token")
+    assert (g["n_seeds"], g["n_pairs"]) == (k, k * (k - 1))
+    assert (g["size_small"], g["size_large"]) == (d.r.sizes[0], d.r.sizes[-1])
+    assert (g["other_position"], g["position_text"]) == ("context", "the target token")
 
 
-def test_tagging_names_the_weakest_classes_and_counts_untagged_targets(d, glued):
-    t = glued["tagging"]
+def test_tagging_names_the_weakest_classes_and_counts_untagged_targets(d, g):
     per = d.tags.accuracy["per_upos"]
-    big = per[per["words"] >= t["min_words"]]["accuracy"]
-    assert t["worst1_acc"] == big.min() and t["worst1_acc"] <= t["worst2_acc"]
-    assert {t["worst1"], t["worst2"]} <= set(big.index)
-    assert (big.drop([t["worst1"], t["worst2"]]) >= t["worst2_acc"]).all()
+    big = per[per["words"] >= g["min_words"]]["accuracy"]
+    assert g["worst1_acc"] == big.min() and g["worst1_acc"] <= g["worst2_acc"]
+    assert {g["worst1"], g["worst2"]} <= set(big.index)
+    assert (big.drop([g["worst1"], g["worst2"]]) >= g["worst2_acc"]).all()
     current = [d.ptb[i] for i in d.r.targets["target_index"]]
-    assert t["n_unk"] == sum(tag == L.UNK for tag in current)
-    assert t["n_tok"] == len(current) == d.r.probe.n_tokens
-    assert 0 < t["acc"] <= 1 and t["acc_words"] == per["words"].sum()
+    assert g["n_unk"] == sum(tag == L.UNK for tag in current)
+    assert g["n_tok"] == len(current) == d.r.probe.n_tokens
+    assert 0 < g["acc"] <= 1 and g["acc_words"] == per["words"].sum()
 
 
-def test_best_and_worst_groups_are_the_extremes_at_the_last_step(d, glued):
-    b = glued["by_tag"]
+def test_best_and_worst_groups_are_the_extremes_at_the_last_step(d, g):
     labels = ch.tag_labels(d, "grouped", "current")
-    groups = sorted({g for g in labels if g is not None})
+    groups = sorted({x for x in labels if x is not None})
     for name, size in (("small", d.small), ("large", d.large)):
-        values = {g: -final_value(d.cubes[size], labels, g) for g in groups}
-        assert b[f"best_{name}"] == max(values, key=values.get)
-        assert b[f"worst_{name}"] == min(values, key=values.get)
-        assert b[f"best_val_{name}"] == pytest.approx(values[b[f"best_{name}"]])
-        assert b[f"worst_val_{name}"] == pytest.approx(values[b[f"worst_{name}"]])
+        values = {x: -final_value(d.cubes[size], labels, x) for x in groups}
+        assert g[f"best_{name}"] == max(values, key=values.get)
+        assert g[f"worst_{name}"] == min(values, key=values.get)
+        assert g[f"best_val_{name}"] == pytest.approx(values[g[f"best_{name}"]])
+        assert g[f"worst_val_{name}"] == pytest.approx(values[g[f"worst_{name}"]])
 
 
-def test_function_word_numbers_follow_the_curves(d, glued):
-    f = glued["function_words"]
+def test_function_word_numbers_follow_the_curves(d, g):
     classes = ch.target_classes(d)
-    assert f["n_fn_large"] == sum(c == "function" for c in classes)
-    assert f["n_ct_large"] == sum(c == "content" for c in classes)
+    assert g["n_fn_large"] == sum(c == "function" for c in classes)
+    assert g["n_ct_large"] == sum(c == "content" for c in classes)
     for name, size in (("small", d.small), ("large", d.large)):
-        assert f[f"fn_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "function"))
-        assert f[f"ct_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "content"))
-        assert f[f"fn_min_{name}"] <= f[f"fn_final_{name}"] and f[f"ct_min_{name}"] <= f[f"ct_final_{name}"]
-        assert 0 <= f[f"fn_ahead_{name}"] <= 1
-    assert f["depth_word"] == ("shallower" if f["fn_min_large"] > f["ct_min_large"] else "not shallower")
+        assert g[f"fn_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "function"))
+        assert g[f"ct_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "content"))
+        assert g[f"fn_min_{name}"] <= g[f"fn_final_{name}"] and g[f"ct_min_{name}"] <= g[f"ct_final_{name}"]
+        assert 0 <= g[f"fn_ahead_{name}"] <= 1
+    assert g["depth_word"] == ("shallower" if g["fn_min_large"] > g["ct_min_large"] else "not shallower")
     for name, size in (("small", d.small), ("large", d.large)):  # the verdict's numbers: the final difference
-        assert f"{size} {f[f'fn_final_{name}'] - f[f'ct_final_{name}']:.3g}" in f["fw_verdict"]
+        assert f"{size} {g[f'fn_final_{name}'] - g[f'ct_final_{name}']:.3g}" in g["fw_verdict"]
     assert ch.target_classes(d, neither="other").tolist() == [
         L.word_class(d.upos[i]) for i in d.r.targets["target_index"]
     ]
 
 
-def test_cross_entropy_ranks_the_largest_size_groups(d, glued):
-    c = glued["cross_entropy"]
+def test_cross_entropy_ranks_the_largest_size_groups(d, g):
     labels = ch.tag_labels(d, "grouped", "current")
-    groups = sorted({g for g in labels if g is not None})
-    values = {g: final_value(d.surprisal[d.large], labels, g) for g in groups}
-    assert (c["ce_best"], c["ce_worst"]) == (min(values, key=values.get), max(values, key=values.get))
-    assert c["ce_best_val"] == pytest.approx(min(values.values()))
-    assert c["ce_worst_val"] == pytest.approx(max(values.values()))
+    groups = sorted({x for x in labels if x is not None})
+    values = {x: final_value(d.surprisal[d.large], labels, x) for x in groups}
+    assert (g["ce_best"], g["ce_worst"]) == (min(values, key=values.get), max(values, key=values.get))
+    assert g["ce_best_val"] == pytest.approx(min(values.values()))
+    assert g["ce_worst_val"] == pytest.approx(max(values.values()))
 
 
 def test_context_position_and_gold_tags_switch_what_is_grouped(d):
-    ctx = dataclasses.replace(d, P=params.from_namespace({**DEFAULTS, "tag_position": "context"}))
+    ctx = dataclasses.replace(d, P=smoke_parameters(tag_position="context"))
     s = ch.setup(ctx)
     assert (s["tag_position"], s["other_position"], s["position_text"]) == (
         "context",
@@ -133,7 +114,7 @@ def test_context_position_and_gold_tags_switch_what_is_grouped(d):
     labels = ch.tag_labels(d, "grouped", "context")
     assert b["best_val_large"] == pytest.approx(-final_value(d.cubes[d.large], labels, b["best_large"]))
     ptb, upos = d.tags.stream_tags("gold")
-    gold = dataclasses.replace(d, P=params.from_namespace({**DEFAULTS, "pos_source": "gold"}), ptb=ptb, upos=upos)
+    gold = dataclasses.replace(d, P=smoke_parameters(pos_source="gold"), ptb=ptb, upos=upos)
     f = ch.function_words(gold)
     assert f["n_fn_large"] == sum(c == "function" for c in ch.target_classes(gold))
     assert ch.setup(gold)["pos_source"] == "gold"

@@ -5,72 +5,39 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
-import jupytext
 import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import exercises, params, profiles
+from lmconv import book, chapters, exercises, params
 from lmconv.chapters import schedules_optimizers as ch
 from lmconv.lenses import spectral as sp
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "08_schedules_optimizers.md"
-SECTIONS = (
-    "setup",
-    "the_sweep",
-    "schedules",
-    "loss_and_movement",
-    "late_training",
-    "weight_norms",
-    "sosd_alignment",
-    "scaling",
-)
-
-
-def _parameters_cell() -> dict:
-    """The defaults of the notebook's parameters cell, as papermill would see them."""
-    nb = jupytext.read(NOTEBOOK)
-    (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    ns: dict = {}
-    exec(cell.source, ns)
-    return ns
+SECTIONS = book.page_sections(NOTEBOOK)
 
 
 @pytest.fixture(scope="module")
-def d() -> ch.SweepData:
-    """The smoke sweep trained once in the test home (seconds; a no-op when it is there) and loaded."""
-    from lmconv import train
-
-    train.train_profile(profiles.load("smoke-sweep"), progress=False)
-    P = params.from_namespace({**_parameters_cell(), "profile": "smoke"})
-    return ch.load(P)
+def d(smoke_sweep) -> ch.SweepData:
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke")))
 
 
 @pytest.fixture(scope="module")
-def sections(d) -> dict[str, dict]:
-    return {name: getattr(ch, name)(d) for name in SECTIONS}
+def g(d) -> dict:
+    return chapters.collect(ch, d, SECTIONS)
 
 
-@pytest.fixture(scope="module")
-def g(sections) -> dict:
-    return {k: v for s in sections.values() for k, v in s.items()}
+def test_sections_glue_every_name_the_page_uses_and_the_page_shows_every_section(g):
+    used = book.glue_names(NOTEBOOK)
+    assert used <= set(g), sorted(used - set(g))
+    defined = {n for n, f in vars(ch).items() if hasattr(f, "__wrapped__") and f.__module__ == ch.__name__}
+    assert set(SECTIONS) == defined and len(SECTIONS) == len(defined)
 
 
-def test_sections_glue_every_name_the_page_uses_and_the_page_shows_every_section(sections):
-    text = NOTEBOOK.read_text(encoding="utf-8")
-    used = set(re.findall(r"\{glue:(?:text)?\}`([A-Za-z0-9_]+)", text))
-    used |= set(re.findall(r"\{glue:figure\} ([A-Za-z0-9_]+)", text))
-    names = [k for s in sections.values() for k in s]
-    assert len(names) == len(set(names)), "two sections glue the same name"
-    assert used - set(names) == set()
-    assert re.findall(r"show\(ch\.(\w+)\(d\)\)", text) == list(SECTIONS)
-
-
-def test_setup_and_the_sweep_describe_the_profile(d, g):
-    prof = profiles.load("smoke-sweep")
+def test_setup_and_the_sweep_describe_the_profile(d, g, smoke_sweep):
+    prof = smoke_sweep
     assert (g["sweep_name"], g["n_arms"], g["n_seeds"], g["n_seeds_profile"]) == ("smoke-sweep", 7, 1, 1)
     assert (g["size_name"], g["hidden"], g["layers"], g["steps"]) == ("xs", 16, 1, 96)
     assert (g["base_arm"], g["base_wd"], g["base_lr"]) == ("cosine", 0.1, 3.0e-3)

@@ -4,76 +4,36 @@ they glue agree with the tables they summarise and with recomputations from the 
 from __future__ import annotations
 
 import inspect
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lmconv import params
+from lmconv import book, chapters, params
 from lmconv.chapters import spectral_stability as ch
 from lmconv.lenses import spectral as sp
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_spectral_stability.md"
-SECTIONS = (
-    "setup",
-    "shape_settles",
-    "spectrum_moves",
-    "checkpoint_gaps",
-    "attention_mlp",
-    "layers",
-    "bound",
-    "distribution",
-    "norms",
-    "synchronisation",
-)
+SECTIONS = book.page_sections(NOTEBOOK)
 # glued since before the chapter had a module (the baseline keeps them), though its prose does not read them
 UNREAD = {"size_small", "n_steps"}
-# the parameters cell's defaults, on the smoke suite
-DEFAULTS = {
-    "profile": "smoke",
-    "sizes": None,
-    "seeds": None,
-    "sosd_tau": None,
-    "sosd_window": 5,
-    "sosd_floor_frac": 0.5,
-    "sosd_elbow_rule": "steepest",
-    "sosd_elbow_frac": 0.1,
-    "sosd_elbow_thin": 0.05,
-    "sosd_cos_threshold": 0.99,
-    "sosd_heatmap_bins": 24,
-}
-
-
-def page_glue_names(text: str) -> set[str]:
-    """Every name the page's markdown reads: {glue:text}`name`, {glue:text}`name:fmt`, {glue:}`name`, {glue:figure}."""
-    inline = re.findall(r"\{glue(?::(?:text|any|md|math)?)?\}`(\w+)", text)
-    return set(inline) | set(re.findall(r"\{glue:figure\}\s+(\w+)", text))
+P = params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke"))
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite) -> ch.SpectralData:
-    return ch.load(params.from_namespace(dict(DEFAULTS)))
+    return ch.load(P)
 
 
 @pytest.fixture(scope="module")
-def glued(d) -> dict[str, dict]:
-    return {name: getattr(ch, name)(d) for name in SECTIONS}
+def g(d) -> dict:
+    return chapters.collect(ch, d, SECTIONS)
 
 
-@pytest.fixture(scope="module")
-def g(glued) -> dict:
-    return {k: v for section in glued.values() for k, v in section.items()}
-
-
-def test_sections_glue_exactly_the_names_the_page_reads(glued, g):
-    text = NOTEBOOK.read_text()
-    assert sum(len(s) for s in glued.values()) == len(g), "a name is glued by two sections"
-    read = page_glue_names(text)
+def test_sections_glue_exactly_the_names_the_page_reads(g):
+    read = book.glue_names(NOTEBOOK)
     assert read <= set(g), f"the page reads names no section glues: {read - set(g)}"
     assert set(g) - read == UNREAD
-    called = re.findall(r"^show\(ch\.(\w+)\(d\)\)$", text, re.M)
-    assert called == list(SECTIONS)
     public = {n for n, f in inspect.getmembers(ch, inspect.isfunction) if f.__module__ == ch.__name__}
     assert public - {"load", "spectral_records"} - {n for n in public if n.startswith("_")} == set(SECTIONS)
 
@@ -126,7 +86,7 @@ def test_sentences_agree_with_their_numbers(g):
     if g["n_ts_found"] == 0:
         assert not g["sync_verdict"].startswith(("Reproduced", "Contradicted"))
     assert set(ch.ELBOW_WORDS) == set(sp.ELBOW_RULES)
-    assert g["elbow_rule"] == ch.ELBOW_WORDS[DEFAULTS["sosd_elbow_rule"]]
+    assert g["elbow_rule"] == ch.ELBOW_WORDS[P.sosd_elbow_rule]
 
 
 def test_spectral_records_defaults_to_every_size_and_seed(d, smoke_suite):

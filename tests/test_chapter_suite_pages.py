@@ -8,41 +8,33 @@ import dataclasses
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from lmconv import corpus, params, paths, profiles, stats, tokenizer
+from lmconv import book, chapters, corpus, params, paths, profiles, stats, tokenizer
 from lmconv.chapters import annealing, data, methods, status, suite
 from lmconv.errors import LmconvError
 from lmconv.lenses import annealing as A
 
 ROOT = Path(__file__).resolve().parents[1]
-GLUE = re.compile(r"\{glue:[a-z]*\}`([^`:]+)(?::[^`]*)?`|```\{glue:[a-z]*\} ([^\s`]+)")
 
 
-def glue_names(notebook: str) -> set[str]:
-    """Every name a page's markdown glues: {glue:text}`n`, {glue:text}`n:fmt`, {glue:}`n`, {glue:figure} n."""
-    text = (ROOT / "notebooks" / notebook).read_text()
-    return {a or b for a, b in GLUE.findall(text)}
+def page(name: str) -> Path:
+    return ROOT / "notebooks" / f"{name}.md"
 
 
-def merged(*sections: dict) -> dict:
-    out: dict = {}
-    for s in sections:
-        assert not set(out) & set(s), f"a name is glued twice: {set(out) & set(s)}"
-        out |= s
-    return out
+def smoke_parameters(name: str) -> SimpleNamespace:
+    """A page's parameters at their defaults, on the smoke profile."""
+    return params.from_namespace(book.page_parameters(page(name), profile="smoke"))
 
 
-@pytest.fixture(scope="module")
-def P(smoke_suite):
-    """The smoke profile with every page's other parameters at their defaults (02a's parameters cell)."""
-    return params.from_namespace(
-        {"profile": "smoke", "anneal_profile": None, "sizes": None, "rel_tol": 0.05, "abs_tol": 0.0}
-    )
+def page_glued(module: object, name: str, d: object) -> dict:
+    """Every section the page shows, run on ``d``."""
+    return chapters.collect(module, d, book.page_sections(page(name)))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -51,15 +43,15 @@ def P(smoke_suite):
 
 
 @pytest.fixture(scope="module")
-def suite_glued(P):
-    d = suite.load(P)
-    return d, merged(suite.what_was_trained(d), suite.polypythia(d), suite.training_curves(d), suite.lr_schedule(d))
+def suite_glued(smoke_suite):
+    d = suite.load(smoke_parameters("01_suite"))
+    return d, page_glued(suite, "01_suite", d)
 
 
 def test_suite_sections_glue_what_the_page_uses(suite_glued):
     d, g = suite_glued
     per_size = {f"final_val_{s}" for s in d.prof.sizes} | {f"final_val_sd_{s}" for s in d.prof.sizes}
-    assert set(g) == glue_names("01_suite.md") | per_size | {"late_rise"}  # late_rise: in overfit_text
+    assert set(g) == book.glue_names(page("01_suite")) | per_size | {"late_rise"}  # late_rise: in overfit_text
 
 
 def test_suite_numbers_agree_with_the_profile_and_the_logs(suite_glued):
@@ -83,13 +75,13 @@ def test_suite_numbers_agree_with_the_profile_and_the_logs(suite_glued):
 
 
 @pytest.fixture(scope="module")
-def methods_glued(P):
-    d = dataclasses.replace(methods.load(P), det_draws=4)  # the page draws 100 (17 s); the rule is the same
-    return d, merged(methods.setup(d), methods.detectors(d), methods.intervals(d))
+def methods_glued(smoke_suite):
+    d = dataclasses.replace(methods.load(smoke_parameters("methods")), det_draws=4)  # the page draws 100 (17 s)
+    return d, page_glued(methods, "methods", d)
 
 
 def test_methods_sections_glue_what_the_page_uses(methods_glued):
-    assert set(methods_glued[1]) == glue_names("methods.md")
+    assert set(methods_glued[1]) == book.glue_names(page("methods"))
 
 
 def test_methods_numbers(methods_glued):
@@ -114,10 +106,10 @@ def executed(folder: Path, name: str, seconds: float) -> None:
     (folder / f"{name}.ipynb").write_text(json.dumps({"metadata": meta, "cells": []}))
 
 
-def test_status_sections(P, tmp_path):
-    d = status.load(P, chapters_dir=tmp_path)
-    g = status.setup(d)
-    assert set(g) == glue_names("status.md")
+def test_status_sections(smoke_suite, tmp_path):
+    d = status.load(smoke_parameters("status"), chapters_dir=tmp_path)
+    g = page_glued(status, "status", d)
+    assert set(g) == book.glue_names(page("status"))
     assert g["profile"] == "smoke" and len(g["manifest"]) == 16 and g["built"].endswith(" UTC")
     names = ["smoke", *profiles.load("smoke").raw["companions"].values()]
     t = status.suites_table(d)
@@ -131,8 +123,8 @@ def test_status_sections(P, tmp_path):
     assert "requirements.lock" in status.lock_note(d).data
 
 
-def test_status_benchmarks_say_why_there_are_none(P, tmp_path, capsys):
-    d = status.load(P, chapters_dir=tmp_path)
+def test_status_benchmarks_say_why_there_are_none(smoke_suite, tmp_path, capsys):
+    d = status.load(smoke_parameters("status"), chapters_dir=tmp_path)
     assert status.benchmarks(d, tmp_path / "absent.json") == [status.NO_BENCH]
     (tmp_path / "old.json").write_text(json.dumps({"kl": "no longer a table"}))
     assert status.benchmarks(d, tmp_path / "old.json") == [status.OLD_BENCH]
@@ -145,10 +137,10 @@ def test_status_benchmarks_say_why_there_are_none(P, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_data_sections(P):
-    d = data.load(P)
-    g = merged(data.corpus_section(d), data.tokenizer_section(d), data.other_inputs(d))
-    assert set(g) == glue_names("data.md")
+def test_data_sections(smoke_suite):
+    d = data.load(smoke_parameters("data"))
+    g = page_glued(data, "data", d)
+    assert set(g) == book.glue_names(page("data"))
     docs = {s: corpus.load(d.prof.corpus, s) for s in corpus.SPLITS}
     assert g["n_docs"] == sum(map(len, docs.values())) and g["n_probe_docs"] == len(docs["probe"])
     assert set(g["tab_splits"].index) == set(corpus.SPLITS)
@@ -210,14 +202,12 @@ def anneal_glued(home, tmp_path_factory):
     (root / "timing.json").write_text(json.dumps({"2026-01-01T00:00:00": 90.0, "2026-01-01T01:00:00": 30.0}))
     dat = synthetic(profiles.load("smoke"), anneal)
     d = annealing.AnnealingData(dat, A.summarise(dat, rel_tol=0.05), A.mean_curves(dat.curves), 0.05)
-    sections = (annealing.pythia_phase(), annealing.three_schedules(d), annealing.curves(d),
-                annealing.early_phases(d), annealing.reconvergence(d))
-    return d, merged(*sections)
+    return d, page_glued(annealing, "02a_annealing", d)
 
 
 def test_annealing_sections_glue_what_the_page_uses(anneal_glued):
     g = anneal_glued[1]
-    used = glue_names("02a_annealing.md")
+    used = book.glue_names(page("02a_annealing"))
     assert used <= set(g), used - set(g)
     extra = set(g) - used  # per-arm numbers the prose does not quote (the page glues every measured one)
     assert all(re.fullmatch(r"(cosine|constant|wsd)_\w+", k) for k in extra), extra
@@ -246,14 +236,15 @@ def test_annealing_numbers_follow_the_synthetic_arms(anneal_glued):
     assert g["tab_annealing"].shape[1] == 2 * 3  # one column per size and arm
 
 
-def test_annealing_on_the_smoke_anneal_suite_or_without_it(P, smoke_results):
+def test_annealing_on_the_smoke_anneal_suite_or_without_it(smoke_results):
     """Trained (the book's build trains it): every section runs on the real arms. Absent: the page stops at load,
     naming the suite to train, as the book does without it."""
+    P = smoke_parameters("02a_annealing")
     if not paths.suite_dir("smoke-anneal").exists():
         with pytest.raises(LmconvError, match="'smoke-anneal' suite has not been trained"):
             annealing.load(P)
         return
     d = annealing.load(P)
-    g = merged(annealing.three_schedules(d), annealing.curves(d), annealing.early_phases(d), annealing.reconvergence(d))
-    assert glue_names("02a_annealing.md") - set(g) <= set(annealing.pythia_phase())
+    g = page_glued(annealing, "02a_annealing", d)
+    assert book.glue_names(page("02a_annealing")) <= set(g)
     assert set(d.summary) == set(d.data.sizes) == {"xs", "s"} and g["n_runs"] == 2 * 2 * 3

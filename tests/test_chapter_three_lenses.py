@@ -8,27 +8,30 @@ import re
 from pathlib import Path
 
 import pytest
-from test_chapter_effective_rank import glue_sections, page_parameters, unused_names
 
-from lmconv import params
+from lmconv import book, chapters, params
 from lmconv.chapters import three_lenses as ch
 from lmconv.lenses import synthesis as syn
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "09_three_lenses.md"
+SECTIONS = book.page_sections(NOTEBOOK)
+UNREAD = {"n_sizes", "n_seeds", "total"}  # glued (as before), unused in the prose
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite):
-    return ch.load(params.from_namespace(page_parameters(NOTEBOOK, profile="smoke")))
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke")))
 
 
 @pytest.fixture(scope="module")
 def glued(d):
-    return glue_sections(d, (ch.setup, ch.the_events, ch.line_up))
+    return chapters.collect(ch, d, SECTIONS)
 
 
 def test_sections_glue_what_the_page_uses(glued):
-    assert unused_names(glued, NOTEBOOK) == {"n_sizes", "n_seeds", "total"}  # glued (as before), unused in the prose
+    used = book.glue_names(NOTEBOOK)
+    assert used <= set(glued), sorted(used - set(glued))
+    assert set(glued) - used == UNREAD
 
 
 def test_every_seed_pair_and_run_contributes_its_events(d, glued):

@@ -3,46 +3,30 @@ and words agree with a recomputation from the engine's tables."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import jupytext
 import numpy as np
 import pandas as pd
 import pytest
 
+from lmconv import book, chapters, params
 from lmconv import linguistics as L
-from lmconv import params
 from lmconv.chapters import what_converges_first as ch
 from lmconv.lenses import kl as K
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_what_converges_first.md"
-SECTIONS = (ch.setup, ch.by_frequency, ch.by_surprisal, ch.cross_entropy, ch.together, ch.extremes)
+SECTIONS = book.page_sections(NOTEBOOK)
 UNQUOTED = {"n_tok", "f_lo_min_small", "f_hi_min_small"}  # glued for readers of the executed notebook, not in prose
-GLUE_NAME = re.compile(r"\{glue(?::text|:)?\}`(\w+)|\{glue:figure\}\s+(\w+)")
-
-
-def notebook_parameters() -> dict:
-    """The defaults of the notebook's parameters cell."""
-    cell = next(c for c in jupytext.read(NOTEBOOK).cells if "parameters" in c.metadata.get("tags", []))
-    ns: dict = {}
-    exec(cell.source, ns)
-    return {k: v for k, v in ns.items() if not k.startswith("__")}
 
 
 @pytest.fixture(scope="module")
 def d(smoke_suite):
-    return ch.load(params.from_namespace({**notebook_parameters(), "profile": "smoke", "kl_boot": 20}))
+    return ch.load(params.from_namespace(book.page_parameters(NOTEBOOK, profile="smoke", kl_boot=20)))
 
 
 @pytest.fixture(scope="module")
-def sections(d) -> dict[str, dict]:
-    return {f.__name__: f(d) for f in SECTIONS}
-
-
-@pytest.fixture(scope="module")
-def g(sections) -> dict:
-    return {k: v for values in sections.values() for k, v in values.items()}
+def g(d) -> dict:
+    return chapters.collect(ch, d, SECTIONS)
 
 
 def final_kl(d, size: str) -> pd.Series:
@@ -51,9 +35,8 @@ def final_kl(d, size: str) -> pd.Series:
     return p[p["step"] == p["step"].max()].groupby("pos")["kl"].mean()
 
 
-def test_sections_glue_every_name_the_page_quotes_once(sections, g):
-    quoted = {a or b for a, b in GLUE_NAME.findall(NOTEBOOK.read_text())}
-    assert sum(len(v) for v in sections.values()) == len(g), "a name is glued by two sections"
+def test_sections_glue_every_name_the_page_quotes_once(g):
+    quoted = book.glue_names(NOTEBOOK)
     assert set(g) == quoted | UNQUOTED
     assert not UNQUOTED & quoted
 
