@@ -53,9 +53,12 @@ def test_checksums_without_the_weights_or_malformed_are_named(suite_copy):
     sums = json.loads((folder / "checksums.json").read_text())
     del sums["model.safetensors"]
     (folder / "checksums.json").write_text(json.dumps(sums))
-    with pytest.raises(LmconvError, match=r"checksums.json does not map .* model.safetensors") as e:
+    with pytest.raises(LmconvError, match=r"checksums.json records no model.safetensors \(only config.json, ") as e:
         LocalSource(suite_copy).sha(S1_96)
     assert str(folder) in e.value.fix and "lmconv train" in e.value.fix
+    (folder / "checksums.json").write_text("[1, 2]")
+    with pytest.raises(LmconvError, match=r"checksums.json does not map file names to sha256 strings"):
+        LocalSource(suite_copy).verify_files(S1_96)
     (folder / "checksums.json").write_text('{"config.json": "ab')  # truncated by a full disk
     with pytest.raises(LmconvError, match=r"checksums.json is not valid JSON") as e:
         LocalSource(suite_copy).sha(S1_96)

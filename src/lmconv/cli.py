@@ -86,7 +86,15 @@ def cmd_train(a) -> None:
 def cmd_analyze(a) -> None:
     from . import analysis
 
-    _checked("analyze", profile=a.profile, arm=a.arm, sizes=a.sizes, seeds=a.seeds, steps=a.steps, probe_tokens=a.probe_tokens)
+    _checked(
+        "analyze",
+        profile=a.profile,
+        arm=a.arm,
+        sizes=a.sizes,
+        seeds=a.seeds,
+        steps=a.steps,
+        probe_tokens=a.probe_tokens,
+    )
     kw = dict(progress=not a.quiet)
     with contextlib.ExitStack() as stack:
         if a.scheduler or a.workers:

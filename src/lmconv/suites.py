@@ -196,21 +196,23 @@ class LocalSource:
         if not (folder / "checksums.json").exists():
             self.check(ref)
         sums = read_json(folder / "checksums.json")
-        if (
-            not isinstance(sums, dict)
-            or "model.safetensors" not in sums
-            or not all(isinstance(v, str) for v in sums.values())
-        ):
-            raise LmconvError(
-                f"checkpoint {ref}: {folder / 'checksums.json'} does not map file names to sha256 strings with "
-                f"one for model.safetensors (it holds {str(sums)[:200]})",
-                f"delete {folder} and rerun `lmconv train` with the same profile; it writes that checkpoint again",
-            )
+        if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+            raise self._bad_checksums(ref, f"does not map file names to sha256 strings (it holds {str(sums)[:120]})")
         return sums
 
     def sha(self, ref: CheckpointRef) -> str:
         """The weights' sha256 as recorded when the checkpoint was written (a cache key)."""
-        return self.checksums(ref)["model.safetensors"]
+        sums = self.checksums(ref)
+        if "model.safetensors" not in sums:
+            raise self._bad_checksums(ref, f"records no model.safetensors (only {', '.join(sorted(sums))})")
+        return sums["model.safetensors"]
+
+    def _bad_checksums(self, ref: CheckpointRef, what: str) -> LmconvError:
+        folder = self.path(ref)
+        return LmconvError(
+            f"checkpoint {ref}: {folder / 'checksums.json'} {what}",
+            f"delete {folder} and rerun `lmconv train` with the same profile; it writes that checkpoint again",
+        )
 
     def check_architecture(self, ref: CheckpointRef) -> None:
         """Raise when ``ref``'s ``config.json`` describes another network than the run's first checkpoint."""
