@@ -151,6 +151,17 @@ def test_full_or_read_only_disks_name_the_path_and_the_way_out(tmp_path, monkeyp
         (tmp / "model.safetensors").write_bytes(b"x")
         full()  # save_pretrained meets a full disk
     assert str(ckpt) in str(e.value) and not ckpt.exists()
+    full_fs = os.statvfs(tmp_path)
+    fake = dict(f_flag=os.ST_RDONLY, f_bavail=full_fs.f_bavail, f_frsize=full_fs.f_frsize)
+    if code == errno.ENOSPC:
+        fake = dict(f_flag=0, f_bavail=3, f_frsize=4096)
+    with pytest.raises(LmconvError, match=os.strerror(code)) as e, io.atomic_dir(ckpt) as tmp:
+        monkeypatch.setattr(io.os, "statvfs", lambda _p: type("St", (), fake)())
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")  # torch's words
+    monkeypatch.undo()
+    assert str(ckpt) in str(e.value) and "LMCONV_HOME" in e.value.fix
+    with pytest.raises(RuntimeError, match="file write failed"), io.atomic_dir(ckpt):
+        raise RuntimeError("file write failed")  # the same failure on a disk with room is not blamed on it
     from lmconv import corpus
 
     monkeypatch.setattr(corpus, "manifest", lambda _c: (_ for _ in ()).throw(OSError(code, "no", "/x/corpus/a")))

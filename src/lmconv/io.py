@@ -78,10 +78,30 @@ def disk_errors(path: str | Path) -> Iterator[None]:
     """Turn a full disk or a read-only folder met in the block into a :class:`DiskError` naming ``path``."""
     try:
         yield
+    except LmconvError:
+        raise
     except OSError as e:
-        if isinstance(e, LmconvError) or e.errno not in DISK_ERRNOS:
+        if e.errno not in DISK_ERRNOS:
             raise
         raise DiskError(e, path) from e
+    except Exception as e:  # libraries report a failed write in their own words (torch: "file write failed")
+        code = _unwritable(Path(path))
+        if code is None:
+            raise
+        raise DiskError(OSError(code, os.strerror(code)), path) from e
+
+
+def _unwritable(path: Path) -> int | None:
+    """``EROFS`` or ``ENOSPC`` when the file system that would hold ``path`` is read-only or (nearly) full."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    if st.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    return errno.ENOSPC if st.f_bavail * st.f_frsize < 1 << 20 else None
 
 
 def _umask() -> int:

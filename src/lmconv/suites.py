@@ -361,8 +361,11 @@ class HubSource:
         """Raise when another revision of ``ref``'s run already seen serves the same weights (a hub defect:
         such a revision is not the checkpoint its name says); called by :meth:`sha`, so before any compute."""
         repo = self.repo(ref)
+        seen = self._weights.setdefault(repo, {})
+        if ref.revision in seen.values():
+            return  # checked already (the engine asks for each step's key more than once)
         sha = self.weights_sha(ref)
-        other = self._weights.setdefault(repo, {}).setdefault(sha, ref.revision)
+        other = seen.setdefault(sha, ref.revision)
         if other != ref.revision:
             note = KNOWN_BAD_REVISIONS.get(repo, {}).get("note", "a known hub defect, e.g. EleutherAI/pythia#205")
             raise LmconvError(
