@@ -327,8 +327,14 @@ def test_duplicated_hub_revisions_stop_before_any_compute(duplicated_hub, monkey
     assert fresh.sha(CheckpointRef("pythia", "s", 0, 0)) and fresh.sha(CheckpointRef("pythia", "s", 0, 96))
 
 
-def test_known_bad_hub_revisions_are_recorded(recwarn):
+def test_known_bad_hub_revisions_are_recorded(recwarn, monkeypatch):
     bad = suites.KNOWN_BAD_REVISIONS["EleutherAI/pythia-2.8b"]
     assert "pythia#205" in bad["note"] and "86 of its 154" in bad["note"]
     suites.HubSource(known_only=False).check(CheckpointRef("pythia", "2.8b", 0, 1000))
     assert any("pythia#205" in str(w.message) for w in recwarn)
+    # a revision the table names is refused outright; the run's others pass
+    monkeypatch.setitem(suites.KNOWN_BAD_REVISIONS, "EleutherAI/pythia-s", {"revisions": {"step16"}, "note": "n"})
+    hub = suites.HubSource(known_only=False)
+    with pytest.raises(LmconvError, match=r"EleutherAI/pythia-s@step16 is a known bad revision \(n\)"):
+        hub.check(CheckpointRef("pythia", "s", 0, 16))
+    hub.check(CheckpointRef("pythia", "s", 0, 32))
