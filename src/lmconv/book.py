@@ -172,6 +172,17 @@ def is_current(name: str, parameters: dict, book_dir: Path) -> bool:
     return meta.get("lmconv", {}).get("input_hash") == input_hash(name, parameters)
 
 
+def check_chapter_parameters(name: str, notebook: Path, parameters: dict) -> None:
+    """Raise when a parameter is not one of the chapter's own (its parameters cell): papermill would inject it
+    and the chapter would never read it."""
+    own = sorted(page_parameters(notebook))
+    if unknown := [k for k in parameters if k not in own]:
+        raise LmconvError(
+            f"chapter {name} takes no parameter {', '.join(repr(k) for k in unknown)}",
+            f"its parameters are {', '.join(own)} (set one with -p NAME VALUE)",
+        )
+
+
 def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet: bool = False) -> Path:
     """Execute one chapter with papermill; the executed notebook appears only when it ran to the end."""
     import jupytext
@@ -182,6 +193,7 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
 
     book_dir = book_dir or paths.BOOK
     src = notebook_source(name)
+    check_chapter_parameters(name, src, parameters)
     params.validate_injected(parameters)
     out_dir = book_dir / "chapters"
     work = book_dir / "_build" / "papermill"

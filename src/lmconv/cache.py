@@ -3,9 +3,11 @@ verified by sha256 whenever they are read. A corrupt or truncated entry is repor
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +21,23 @@ class CacheCorruption(UserWarning):
     """A cached file did not match its recorded sha256; it is recomputed."""
 
 
+STALE_SECONDS = 3600.0  # a write's temporary older than this belongs to a writer that was killed
+
+
+def remove_stale_writes(root: Path, older_than: float = STALE_SECONDS) -> int:
+    """Delete the temporaries (``.{key}.*.tmp``, ``.{key}.old``) that killed writes of :meth:`TableCache.save`
+    left in ``root/{key[:2]}/``, once they are ``older_than`` seconds (a live writer's are fresh); return how many."""
+    n = 0
+    now = time.time()
+    for pattern in ("*/.*.tmp", "*/.*.old"):
+        for p in root.glob(pattern):
+            with contextlib.suppress(FileNotFoundError):
+                if now - p.stat().st_mtime > older_than:
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
 def key_of(parts: dict) -> str:
     return sha256_json(parts)
 
@@ -28,17 +47,24 @@ class TableCache:
 
     def __init__(self, namespace: str, root: Path | None = None) -> None:
         self.root = (root or paths.cache_dir()) / namespace
+        with contextlib.suppress(OSError):  # a read-only cache keeps its leftovers
+            remove_stale_writes(self.root)
 
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def load(self, key: str) -> dict[str, pd.DataFrame] | None:
+    def load(self, key: str, expect: Iterable[str] = ()) -> dict[str, pd.DataFrame] | None:
+        """The tables under ``key`` (None when absent); an entry that is corrupt, or lacks one of the tables
+        ``expect`` names or one its folder holds, is reported, removed and counts as absent."""
         folder = self.folder(key)
         man_path = folder / "manifest.json"
         if not man_path.exists():
             return None
         try:
             man = read_json(man_path)
+            on_disk = {f.stem for f in folder.glob("*.parquet")}
+            if missing := sorted((set(expect) | on_disk) - set(man["files"])):
+                raise ValueError(f"its manifest lacks the table(s) {missing}")
             out = {}
             for name, sha in man["files"].items():
                 f = folder / f"{name}.parquet"

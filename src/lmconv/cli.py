@@ -9,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from . import paths
 from .errors import LmconvError
+from .io import DISK_ERRNOS, DiskError
 
 
 def _offline() -> None:
@@ -29,11 +31,28 @@ def _csv(kind: type):
     return parse
 
 
-def _param_value(text: str):
+def _param_value(name: str, text: str):
+    """``-p NAME VALUE``: VALUE as JSON, or a bare string; text that starts as JSON must be JSON."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except json.JSONDecodeError as e:
+        if text.lstrip()[:1] in ("[", "{", '"'):
+            raise LmconvError(
+                f"-p {name} {text!r} is not valid JSON ({e.msg} at column {e.colno})",
+                "quote the whole value for the shell and write JSON inside: e.g. -p seeds '[1, 2]' or "
+                "-p sizes '[\"1.1m\"]'",
+            ) from e
         return text
+
+
+def _checked(command: str, **values) -> None:
+    """The chapters' parameter checks (:mod:`lmconv.params`) on the command line's values that were given."""
+    from . import params
+
+    try:
+        params.validate(**{k: v for k, v in values.items() if v is not None})
+    except LmconvError as e:  # the same problem; the fix in the command line's terms
+        raise LmconvError(e.problem, f"change that option of lmconv {command} (lmconv {command} --help)") from None
 
 
 def cmd_profiles(_a) -> None:
@@ -55,14 +74,27 @@ def cmd_corpus(a) -> None:
 
 def cmd_train(a) -> None:
     from . import profiles, train
+    from .errors import choose
 
-    root = train.train_profile(profiles.load(a.profile), a.arms, a.sizes, a.seeds, progress=not a.quiet)
+    profile = profiles.load(a.profile)
+    for arm in a.arms or []:
+        choose("arm", arm, profile.arms, f"pick arms of profile {profile.name}: --arms {','.join(profile.arms)}")
+    root = train.train_profile(profile, a.arms, a.sizes, a.seeds, progress=not a.quiet)
     print(f"suite ready: {root}")
 
 
 def cmd_analyze(a) -> None:
     from . import analysis
 
+    _checked(
+        "analyze",
+        profile=a.profile,
+        arm=a.arm,
+        sizes=a.sizes,
+        seeds=a.seeds,
+        steps=a.steps,
+        probe_tokens=a.probe_tokens,
+    )
     kw = dict(progress=not a.quiet)
     with contextlib.ExitStack() as stack:
         if a.scheduler or a.workers:
@@ -79,7 +111,7 @@ def cmd_analyze(a) -> None:
 def cmd_chapter(a) -> None:
     from . import book
 
-    params = {"profile": a.profile, **{k: _param_value(v) for k, v in a.p}}
+    params = {"profile": a.profile, **{k: _param_value(k, v) for k, v in a.p}}
     out = book.run_chapter(a.name, params, Path(a.book_dir) if a.book_dir else None)
     print(f"executed: {out}")
     if a.build:
@@ -94,9 +126,9 @@ def cmd_book(a) -> None:
 
 
 def cmd_status(a) -> None:
-    from . import status
+    from . import profiles, status
 
-    print(json.dumps(status.suite_status(a.profile), indent=1))
+    print(json.dumps(status.suite_status(profiles.load(a.profile).name), indent=1))
 
 
 def cmd_pdf(a) -> None:
@@ -114,6 +146,7 @@ def cmd_release(a) -> None:
 def cmd_hub_cache(a) -> None:
     from . import analysis, hubcache
 
+    _checked("hub-cache", profile=a.profile, sizes=a.sizes, seeds=a.seeds, steps=a.steps)
     suite = analysis.Suite.open(a.profile)
     fam = suite.family()
     src = suite.source
@@ -137,50 +170,58 @@ def parser() -> argparse.ArgumentParser:
     sp = add("corpus", cmd_corpus, "prepare the corpus split and print its manifest (checksums, provenance)")
     sp.add_argument("--corpus", default="brown", help="'brown' or 'textdir:/path' (default: brown)")
 
-    def selection(sp: argparse.ArgumentParser) -> None:
+    def profile(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--profile", default="default", help="profile name or YAML path (default: default)")
+
+    def book_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--book-dir", default=None, help="a copy of book/ to work in (default: book/)")
+
+    def selection(sp: argparse.ArgumentParser, quiet: bool = True) -> None:
+        profile(sp)
         sp.add_argument("--sizes", type=_csv(str), help="comma-separated sizes (default: all)")
         sp.add_argument("--seeds", type=_csv(int), help="comma-separated seeds (default: all)")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        if quiet:
+            sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sp = add("train", cmd_train, "train (or resume) a profile's suite of checkpoints")
     selection(sp)
     sp.add_argument("--arms", type=_csv(str), help="comma-separated arms (default: all)")
     sp = add("analyze", cmd_analyze, "run the one-pass engine over a suite and fill the metric cache")
     selection(sp)
-    sp.add_argument("--arm", default=None)
+    sp.add_argument("--arm", default=None, help="the arm to analyse (default: the profile's first)")
     sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
-    sp.add_argument("--probe-tokens", type=int, default=None)
+    sp.add_argument("--probe-tokens", type=int, default=None, help="probe size in tokens (default: the profile's)")
     sp.add_argument("--workers", type=int, default=None, help="fan out over an embedded Dask LocalCluster of N workers")
     sp.add_argument("--scheduler", default=None, help="fan out over a running Dask cluster (tcp://HOST:PORT)")
     sp = add("chapter", cmd_chapter, "execute one chapter notebook with papermill (parameters with -p)")
     sp.add_argument("name", help="notebook name, e.g. 02_kl_convergence")
-    sp.add_argument("--profile", default="default")
+    profile(sp)
     sp.add_argument(
         "-p",
         nargs=2,
         action="append",
         default=[],
         metavar=("NAME", "VALUE"),
-        help="a parameter; VALUE is JSON (e.g. -p sizes '[\"1.1m\"]') or a bare string",
+        help="a parameter of the chapter's parameters cell; VALUE is JSON (e.g. -p sizes '[\"1.1m\"]') or a bare "
+        "string",
     )
-    sp.add_argument("--book-dir", default=None)
+    book_dir(sp)
     sp.add_argument("--build", action="store_true", help="render the HTML afterwards")
     sp = add("book", cmd_book, "train what is missing, execute every chapter, render the HTML book")
-    sp.add_argument("--profile", default="default")
-    sp.add_argument("--book-dir", default=None, help="a copy of book/ to build in (default: book/)")
+    profile(sp)
+    book_dir(sp)
     sp.add_argument("--no-train", action="store_true", help="fail instead of training missing suites")
     sp.add_argument("--chapters", type=_csv(str), default=None, help="only these chapters")
     sp = add("status", cmd_status, "what a suite holds: runs, steps, manifest hash")
-    sp.add_argument("--profile", default="default")
+    profile(sp)
     sp = add("pdf", cmd_pdf, "print the built book to one PDF (headless Chromium, offline)")
-    sp.add_argument("--book-dir", default=None)
+    book_dir(sp)
     sp = add("release", cmd_release, "bundle the built book, executed notebooks, tables and SHA256SUMS")
-    sp.add_argument("--out", default=None)
+    sp.add_argument("--out", default=None, help="the bundle's folder (default: _release/ in the checkout)")
     sp = add("hub-cache", cmd_hub_cache, "mirror a local suite as a Hugging Face hub cache folder")
-    selection(sp)
-    sp.add_argument("--steps", type=_csv(int))
-    sp.add_argument("--out", required=True)
+    selection(sp, quiet=False)
+    sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
+    sp.add_argument("--out", required=True, help="the hub cache folder to fill (e.g. $HF_HUB_CACHE)")
     return p
 
 
@@ -191,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         args.fn(args)
     except LmconvError as e:
         print(f"lmconv: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk or a read-only folder met outside lmconv.io's writers (mkdir, a library)
+        if e.errno not in DISK_ERRNOS:
+            raise
+        print(f"lmconv: error: {DiskError(e, e.filename or paths.data_home())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lmconv: interrupted (rerun the same command to continue)", file=sys.stderr)

@@ -430,7 +430,7 @@ def analyze(
     results: dict[int, dict[str, pd.DataFrame]] = {}
     todo = []
     for st in job.steps:
-        got = job.cache.load(job.keys[st])
+        got = job.cache.load(job.keys[st], TABLES)
         if got is None:
             todo.append(st)
         else:

@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from .io import write_text
+from .io import disk_errors, write_text
 from .suites import CheckpointRef, LocalSource, format_hub_repo
 
 
@@ -24,10 +24,11 @@ def add_checkpoint(cache: Path, source: LocalSource, ref: CheckpointRef, repo_id
     commit = hashlib.sha1((src / "checksums.json").read_bytes()).hexdigest()
     repo = repo_folder(cache, repo_id)
     snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name != "checksums.json":
-            shutil.copy2(f, snap / f.name)
+    with disk_errors(snap):
+        snap.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir():
+            if f.is_file() and f.name != "checksums.json":
+                shutil.copy2(f, snap / f.name)
     write_text(repo / "refs" / ref.revision, commit)
     if main:
         write_text(repo / "refs" / "main", commit)
@@ -45,7 +46,12 @@ def build(
     hub_family: str = "pythia",
     seed_map: dict[int, int] | None = None,
 ) -> list[str]:
-    """Mirror a local suite as hub repos ``{org}/{hub_family}-{size}[-seed{k}]``; returns the repo ids."""
+    """Mirror a local suite as hub repos ``{org}/{hub_family}-{size}[-seed{k}]``; returns the repo ids. A size,
+    seed or step the suite lacks stops it before anything is copied."""
+    for size in sizes:
+        for seed in seeds:
+            for step in steps:
+                source.check(CheckpointRef(family, size, seed, step))
     repos = []
     for size in sizes:
         for seed in seeds:

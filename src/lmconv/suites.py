@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -30,6 +31,25 @@ POLYPYTHIA_SEEDS = tuple(range(10))
 POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_FINAL_STEP + 1, 1000))
 transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+# What makes two checkpoints of one run the same network (a step of another size copied into a run differs here).
+ARCHITECTURE_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "vocab_size",
+    "max_position_embeddings",
+    "rotary_pct",
+)
+# Hub models with revisions known to serve the wrong weights. ``revisions`` None: which ones is not published in
+# a form we can read offline, so the weights-hash check of HubSource.sha is what finds them.
+KNOWN_BAD_REVISIONS: dict[str, dict] = {
+    "EleutherAI/pythia-2.8b": {
+        "revisions": None,
+        "note": "EleutherAI/pythia#205: 86 of its 154 step revisions serve final-era weights",
+    },
+}
 
 RUN_FINISHED = "run.json"  # written last when a run ends, after its logs: the one sign that a run is finished
 _RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
@@ -55,6 +75,11 @@ class CheckpointRef:
 
     def __str__(self) -> str:
         return f"{self.run}/{self.revision}"
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an error's message (a library's can run to pages), or its type when it has none."""
+    return next(iter(str(e).splitlines()), "") or type(e).__name__
 
 
 def format_run(family: str, size: str, seed: int) -> str:
@@ -170,11 +195,39 @@ class LocalSource:
         folder = self.path(ref)
         if not (folder / "checksums.json").exists():
             self.check(ref)
-        return read_json(folder / "checksums.json")
+        sums = read_json(folder / "checksums.json")
+        if not isinstance(sums, dict) or not all(isinstance(v, str) for v in sums.values()):
+            raise self._bad_checksums(ref, f"does not map file names to sha256 strings (it holds {str(sums)[:120]})")
+        return sums
 
     def sha(self, ref: CheckpointRef) -> str:
         """The weights' sha256 as recorded when the checkpoint was written (a cache key)."""
-        return self.checksums(ref)["model.safetensors"]
+        sums = self.checksums(ref)
+        if "model.safetensors" not in sums:
+            raise self._bad_checksums(ref, f"records no model.safetensors (only {', '.join(sorted(sums))})")
+        return sums["model.safetensors"]
+
+    def _bad_checksums(self, ref: CheckpointRef, what: str) -> LmconvError:
+        folder = self.path(ref)
+        return LmconvError(
+            f"checkpoint {ref}: {folder / 'checksums.json'} {what}",
+            f"delete {folder} and rerun `lmconv train` with the same profile; it writes that checkpoint again",
+        )
+
+    def check_architecture(self, ref: CheckpointRef) -> None:
+        """Raise when ``ref``'s ``config.json`` describes another network than the run's first checkpoint."""
+        steps = self.steps(ref.family, ref.size, ref.seed)
+        first = CheckpointRef(ref.family, ref.size, ref.seed, steps[0]) if steps else ref
+        if first == ref:
+            return
+        a, b = (read_json(self.path(r) / "config.json") for r in (first, ref))
+        differ = [f"{k} {b.get(k)!r} (not {a.get(k)!r})" for k in ARCHITECTURE_KEYS if a.get(k) != b.get(k)]
+        if differ:
+            raise LmconvError(
+                f"checkpoint {ref} is another network than {first} of the same run: {', '.join(differ)}",
+                f"a checkpoint of another size or profile was copied into {self.root / ref.run}: delete "
+                f"{self.path(ref)} and rerun `lmconv train` with the same profile",
+            )
 
     def verify_files(self, ref: CheckpointRef) -> None:
         folder = self.path(ref)
@@ -195,6 +248,7 @@ class LocalSource:
         self.check(ref)
         if self.verify:
             self.verify_files(ref)
+        self.check_architecture(ref)
         try:
             model = GPTNeoXForCausalLM.from_pretrained(
                 str(self.path(ref)), dtype=dtype, use_safetensors=True, trust_remote_code=False
@@ -220,6 +274,7 @@ class HubSource:
     cache_dir: Path | None = None
     allow_pickle: bool = False
     known_only: bool = True  # reject sizes, seeds and steps the PolyPythias do not have
+    _weights: dict = field(default_factory=dict, repr=False)  # {repo: {weights sha256: revision}} seen so far
 
     def repo(self, ref: CheckpointRef) -> str:
         return format_hub_repo(ref.size, ref.seed, self.org, self.family)
@@ -229,6 +284,18 @@ class HubSource:
             choose("PolyPythia size", ref.size, POLYPYTHIA_SIZES)
             choose("PolyPythia seed", ref.seed, POLYPYTHIA_SEEDS)
             choose("PolyPythia step", ref.step, POLYPYTHIA_STEPS)
+        bad = KNOWN_BAD_REVISIONS.get(self.repo(ref))
+        if bad and bad["revisions"] is not None and ref.revision in bad["revisions"]:
+            raise LmconvError(
+                f"{self.repo(ref)}@{ref.revision} is a known bad revision ({bad['note']})",
+                "leave that step out of the analysis",
+            )
+        if bad and bad["revisions"] is None:
+            warnings.warn(
+                f"{self.repo(ref)} has bad revisions ({bad['note']}); revisions that serve the same weights are "
+                "refused before any compute",
+                stacklevel=2,
+            )
 
     def _kwargs(self) -> dict:
         kw: dict = {"trust_remote_code": False}
@@ -251,7 +318,7 @@ class HubSource:
         except OSError as e:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             raise LmconvError(
-                f"cannot load {self.repo(ref)}@{ref.revision} from the hub: {str(e).splitlines()[0]}",
+                f"cannot load {self.repo(ref)}@{ref.revision} from the hub: {_first_line(e)}",
                 "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1"
                 if offline
                 else "check the network, or pass allow_pickle=True for revisions without safetensors",
@@ -268,7 +335,44 @@ class HubSource:
             **{k: v for k, v in self._kwargs().items() if k == "cache_dir"},
             allow_patterns=["config.json"],
         )
+        self.check_distinct(ref)
         return Path(folder).name
+
+    def weights_sha(self, ref: CheckpointRef) -> str:
+        """The sha256 of the revision's weights file: a cached blob's name (the hub names LFS blobs by their
+        sha256), the file hashed when it is a plain copy, else the hub's record of it (nothing downloaded)."""
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+        names = ("model.safetensors", "pytorch_model.bin") if self.allow_pickle else ("model.safetensors",)
+        for name in names:
+            got = try_to_load_from_cache(self.repo(ref), name, self._kwargs().get("cache_dir"), ref.revision)
+            if isinstance(got, str):
+                blob = Path(got).resolve()
+                return blob.name if Path(got).is_symlink() and len(blob.name) == 64 else sha256_file(blob)
+        try:
+            return get_hf_file_metadata(hf_hub_url(self.repo(ref), names[0], revision=ref.revision)).etag or ""
+        except Exception as e:  # offline with nothing cached, or a revision without that file
+            raise LmconvError(
+                f"cannot read the weights of {self.repo(ref)}@{ref.revision}: {_first_line(e)}",
+                "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1",
+            ) from e
+
+    def check_distinct(self, ref: CheckpointRef) -> None:
+        """Raise when another revision of ``ref``'s run already seen serves the same weights (a hub defect:
+        such a revision is not the checkpoint its name says); called by :meth:`sha`, so before any compute."""
+        repo = self.repo(ref)
+        seen = self._weights.setdefault(repo, {})
+        if ref.revision in seen.values():
+            return  # checked already (the engine asks for each step's key more than once)
+        sha = self.weights_sha(ref)
+        other = seen.setdefault(sha, ref.revision)
+        if other != ref.revision:
+            note = KNOWN_BAD_REVISIONS.get(repo, {}).get("note", "a known hub defect, e.g. EleutherAI/pythia#205")
+            raise LmconvError(
+                f"{repo}: revisions {other} and {ref.revision} serve the same weights (sha256 {sha[:16]}…), so at "
+                f"least one is not the checkpoint it names ({note})",
+                "leave those steps out (--steps / -p steps), or fetch them again if the cache was filled by hand",
+            )
 
     def tokenizer_path(self, ref: CheckpointRef) -> str:
         return self.repo(ref)
@@ -278,7 +382,17 @@ def load_tokenizer(source: LocalSource | HubSource, ref: CheckpointRef):
     from transformers import AutoTokenizer
 
     kw = {"revision": ref.revision, **source._kwargs()} if isinstance(source, HubSource) else {}
-    return AutoTokenizer.from_pretrained(str(source.tokenizer_path(ref)), **kw)
+    try:
+        return AutoTokenizer.from_pretrained(str(source.tokenizer_path(ref)), **kw)
+    except LmconvError:
+        raise
+    except Exception as e:  # a damaged config.json or tokenizer file, or (hub) nothing cached offline
+        raise LmconvError(
+            f"cannot load the tokenizer of {ref} from {source.tokenizer_path(ref)}: {_first_line(e)}",
+            f"delete {source.path(ref)} and rerun `lmconv train` with the same profile"
+            if isinstance(source, LocalSource)
+            else "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1",
+        ) from e
 
 
 def check_same_tokenizer(source: LocalSource | HubSource, refs: list[CheckpointRef]) -> str:
