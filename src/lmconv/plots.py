@@ -24,7 +24,7 @@ TEXT_WIDTH = 400
 PANEL_WIDTH, PANEL_HEIGHT = 215, 180
 CONTENT = 500
 
-BAND_OPACITY = 0.18
+BAND_OPACITY = 0.15
 LOG_Y = alt.Scale(type="log", zero=False)
 POINT_SIZE = 16
 STEP_TITLE = "training step (symlog: 0, then log-spaced)"

@@ -88,10 +88,10 @@ def phase_panels(
         )
         base = alt.Chart(d).encode(x=plots.step_x())
         colour = plots.PALETTE[k % len(plots.PALETTE)]
-        band = base.mark_area(opacity=plots.BAND_OPACITY, color=colour).encode(
+        band = base.mark_area(opacity=0.2, color=colour).encode(
             y=alt.Y("lo:Q", scale=y_scale), y2="hi:Q"
         )
-        line = base.mark_line(color=colour, point=alt.OverlayMarkDef(size=plots.POINT_SIZE, color=colour)).encode(
+        line = base.mark_line(color=colour, point=alt.OverlayMarkDef(size=14, color=colour)).encode(
             y=alt.Y("value:Q", title=y_title, scale=y_scale), tooltip=plots.band_tooltip(["size"])
         )
         paper = pd.DataFrame({"step": list(paper_lines), "line": "paper (absolute step)"})
