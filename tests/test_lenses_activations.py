@@ -420,7 +420,7 @@ def test_charts_build():
     box = act.box_stats(cka[cka.step.isin(act.thin_steps(STEPS))], "cka", ["size", "circuit", "step"])
     band = act.layer_band(cka, "cka", ["size", "circuit", "step"])
     lb = stats.band(cka, "cka", ["size", "circuit", "layer", "step"], centre="median")
-    mean = cka.groupby(["size", "circuit", "layer", "step"]).cka.agg(["mean", "min", "max"]).reset_index()
+    mean = stats.band(cka, "cka", ["size", "circuit", "layer", "step"])
     units = act.link_units(cka, per_layer, stab)
     per = per_layer.assign(head=-1)
     charts = [

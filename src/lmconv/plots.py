@@ -1,6 +1,6 @@
-"""Altair chart builders with one theme: colour-blind-safe palettes, log-step axes that show step 0.
-
-Every figure in the book is drawn by a function here from a tidy table; the chapters only choose data.
+"""The book's chart theme and shared chart parts: colour-blind-safe palettes, chart sizes, the symlog step axis
+that shows step 0 (:func:`step_x`), and the one line-with-band chart (:func:`band_lines`) that every figure
+module uses to draw a band table of :func:`lmconv.stats.band`.
 """
 
 from __future__ import annotations

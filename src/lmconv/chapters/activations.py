@@ -132,10 +132,10 @@ def layer_by_layer(d: ActivationsData) -> Glued:
     """*Layer by layer*: per-layer lines and heatmap, and the rank correlation of depth with the stabilisation
     point per circuit (with its bootstrap interval and its reading against the paper)."""
     lines = stats.band(d.cka, "cka", ["size", "circuit", "layer", "step"], centre="median")
-    mean = d.cka.groupby(["size", "circuit", "layer", "step"]).cka.agg(["mean", "min", "max"]).reset_index()
+    heat = stats.band(d.cka, "cka", ["size", "circuit", "layer", "step"])
     out: Glued = {
         "fig_layers": fig.layer_lines(lines, sizes=d.res.sizes),
-        "fig_heat": fig.heatmap(mean, midpoint=papers.CKA_HEATMAP_MIDPOINT, sizes=d.res.sizes),
+        "fig_heat": fig.heatmap(heat, midpoint=papers.CKA_HEATMAP_MIDPOINT, sizes=d.res.sizes),
     }
     for r in act.layer_order(d.stab, n_boot=LAYER_ORDER_BOOT).itertuples():
         out[f"layer_rho_{r.circuit}"] = float(r.rho)

@@ -353,7 +353,7 @@ def scaling(d: SweepData) -> Glued:
         "transition_sentence": sp.transition_sentence(d.per_arm.t_S, d.per_arm.t_L),
     }
     per = run_slopes(d, st)
-    ps = per.groupby("arm").slope.agg(["median", "min", "max"]).reindex(d.arms)
+    ps = stats.band(per, "slope", ["arm"], centre="median").set_index("arm")[list(stats.BAND_COLUMNS)].reindex(d.arms)
     ps.columns = ["slope (median over seeds)", "lowest seed", "highest seed"]
     out |= {
         "tab_slopes": ps.style.format("{:.2f}"),

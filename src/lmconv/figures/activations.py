@@ -164,20 +164,20 @@ def layer_lines(
 
 @builder
 def heatmap(
-    mean: pd.DataFrame,
+    band: pd.DataFrame,
     *,
     midpoint: float,
     sizes: Sequence[str] | None = None,
     width: int = 170,
     row_height: int = 22,
 ) -> alt.VConcatChart:
-    """Layer × step heatmap of CKA (``mean`` has size, circuit, layer, step, mean, min, max over seeds).
+    """Layer × step heatmap of CKA (``band``: a band table over seeds by size, circuit, layer, step, value = mean).
 
     Colour: white at 0, green at ``midpoint``, black at 1 (the original's scale). Each cell spans from the
     symlog midpoint with the previous checkpoint to the one with the next.
     """
-    edges = cell_edges(mean.step.unique())
-    d = mean.copy()
+    edges = cell_edges(band.step.unique())
+    d = band.copy()
     d["x0"] = d.step.map(lambda s: edges[int(s)][0])
     d["x1"] = d.step.map(lambda s: edges[int(s)][1])
     colour = alt.Scale(domain=[0, midpoint, 1], range=["#ffffff", "#009E73", "#000000"], interpolate="rgb", clamp=True)
@@ -194,13 +194,13 @@ def heatmap(
                     x=plots.step_x("x0"),
                     x2="x1:Q",
                     y=alt.Y("layer:O", title="layer", sort="descending"),
-                    color=alt.Color("mean:Q", scale=colour, title="CKA"),
+                    color=alt.Color("value:Q", scale=colour, title="CKA"),
                     tooltip=[
                         "layer:O",
                         "step:Q",
-                        alt.Tooltip("mean:Q", format=".3f"),
-                        alt.Tooltip("min:Q", format=".3f", title="min over seeds"),
-                        alt.Tooltip("max:Q", format=".3f", title="max over seeds"),
+                        alt.Tooltip("value:Q", format=".3f", title="mean"),
+                        alt.Tooltip("lo:Q", format=".3f", title="min over seeds"),
+                        alt.Tooltip("hi:Q", format=".3f", title="max over seeds"),
                     ],
                 )
                 .properties(

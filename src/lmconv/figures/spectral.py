@@ -31,21 +31,28 @@ def _facet(chart: alt.LayerChart, field: str, order: Sequence[str] | None) -> al
     return chart.facet(column=alt.Column(f"{field}:N", title=None, sort=list(order) if order is not None else None))
 
 
-def _band_lines(df: pd.DataFrame, colour: str, y_title: str, n_panels: int, **kw) -> alt.LayerChart:
+def _panel_lines(
+    df: pd.DataFrame,
+    colour: str,
+    y_title: str,
+    n_panels: int,
+    *,
+    y_scale: alt.Scale | None = None,
+    sort: Sequence[str] | None = None,
+) -> alt.LayerChart:
     """:func:`lmconv.plots.band_lines` as these chapters draw it: colours in ``sort`` order (default: sorted, as
     Vega sorts), the legend below, one of ``n_panels`` side by side (a short x title when narrow)."""
-    sort = kw.pop("sort", None)
     width = plots.panel_width(n_panels)
     return plots.band_lines(
         df,
         colour,
         y_title=y_title,
         domain=list(sort) if sort else sorted(df[colour].unique()),
+        y_scale=y_scale,
         legend=_legend(colour),
         x_title="step (symlog)" if width < 300 else plots.STEP_TITLE,
         width=width,
         height=HEIGHT,
-        **kw,
     )
 
 
@@ -53,7 +60,7 @@ def _band_lines(df: pd.DataFrame, colour: str, y_title: str, n_panels: int, **kw
 def cosine_saturation(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """cos(Σ_t, Σ_T) and cos(W_t, W_T) against step, one panel per size (columns size, measure, step, value,
     lo, hi: a band table)."""
-    chart = _band_lines(df, "measure", "cosine with the final checkpoint", len(sizes))
+    chart = _panel_lines(df, "measure", "cosine with the final checkpoint", len(sizes))
     return _facet(chart, "size", sizes)
 
 
@@ -130,7 +137,7 @@ def kind_lines(
 ) -> alt.FacetChart:
     """ΔΣ rate per matrix kind (or group) against step on a log axis, one panel per size
     (columns size, step, ``color``, value, lo, hi)."""
-    chart = _band_lines(df, color, "ΔΣ per step (log)", len(sizes), y_scale=LOG, sort=sort)
+    chart = _panel_lines(df, color, "ΔΣ per step (log)", len(sizes), y_scale=LOG, sort=sort)
     return _facet(chart, "size", sizes)
 
 
@@ -197,7 +204,7 @@ def bound_scatter(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
 def gap_comparison(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """ΔΣ between consecutive checkpoints, raw and per step, against step (columns size, step, measure, mean,
     lo, hi: a band table): with uneven checkpoint gaps the raw value grows with the gap, the rate does not."""
-    chart = _band_lines(df, "measure", "ΔΣ between checkpoints (log)", len(sizes), y_scale=LOG)
+    chart = _panel_lines(df, "measure", "ΔΣ between checkpoints (log)", len(sizes), y_scale=LOG)
     return _facet(chart, "size", sizes)
 
 
@@ -222,7 +229,7 @@ def distributions(df: pd.DataFrame) -> alt.FacetChart:
 def norm_lines(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """Norms relative to step 0 (Frobenius, spectral, nuclear), one panel per size (columns size, measure,
     step, value, lo, hi)."""
-    return _facet(_band_lines(df, "measure", "norm relative to step 0", len(sizes)), "size", sizes)
+    return _facet(_panel_lines(df, "measure", "norm relative to step 0", len(sizes)), "size", sizes)
 
 
 # ---------------------------------------------------------------------------------------------------------
