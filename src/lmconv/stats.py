@@ -245,8 +245,8 @@ def band(
 
     Columns: the keys, ``value`` (the ``centre`` of ``value``: "mean" or "median"), ``lo`` and ``hi`` (``spread``
     "range": min and max; "sd": ``value`` ∓ one standard deviation, ddof 1, with the column ``sd``; NaN for a
-    single unit) and ``n`` (units with a value). The cube summaries of :mod:`lmconv.lenses.kl` emit the same
-    columns.
+    single unit) and ``n`` (units with a value). The cube summaries of :mod:`lmconv.lenses.kl` emit the same value,
+    sd, lo and hi columns (mean ± 1 SD over replicates or tokens).
     """
     if centre not in BAND_CENTRES or spread not in BAND_SPREADS:
         raise LmconvError(
