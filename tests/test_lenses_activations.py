@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import params
+from lmconv import params, plots, stats
 from lmconv.errors import LmconvError
 from lmconv.figures import activations as fig
 from lmconv.lenses import activations as act
@@ -144,17 +144,17 @@ def test_box_stats_matches_numpy():
         assert b.loc[g, "n"] == 50
 
 
-def test_seed_band_is_median_over_layers_then_spread_over_seeds():
+def test_layer_band_is_median_over_layers_then_spread_over_seeds():
     # seed 1: layers 0.1, 0.2, 0.9 -> median 0.2; seed 2: 0.4, 0.5, 0.6 -> 0.5; seed 3: 0.7, 0.8, 0.0 -> 0.7
     vals = {1: [0.1, 0.2, 0.9], 2: [0.4, 0.5, 0.6], 3: [0.7, 0.8, 0.0]}
     df = pd.DataFrame(
         [{"size": "a", "step": 5, "seed": k, "layer": i, "v": x} for k, xs in vals.items() for i, x in enumerate(xs)]
     )
-    b = act.seed_band(df, "v", ["size", "step"]).iloc[0]
-    assert (b["median"], b["min"], b["max"], b["n_seeds"]) == pytest.approx((0.5, 0.2, 0.7, 3))
-    per_layer = act.seed_band(df, "v", ["size", "step", "layer"], over=None)
+    b = act.layer_band(df, "v", ["size", "step"]).iloc[0]
+    assert (b["value"], b["lo"], b["hi"], b["n"]) == pytest.approx((0.5, 0.2, 0.7, 3))
+    per_layer = stats.band(df, "v", ["size", "step", "layer"], centre="median")
     assert len(per_layer) == 3
-    assert per_layer.set_index("layer").loc[2, "max"] == pytest.approx(0.9)
+    assert per_layer.set_index("layer").loc[2, "hi"] == pytest.approx(0.9)
 
 
 def test_thin_steps_keeps_ends_and_spacing():
@@ -179,7 +179,7 @@ def test_results_panel_shape():
     panel = act.results_panel(c, p)
     assert set(panel.metric) == {"CKA", "PER (weights)", "PER (gradients)"}
     assert len(panel) == 3 * 2 * 2 * len(STEPS)  # metrics × sizes × circuits × steps
-    assert (panel["min"] <= panel["median"]).all() and (panel["median"] <= panel["max"]).all()
+    assert (panel["lo"] <= panel["value"]).all() and (panel["value"] <= panel["hi"]).all()
 
 
 # -----------------------------------------------------------------------------------------------------------
@@ -418,9 +418,9 @@ def test_charts_build():
     cka, per_layer = link_inputs()
     stab = act.stabilisation(cka, T)
     box = act.box_stats(cka[cka.step.isin(act.thin_steps(STEPS))], "cka", ["size", "circuit", "step"])
-    band = act.seed_band(cka, "cka", ["size", "circuit", "step"])
-    lb = act.seed_band(cka, "cka", ["size", "circuit", "layer", "step"], over=None)
-    mean = cka.groupby(["size", "circuit", "layer", "step"]).cka.agg(["mean", "min", "max"]).reset_index()
+    band = act.layer_band(cka, "cka", ["size", "circuit", "step"])
+    lb = stats.band(cka, "cka", ["size", "circuit", "layer", "step"], centre="median")
+    mean = stats.band(cka, "cka", ["size", "circuit", "layer", "step"])
     units = act.link_units(cka, per_layer, stab)
     per = per_layer.assign(head=-1)
     charts = [
@@ -456,7 +456,7 @@ def test_threshold_sweep_moves_only_the_threshold():
 
 
 def test_step_axis_labels_each_tick_on_its_own():
-    d = fig.step_axis().to_dict()
+    d = plots.step_axis().to_dict()
     assert "format" not in d and "1000" in d["labelExpr"]
     assert d["values"][:3] == [0, 1, 10]
 

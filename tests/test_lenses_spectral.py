@@ -211,7 +211,7 @@ def test_saturation_norms_and_growth_after():
     assert len(sat) == 1 and sat.spectrum.iloc[0] <= sat.weights.iloc[0]
     ng = sp.norm_growth(ck)
     nuc = ng[ng.measure == "nuclear"].sort_values("step")
-    assert nuc["mean"].iloc[0] == pytest.approx(1.0) and nuc["mean"].iloc[-1] > 1.2
+    assert nuc["value"].iloc[0] == pytest.approx(1.0) and nuc["value"].iloc[-1] > 1.2
     ev = pd.DataFrame({"family": ["f"], "size": ["s"], "seed": [1], "t_S": [3]})
     ga = sp.growth_after(ck, ev)
     assert ga.t_star.iloc[0] == 4 and ga.nuclear_growth.iloc[0] > 0.1

@@ -1,6 +1,6 @@
-"""Altair chart builders with one theme: colour-blind-safe palettes, log-step axes that show step 0.
-
-Every figure in the book is drawn by a function here from a tidy table; the chapters only choose data.
+"""The book's chart theme and shared chart parts: colour-blind-safe palettes, chart sizes, the symlog step axis
+that shows step 0 (:func:`step_x`), and the one line-with-band chart (:func:`band_lines`) that every figure
+module uses to draw a band table of :func:`lmconv.stats.band`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,34 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+from .provenance import builder
+
 # Okabe–Ito, the colour-blind-safe palette (black dropped).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+# The palette, then three of Tol's muted colours for groupings with more than eight members.
+COLOURS = [*PALETTE, "#999999", "#882255", "#44AA99"]
+
+# Chart sizes, in pixels: the theme's default view, a single chart with room for its legend in the book's text
+# column, side-by-side panels, and the usable width of a page's main column (see :func:`panel_width`).
 WIDTH, HEIGHT = 480, 260
+TEXT_WIDTH = 400
+PANEL_WIDTH, PANEL_HEIGHT = 215, 180
+CONTENT = 500
+
+BAND_OPACITY = 0.15
+LOG_Y = alt.Scale(type="log", zero=False)
+POINT_SIZE = 16
+STEP_TITLE = "training step (symlog: 0, then log-spaced)"
+STEP_TICKS = [0, 1, 10, 100, 1000, 10000, 100000]
+# Each tick labelled on its own (Vega's SI format applies one precision to all ticks, so 1 would read "0k").
+STEP_LABELS = "datum.value >= 1000 ? format(datum.value / 1000, '~g') + 'k' : format(datum.value, '~g')"
+STROKE_LEGEND = {"symbolType": "stroke", "symbolStrokeWidth": 3, "symbolOpacity": 1}
+DASHES = [[1, 0], [6, 3], [2, 2], [8, 2, 2, 2]]
+
+
+def panel_width(n: int, most: int = 300, least: int = 150) -> int:
+    """Width of each of ``n`` side-by-side panels so that together they fit the page's main column."""
+    return int(max(least, min(most, CONTENT / max(n, 1) - 30)))
 
 
 def theme() -> dict:
@@ -46,47 +71,82 @@ def step_scale(steps: Sequence[int] | None = None) -> alt.Scale:
     return alt.Scale(type="symlog", constant=1, nice=False)
 
 
-def step_axis(title: str = "training step (symlog: 0, then log-spaced)") -> alt.Axis:
+def step_axis(title: str | None = STEP_TITLE) -> alt.Axis:
     """Ticks at 0 and the powers of ten, labelled 0, 1, 10, 100, 1k, 10k, 100k."""
-    return alt.Axis(
-        title=title,
-        values=[0, 1, 10, 100, 1000, 10000, 100000],
-        labelExpr="datum.value >= 1000 ? format(datum.value / 1000, '~g') + 'k' : format(datum.value, '~g')",
+    return alt.Axis(title=title, values=STEP_TICKS, labelExpr=STEP_LABELS)
+
+
+def step_x(field: str = "step", title: str | None = STEP_TITLE) -> alt.X:
+    """The book's x encoding of training steps: ``field`` on the symlog scale and axis. Every layer of a chart
+    uses it, so layered axes merge cleanly."""
+    return alt.X(f"{field}:Q", scale=step_scale(), axis=step_axis(title))
+
+
+def colour_scale(domain: Sequence[str], offset: int = 0) -> alt.Scale:
+    """A categorical colour scale with a fixed domain (:data:`COLOURS` in order, from ``offset``)."""
+    dom = list(domain)
+    pal = COLOURS[offset:] + COLOURS[:offset]
+    return alt.Scale(domain=dom, range=[pal[i % len(pal)] for i in range(len(dom))])
+
+
+def band_tooltip(extra: Sequence[str] = (), fmt: str = ".4g") -> list:
+    """Tooltip of a band table's row: ``extra`` fields, the step, the centre and the band."""
+    return [
+        *extra,
+        alt.Tooltip("step:Q"),
+        alt.Tooltip("value:Q", format=fmt),
+        alt.Tooltip("lo:Q", format=fmt, title="band low"),
+        alt.Tooltip("hi:Q", format=fmt, title="band high"),
+    ]
+
+
+def _dash(field: str, df: pd.DataFrame, domain: Sequence[str] | None) -> alt.StrokeDash:
+    dom = list(domain) if domain is not None else list(dict.fromkeys(df[field]))
+    return alt.StrokeDash(
+        f"{field}:N",
+        title=field,
+        scale=alt.Scale(domain=dom, range=DASHES[: len(dom)]),
+        legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolStrokeColor="#333"),
     )
 
 
-def lines(
+@builder
+def band_lines(
     df: pd.DataFrame,
-    y: str,
-    color: str,
+    colour: str,
     *,
-    x: str = "step",
-    band_lo: str | None = None,
-    band_hi: str | None = None,
-    y_title: str | None = None,
-    color_title: str | None = None,
-    strokedash: str | None = None,
-    tooltip: list[str] | None = None,
+    y_title: str,
+    domain: Sequence[str] | None = None,
+    dash: str | None = None,
+    dash_domain: Sequence[str] | None = None,
     y_scale: alt.Scale | None = None,
-    width: int = WIDTH,
+    legend: alt.Legend | None = None,
+    legend_title: str | None = None,
+    tooltip: Sequence[str] = (),
+    band: bool = True,
+    x_title: str | None = STEP_TITLE,
+    width: int = TEXT_WIDTH,
     height: int = HEIGHT,
     title: str | None = None,
-) -> alt.Chart:
-    """Lines over training steps, one per ``color`` group, with an optional band (``band_lo``–``band_hi``)."""
-    base = alt.Chart(df).encode(
-        x=alt.X(f"{x}:Q", scale=step_scale(), axis=step_axis()),
-        color=alt.Color(f"{color}:N", title=color_title or color),
-    )
-    enc = {"y": alt.Y(f"{y}:Q", title=y_title or y, scale=y_scale or alt.Scale(zero=False))}
-    if strokedash:
-        enc["strokeDash"] = alt.StrokeDash(f"{strokedash}:N")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=18)).encode(
-        **enc, tooltip=tooltip or [x, color, alt.Tooltip(f"{y}:Q", format=".4g")]
-    )
-    layers = [line]
-    if band_lo and band_hi:
-        layers.insert(0, base.mark_area(opacity=0.18).encode(y=f"{band_lo}:Q", y2=f"{band_hi}:Q"))
-    chart = alt.layer(*layers).properties(width=width, height=height)
+) -> alt.LayerChart:
+    """The book's line-with-band chart of a band table (:func:`lmconv.stats.band`: step, ``value``, ``lo``,
+    ``hi``): one line with points per ``colour`` value (colours in ``domain`` order, default order of
+    appearance) and ``dash`` value, over the ``lo``–``hi`` band, on the symlog step axis. The data sit at the top
+    level, so the chart can be faceted."""
+    dom = list(domain) if domain is not None else list(dict.fromkeys(df[colour]))
+    leg = legend if legend is not None else alt.Legend(**STROKE_LEGEND)
+    col = alt.Color(f"{colour}:N", scale=colour_scale(dom), title=legend_title or colour, sort=dom, legend=leg)
+    ys = y_scale or alt.Scale(zero=False)
+    base = alt.Chart().encode(x=step_x(title=x_title), color=col)
+    y = alt.Y("value:Q", title=y_title, scale=ys)
+    tips = band_tooltip([c for c in dict.fromkeys([colour, *([dash] if dash else []), *tooltip])])
+    enc = {"y": y, "tooltip": tips} | ({"strokeDash": _dash(dash, df, dash_domain)} if dash else {})
+    # points in their own layer (no line style), so the line-style legend draws dashes, not dots
+    layers = [base.mark_line().encode(**enc), base.mark_circle(size=POINT_SIZE, opacity=1).encode(y=y, tooltip=tips)]
+    if band:
+        area = {"y": alt.Y("lo:Q", scale=ys), "y2": "hi:Q"} | ({"detail": f"{dash}:N"} if dash else {})
+        layers.insert(0, base.mark_area(opacity=BAND_OPACITY).encode(**area))
+    chart = alt.layer(*layers, data=df).properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
 
 

@@ -13,6 +13,9 @@ enumerated exactly:
 - :func:`seed_pair_weights` — how often each ordered seed pair appears when the seeds are resampled, so that
   pair-level statistics can be bootstrapped over seeds rather than over pairs (pairs sharing a seed are not
   independent).
+- :func:`band` — the book's one band table (keys, ``value``, ``lo``, ``hi``, ``n``): a centre over units (seeds,
+  runs, pairs) with its min–max or ±1 SD band, the table every line-with-band chart
+  (:func:`lmconv.plots.band_lines`) draws.
 """
 
 from __future__ import annotations
@@ -25,11 +28,15 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+import pandas as pd
 
 from .errors import LmconvError
 
 EXACT_MAX = 8  # n ≤ 8 units: enumerate the C(2n−1, n) ≤ 6,435 distinct resamples
 LEVEL = 0.90  # the book's default interval level (four seeds cannot support a narrower reading of 95%)
+BAND_COLUMNS = ("value", "lo", "hi")  # the centre and the band of every band table (see :func:`band`)
+BAND_CENTRES = ("mean", "median")
+BAND_SPREADS = ("range", "sd")
 
 
 @dataclass(frozen=True)
@@ -229,3 +236,30 @@ __all__ = [
     "sign_test",
     "trend_test",
 ]
+
+
+def band(
+    df: pd.DataFrame, value: str, by: Sequence[str], *, centre: str = "mean", spread: str = "range"
+) -> pd.DataFrame:
+    """The book's band table: one row per ``by`` group, sorted by the keys, over the group's rows (its units).
+
+    Columns: the keys, ``value`` (the ``centre`` of ``value``: "mean" or "median"), ``lo`` and ``hi`` (``spread``
+    "range": min and max; "sd": ``value`` ∓ one standard deviation, ddof 1, with the column ``sd``; NaN for a
+    single unit) and ``n`` (units with a value). The cube summaries of :mod:`lmconv.lenses.kl` emit the same value,
+    sd, lo and hi columns (mean ± 1 SD over replicates or tokens).
+    """
+    if centre not in BAND_CENTRES or spread not in BAND_SPREADS:
+        raise LmconvError(
+            f"band centre {centre!r}, spread {spread!r}",
+            f"use centre in {BAND_CENTRES} and spread in {BAND_SPREADS}",
+        )
+    missing = [c for c in (*by, value) if c not in df.columns]
+    if missing:
+        raise LmconvError(f"band table: no column {missing} in {list(df.columns)}", "name columns of the table")
+    g = df.groupby(list(by), sort=True, observed=True)[value]
+    if spread == "range":
+        return g.agg(value=centre, lo="min", hi="max", n="count").reset_index()
+    out = g.agg(value=centre, sd="std", n="count").reset_index()
+    out.insert(len(by) + 2, "lo", out["value"] - out["sd"])
+    out.insert(len(by) + 3, "hi", out["value"] + out["sd"])
+    return out

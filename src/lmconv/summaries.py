@@ -108,15 +108,6 @@ def smooth_train_loss(train_log: pd.DataFrame, every: int = 25) -> pd.DataFrame:
     return g.drop(columns="bucket")
 
 
-def across_seeds(df: pd.DataFrame, value: str, by: list[str]) -> pd.DataFrame:
-    """Mean, standard deviation, min and max over seeds of ``value`` per ``by`` group."""
-    g = df.groupby(by)[value]
-    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
-    out["lo"] = out["mean"] - out["std"].fillna(0)
-    out["hi"] = out["mean"] + out["std"].fillna(0)
-    return out
-
-
 def late_rise(val_log: pd.DataFrame, total_steps: int) -> tuple[float, float, str]:
     """Does validation loss rise late in training (overfitting)? Returns (largest rise, seed spread, sentence).
 

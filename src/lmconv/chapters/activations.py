@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, engine, papers
+from .. import analysis, claims, engine, papers, stats
 from ..figures import activations as fig
 from ..lenses import activations as act
 from . import Glued, section
@@ -104,7 +104,7 @@ def across_layers(d: ActivationsData) -> Glued:
     smallest and the largest size (median seed, lowest and highest seed) with its trend over sizes."""
     shown = act.thin_steps(d.res.steps)
     box = act.box_stats(d.cka[d.cka.step.isin(shown)], "cka", ["size", "circuit", "step"])
-    band = act.seed_band(d.cka, "cka", ["size", "circuit", "step"])
+    band = act.layer_band(d.cka, "cka", ["size", "circuit", "step"])
     out: Glued = {
         "fig_boxes": fig.boxes(box, y_title="CKA with the final checkpoint", sizes=d.res.sizes, y_domain=(0, 1)),
         "fig_median": fig.median_lines(band, y_title="median CKA over layers", sizes=d.res.sizes, y_domain=(0, 1)),
@@ -117,10 +117,10 @@ def across_layers(d: ActivationsData) -> Glued:
     for c in act.CIRCUITS:
         for key in SIZE_KEYS:
             row = at.loc[(d.size(key), c)]
-            out[f"cka_at_{c}_{key}"] = float(row["median"])
-            out[f"cka_at_{c}_{key}_lo"] = float(row["min"])
-            out[f"cka_at_{c}_{key}_hi"] = float(row["max"])
-        order = at.xs(c, level="circuit")["median"].reindex(d.res.sizes)
+            out[f"cka_at_{c}_{key}"] = float(row["value"])
+            out[f"cka_at_{c}_{key}_lo"] = float(row["lo"])
+            out[f"cka_at_{c}_{key}_hi"] = float(row["hi"])
+        order = at.xs(c, level="circuit")["value"].reindex(d.res.sizes)
         out[SIZE_ORDER_NAMES[c]] = claims.trend_word(
             list(order), up="increases", down="does not increase", neither="does not increase"
         )
@@ -131,11 +131,11 @@ def across_layers(d: ActivationsData) -> Glued:
 def layer_by_layer(d: ActivationsData) -> Glued:
     """*Layer by layer*: per-layer lines and heatmap, and the rank correlation of depth with the stabilisation
     point per circuit (with its bootstrap interval and its reading against the paper)."""
-    lines = act.seed_band(d.cka, "cka", ["size", "circuit", "layer", "step"], over=None)
-    mean = d.cka.groupby(["size", "circuit", "layer", "step"]).cka.agg(["mean", "min", "max"]).reset_index()
+    lines = stats.band(d.cka, "cka", ["size", "circuit", "layer", "step"], centre="median")
+    heat = stats.band(d.cka, "cka", ["size", "circuit", "layer", "step"])
     out: Glued = {
         "fig_layers": fig.layer_lines(lines, sizes=d.res.sizes),
-        "fig_heat": fig.heatmap(mean, midpoint=papers.CKA_HEATMAP_MIDPOINT, sizes=d.res.sizes),
+        "fig_heat": fig.heatmap(heat, midpoint=papers.CKA_HEATMAP_MIDPOINT, sizes=d.res.sizes),
     }
     for r in act.layer_order(d.stab, n_boot=LAYER_ORDER_BOOT).itertuples():
         out[f"layer_rho_{r.circuit}"] = float(r.rho)

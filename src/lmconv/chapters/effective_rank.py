@@ -90,13 +90,13 @@ def _size_numbers(pw: pd.DataFrame, pg: pd.DataFrame, key: str, size: str, steps
     for c in act.CIRCUITS:
         w = pw.xs((size, c), level=["size", "circuit"])
         g = pg.xs((size, c), level=["size", "circuit"])
-        out[f"pw_{c}_{key}_first"] = float(w.loc[first, "median"])
-        out[f"pw_{c}_{key}_last"] = float(w.loc[last, "median"])
-        out[f"pw_{c}_{key}_lo"] = float(w.loc[last, "min"])
-        out[f"pw_{c}_{key}_hi"] = float(w.loc[last, "max"])
-        out[f"pw_{c}_{key}_min"] = float(w["median"].min())
-        out[f"pg_{c}_{key}_last"] = float(g.loc[last, "median"])
-        out[f"pg_{c}_{key}_max"] = float(g["median"].max())
+        out[f"pw_{c}_{key}_first"] = float(w.loc[first, "value"])
+        out[f"pw_{c}_{key}_last"] = float(w.loc[last, "value"])
+        out[f"pw_{c}_{key}_lo"] = float(w.loc[last, "lo"])
+        out[f"pw_{c}_{key}_hi"] = float(w.loc[last, "hi"])
+        out[f"pw_{c}_{key}_min"] = float(w["value"].min())
+        out[f"pg_{c}_{key}_last"] = float(g.loc[last, "value"])
+        out[f"pg_{c}_{key}_max"] = float(g["value"].max())
     return out
 
 
@@ -115,7 +115,7 @@ def rank_over_training(d: EffectiveRankData) -> Glued:
     }
     for key, size in d.sizes:
         out |= _size_numbers(pw, pg, key, size, (d.res.steps[0], d.last))
-    final_w = pw.xs(d.last, level="step")["median"].unstack("circuit").reindex(d.res.sizes)
+    final_w = pw.xs(d.last, level="step")["value"].unstack("circuit").reindex(d.res.sizes)
     for c in act.CIRCUITS:
         out[f"order_{c}"] = claims.trend_word(
             list(final_w[c]), up="rises", down="does not rise", neither="does not rise"

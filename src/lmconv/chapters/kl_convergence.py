@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, papers, profiles, suites
+from .. import analysis, claims, papers, plots, profiles, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
@@ -294,7 +294,7 @@ def cross_entropy_and_references(d: KLConvergenceData) -> Glued:
     """Cross-entropy over training, and the KL to the uniform and unigram distributions."""
     ce = K.seed_means(d.surprisal)
     out: Glued = {
-        "fig_ce": F.curves(ce, "size", y_title="cross-entropy (nats/token)", height=200),
+        "fig_ce": plots.band_lines(ce, "size", y_title="cross-entropy (nats/token)", height=200),
         "fig_ref": F.references(d.refs),
     }
     for tag, s in d.ends.items():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, scorecard, suites
+from .. import analysis, claims, plots, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
@@ -222,8 +222,8 @@ def cross_entropy(d: PartsOfSpeechData) -> Glued:
     """Section "Cross-entropy by tag": the largest size's surprisal per "grouped" tag, best and worst group."""
     labels = tag_labels(d, "grouped", d.P.tag_position)
     ce = K.seed_means({d.large: d.surprisal[d.large]}, {d.large: labels})
-    fig = F.curves(
-        ce, "group", domain=K.order_by_last(ce), y_title="cross-entropy (nats, log scale)", log_y=True,
+    fig = plots.band_lines(
+        ce, "group", domain=K.order_by_last(ce), y_title="cross-entropy (nats, log scale)", y_scale=plots.LOG_Y,
         legend_title="tag", tooltip=("n_tokens",),
     )  # fmt: skip
     last = ce[ce["step"] == ce["step"].max()].sort_values("value")

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, profiles, summaries
+from .. import analysis, claims, profiles, stats, summaries
 from ..figures import spectral as fig
 from ..lenses import spectral as sp
 from . import Glued, section
@@ -187,16 +187,16 @@ def _schedule_arms(d: SweepData) -> list[str]:
 def schedules(d: SweepData) -> Glued:
     """The learning-rate schedules of the baseline and the schedule arms, in one panel."""
     lr = pd.concat([summaries.lr_curve(d.prof, a) for a in _schedule_arms(d)])
-    lr = lr.assign(mean=lr.lr, min=lr.lr, max=lr.lr, factor="schedule")
+    lr = lr.assign(value=lr.lr, lo=lr.lr, hi=lr.lr, factor="schedule")
     return {"fig_lr": fig.arm_panels(lr, "learning rate", linear_x=True, arms=d.arms)}
 
 
 @section
 def loss_and_movement(d: SweepData) -> Glued:
     """Validation loss and ΔΣ per step of every arm (with each arm's median t_S), and the final losses."""
-    vb = sp.seed_band(d.val_log[d.val_log.step > 0], "val_loss", ["family", "step"])
+    vb = stats.band(d.val_log[d.val_log.step > 0], "val_loss", ["family", "step"])
     binned = sp.log_bin(d.curves, ["rate"], sp.RUN, bins=LOG_BINS)
-    db = sp.seed_band(binned, "rate", ["family", "step"])
+    db = stats.band(binned, "rate", ["family", "step"])
     found = d.events.dropna(subset=["t_S"])
     ev_rules = found.groupby("family", as_index=False).t_S.median().rename(columns={"t_S": "step"})
     fig_loss = fig.arm_panels(sp.factor_panels(vb, d.factor), "validation loss", arms=d.arms)
@@ -234,7 +234,7 @@ def late_training(d: SweepData) -> Glued:
     late_from = int(LATE_FROM * d.t0.steps)
     c = d.curves
     lb = sp.lin_bin(c[c.family.isin(_schedule_arms(d)) & (c.step > late_from)], ["rate"], sp.RUN, width=d.lin_width)
-    late = sp.seed_band(lb, "rate", ["family", "step"]).assign(factor="schedule").rename(columns={"family": "arm"})
+    late = stats.band(lb, "rate", ["family", "step"]).assign(factor="schedule").rename(columns={"family": "arm"})
     out: Glued = {"fig_late": fig.arm_panels(late, "ΔΣ per step (log)", y_scale=fig.LOG, linear_x=True, arms=d.arms)}
     wr_m = sp.window_ratio(c, d.prof, decay_fraction=decay_fraction(d)).groupby("family").ratio.median()
     out |= {f"late_ratio_{a}": float(wr_m[a]) for a in d.arms}
@@ -246,7 +246,7 @@ def late_training(d: SweepData) -> Glued:
 def weight_norms(d: SweepData) -> Glued:
     """Nuclear norms relative to step 0, each arm's final norm and ΔΣ floor, and what weight decay does to them."""
     rn = sp.relative_norms(d.norms)
-    nb = sp.seed_band(sp.log_bin(rn, ["nuclear"], sp.RUN, bins=LOG_BINS), "nuclear", ["family", "step"])
+    nb = stats.band(sp.log_bin(rn, ["nuclear"], sp.RUN, bins=LOG_BINS), "nuclear", ["family", "step"])
     out: Glued = {"fig_norms": fig.arm_panels(sp.factor_panels(nb, d.factor), "‖W‖* relative to step 0", arms=d.arms)}
     g_end = rn[rn.step == d.t0.steps].groupby("family").nuclear.median()
     floor = d.events.groupby("family").floor.median()
@@ -353,7 +353,7 @@ def scaling(d: SweepData) -> Glued:
         "transition_sentence": sp.transition_sentence(d.per_arm.t_S, d.per_arm.t_L),
     }
     per = run_slopes(d, st)
-    ps = per.groupby("arm").slope.agg(["median", "min", "max"]).reindex(d.arms)
+    ps = stats.band(per, "slope", ["arm"], centre="median").set_index("arm")[list(stats.BAND_COLUMNS)].reindex(d.arms)
     ps.columns = ["slope (median over seeds)", "lowest seed", "highest seed"]
     out |= {
         "tab_slopes": ps.style.format("{:.2f}"),

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, papers, profiles, summaries
+from .. import analysis, claims, papers, profiles, stats, summaries
 from ..figures import spectral as fig
 from ..lenses import spectral as sp
 from . import Glued, section
@@ -143,7 +143,7 @@ def shape_settles(d: SpectralData) -> Glued:
     cos_long = _long(cos_run, {"cos_sigma": "cos(σ_t, σ_T)", "cos_w": "cos(W_t, W_T)"})
     c0 = cos_run[cos_run.step == cos_run.step.min()]
     return {
-        "fig_cosine": fig.cosine_saturation(sp.seed_band(cos_long, "value", ["size", "measure", "step"]), d.sizes),
+        "fig_cosine": fig.cosine_saturation(stats.band(cos_long, "value", ["size", "measure", "step"]), d.sizes),
         **_saturation(d),
         "cos0_sigma": float(c0.cos_sigma.min()),
         "cos0_w": float(c0.cos_w.max()),
@@ -179,8 +179,8 @@ def spectrum_moves(d: SpectralData) -> Glued:
 def _delta_figure(d: SpectralData) -> Glued:
     """ΔΣ between records per size (seed band) under the validation loss, with the median t_S and t_L."""
     val_log, events = d.rec.val_log, d.events
-    band = sp.seed_band(d.rec.curves, "delta", ["size", "step"])
-    val_band = sp.seed_band(val_log[val_log.step > 0], "val_loss", ["size", "step"])
+    band = stats.band(d.rec.curves, "delta", ["size", "step"])
+    val_band = stats.band(val_log[val_log.step > 0], "val_loss", ["size", "step"])
     ev_long = events.melt(id_vars=RUN, value_vars=["t_S", "t_L"], var_name="event", value_name="step")
     ev_med = ev_long.dropna().groupby(["size", "event"], as_index=False, sort=False).step.median()
     return {"fig_delta": fig.delta_with_loss(band, val_band, ev_med, "ΔΣ between records", d.sizes)}
@@ -229,7 +229,7 @@ def checkpoint_gaps(d: SpectralData) -> Glued:
     gap_long = _long(gap_run, {"delta": "raw ΔΣ", "rate": "ΔΣ per step"})
     gaps = np.diff(d.res.steps)
     return {
-        "fig_gaps": fig.gap_comparison(sp.seed_band(gap_long, "value", ["size", "measure", "step"]), d.sizes),
+        "fig_gaps": fig.gap_comparison(stats.band(gap_long, "value", ["size", "measure", "step"]), d.sizes),
         "gap_min": int(gaps.min()),
         "gap_max": int(gaps.max()),
     }
@@ -241,7 +241,7 @@ def attention_mlp(d: SpectralData) -> Glued:
     deltas = d.rec.dense["deltas"]
     kind_c = sp.run_curves(deltas, by=["kind"])
     grp_c = sp.run_curves(deltas, by=["group"])
-    kind_b = sp.seed_band(sp.log_bin(kind_c, ["rate"], [*RUN, "kind"]), "rate", ["size", "kind", "step"])
+    kind_b = stats.band(sp.log_bin(kind_c, ["rate"], [*RUN, "kind"]), "rate", ["size", "kind", "step"])
     verdict = claims.judge_mlp_below_attention(sp.mlp_attention_ratio(deltas, d.events, d.sizes))
     return {
         "fig_kinds": fig.kind_lines(kind_b, d.sizes, "kind", sort=sp.LAYER_KINDS),
@@ -357,7 +357,7 @@ def norms(d: SpectralData) -> Glued:
     ng = sp.norm_growth(d.ckpt)
     lines = ng[ng.measure.isin(["fro", "spectral", "nuclear"])].copy()
     lines["measure"] = lines.measure.map({"fro": "‖W‖_F", "spectral": "‖W‖_2", "nuclear": "‖W‖_*"})
-    last = ng[ng.step == ng.step.max()].set_index(["size", "measure"])["mean"]
+    last = ng[ng.step == ng.step.max()].set_index(["size", "measure"])["value"]
     smallest, largest = d.sizes[0], d.sizes[-1]
     ga = sp.growth_after(d.ckpt, d.events, at="t_split")
     return {

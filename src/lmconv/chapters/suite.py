@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .. import analysis, papers, plots, profiles, summaries
+from .. import analysis, papers, plots, profiles, stats, summaries
 from .. import suites as suites_mod
 from .. import train as train_mod
 from . import Glued, section
@@ -83,9 +83,8 @@ def final_val_loss(d: SuiteData) -> pd.DataFrame:
 def training_curves(d: SuiteData) -> Glued:
     """The validation-loss figure, the final losses per size and the late-rise (overfitting) sentence."""
     val = d.val_log[d.val_log.step > 0]
-    band = summaries.across_seeds(val, "val_loss", ["size", "step"])
-    chart = plots.lines(band, "mean", "size", band_lo="min", band_hi="max", y_title="validation loss (nats/token)",
-                        tooltip=["size", "step", "mean", "min", "max"])
+    band = stats.band(val, "val_loss", ["size", "step"])
+    chart = plots.band_lines(band, "size", y_title="validation loss (nats/token)", width=plots.WIDTH)
     final = final_val_loss(d)
     out: Glued = {"fig_loss": chart}
     for s in d.prof.sizes:

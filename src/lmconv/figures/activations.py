@@ -28,18 +28,6 @@ def _symexp(u: np.ndarray) -> np.ndarray:
     return np.sign(u) * np.expm1(np.abs(u))
 
 
-def step_axis() -> alt.Axis:
-    """``lmconv.plots.step_axis`` with labels formatted one by one (1, 10, 100, 1k, …).
-
-    The shared axis formats its ticks with ``~s``, which Vega applies with one precision for all ticks, so
-    that on a run of 2,000 steps 1 and 10 both read "0k"; a label expression avoids that.
-    """
-    d = plots.step_axis().to_dict()
-    d.pop("format", None)
-    d["labelExpr"] = "datum.value >= 1000 ? format(datum.value / 1000, '~g') + 'k' : format(datum.value, '~g')"
-    return alt.Axis(**d)
-
-
 def dodge(steps: np.ndarray, index: np.ndarray, n: int, width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre, left and right edge (in steps) of box ``index`` of ``n`` side by side at each step, each box
     ``width`` wide in symlog units, so boxes keep one width everywhere on the axis."""
@@ -102,7 +90,7 @@ def boxes(
                 alt.Tooltip("n:Q", title="values in box"),
             ],
         )
-        x = alt.X("x:Q", scale=plots.step_scale(), axis=step_axis())
+        x = plots.step_x("x")
         ys = alt.Scale(domain=list(y_domain)) if y_domain else alt.Scale(zero=False)
         whisk = base.mark_rule().encode(x=x, y=alt.Y("min:Q", scale=ys, title=y_title), y2="max:Q")
         bar = base.mark_bar(opacity=0.75).encode(
@@ -128,47 +116,31 @@ def median_lines(
     y_domain: tuple[float, float] | None = None,
 ) -> alt.HConcatChart:
     """One panel per circuit: per size the median over seeds of the per-seed median over layers, with the
-    min–max band over seeds (``band`` as :func:`lmconv.lenses.activations.seed_band` by size, circuit, step)."""
+    min–max band over seeds (``band`` as :func:`lmconv.lenses.activations.layer_band` by size, circuit, step)."""
     panels = []
     for circuit in _order(band.circuit, list(CIRCUIT_TITLES)):
         d = band[band.circuit == circuit]
         panels.append(
-            _lines(d, "median", "size", y_title, sizes, width, height, y_domain, CIRCUIT_TITLES.get(circuit, circuit))
+            _lines(d, "size", y_title, sizes, (width, height), y_domain, CIRCUIT_TITLES.get(circuit, circuit))
         )
     return alt.hconcat(*panels)
 
 
 def _lines(
     d: pd.DataFrame,
-    y: str,
     color: str,
     y_title: str,
     order: Sequence[str] | None,
-    width: int,
-    height: int,
+    size: tuple[int, int],
     y_domain: tuple[float, float] | None,
     title: str,
-    lo: str = "min",
-    hi: str = "max",
 ) -> alt.LayerChart:
-    sort = _order(d[color], order)
-    base = alt.Chart(d).encode(
-        x=alt.X("step:Q", scale=plots.step_scale(), axis=step_axis()),
-        color=alt.Color(f"{color}:N", sort=sort, title=color),
+    """:func:`lmconv.plots.band_lines` of a band table (value, lo, hi), colours in ``order``, ``size`` (w, h)."""
+    ys = alt.Scale(domain=list(y_domain)) if y_domain else None
+    width, height = size
+    return plots.band_lines(
+        d, color, y_title=y_title, domain=_order(d[color], order), y_scale=ys, width=width, height=height, title=title
     )
-    ys = alt.Scale(domain=list(y_domain)) if y_domain else alt.Scale(zero=False)
-    line = base.mark_line(point=alt.OverlayMarkDef(size=16)).encode(
-        y=alt.Y(f"{y}:Q", title=y_title, scale=ys),
-        tooltip=[
-            f"{color}:N",
-            "step:Q",
-            alt.Tooltip(f"{y}:Q", format=".3f"),
-            alt.Tooltip(f"{lo}:Q", format=".3f"),
-            alt.Tooltip(f"{hi}:Q", format=".3f"),
-        ],
-    )
-    area = base.mark_area(opacity=0.18).encode(y=f"{lo}:Q", y2=f"{hi}:Q")
-    return alt.layer(area, line).properties(width=width, height=height, title=title)
 
 
 @builder
@@ -185,27 +157,27 @@ def layer_lines(
         for circuit in _order(d.circuit, list(CIRCUIT_TITLES)):
             g = d[(d["size"] == size) & (d.circuit == circuit)]
             title = f"{size} · {CIRCUIT_TITLES.get(circuit, circuit)}"
-            cells.append(_lines(g, "median", "layer", "CKA with final", None, width, height, (0, 1), title))
+            cells.append(_lines(g, "layer", "CKA with final", None, (width, height), (0, 1), title))
         rows.append(alt.hconcat(*cells))
     return alt.vconcat(*rows).resolve_scale(color="independent")
 
 
 @builder
 def heatmap(
-    mean: pd.DataFrame,
+    band: pd.DataFrame,
     *,
     midpoint: float,
     sizes: Sequence[str] | None = None,
     width: int = 170,
     row_height: int = 22,
 ) -> alt.VConcatChart:
-    """Layer × step heatmap of CKA (``mean`` has size, circuit, layer, step, mean, min, max over seeds).
+    """Layer × step heatmap of CKA (``band``: a band table over seeds by size, circuit, layer, step, value = mean).
 
     Colour: white at 0, green at ``midpoint``, black at 1 (the original's scale). Each cell spans from the
     symlog midpoint with the previous checkpoint to the one with the next.
     """
-    edges = cell_edges(mean.step.unique())
-    d = mean.copy()
+    edges = cell_edges(band.step.unique())
+    d = band.copy()
     d["x0"] = d.step.map(lambda s: edges[int(s)][0])
     d["x1"] = d.step.map(lambda s: edges[int(s)][1])
     colour = alt.Scale(domain=[0, midpoint, 1], range=["#ffffff", "#009E73", "#000000"], interpolate="rgb", clamp=True)
@@ -219,16 +191,16 @@ def heatmap(
                 alt.Chart(g)
                 .mark_rect()
                 .encode(
-                    x=alt.X("x0:Q", scale=plots.step_scale(), axis=step_axis()),
+                    x=plots.step_x("x0"),
                     x2="x1:Q",
                     y=alt.Y("layer:O", title="layer", sort="descending"),
-                    color=alt.Color("mean:Q", scale=colour, title="CKA"),
+                    color=alt.Color("value:Q", scale=colour, title="CKA"),
                     tooltip=[
                         "layer:O",
                         "step:Q",
-                        alt.Tooltip("mean:Q", format=".3f"),
-                        alt.Tooltip("min:Q", format=".3f", title="min over seeds"),
-                        alt.Tooltip("max:Q", format=".3f", title="max over seeds"),
+                        alt.Tooltip("value:Q", format=".3f", title="mean"),
+                        alt.Tooltip("lo:Q", format=".3f", title="min over seeds"),
+                        alt.Tooltip("hi:Q", format=".3f", title="max over seeds"),
                     ],
                 )
                 .properties(
@@ -322,7 +294,7 @@ def results_grid(
         for circuit in _order(panel.circuit, list(CIRCUIT_TITLES)):
             g = panel[(panel.circuit == circuit) & (panel.metric == metric)]
             title = f"{CIRCUIT_TITLES.get(circuit, circuit)} · {metric}"
-            cells.append(_lines(g, "median", "size", metric, sizes, width, height, None, title))
+            cells.append(_lines(g, "size", metric, sizes, (width, height), None, title))
         rows.append(alt.hconcat(*cells))
     return alt.vconcat(*rows)
 
@@ -373,8 +345,8 @@ def link_scatter(
 @builder
 def correlation_lines(corr: pd.DataFrame, *, width: int = 400, height: int = 220) -> alt.LayerChart:
     """Spearman ρ over training, one line per circuit, band = bootstrap interval; dashed line at 0."""
-    d = corr.copy()
+    d = corr.rename(columns={"rho": "value"})
     d["circuit"] = d.circuit.map(lambda c: CIRCUIT_TITLES.get(c, c))
-    chart = _lines(d, "rho", "circuit", "Spearman ρ (PER, CKA)", None, width, height, (-1, 1), "", "lo", "hi")
+    chart = _lines(d, "circuit", "Spearman ρ (PER, CKA)", None, (width, height), (-1, 1), "")
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(strokeDash=[4, 4], color="#555").encode(y="y:Q")
     return alt.layer(zero, chart)

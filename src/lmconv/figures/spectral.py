@@ -12,13 +12,7 @@ from .. import plots
 from ..provenance import builder
 
 LOG = alt.Scale(type="log")
-HALF = 380
-CONTENT = 500  # usable width of a page's main column, in pixels
-
-
-def panel_width(n: int, most: int = 300, least: int = 150) -> int:
-    """Width of each of ``n`` side-by-side panels so that together they fit the page's main column."""
-    return int(max(least, min(most, CONTENT / max(n, 1) - 30)))
+HEIGHT = 220  # the height of these chapters' line panels
 
 
 def _legend(title: str | None) -> alt.Legend:
@@ -37,56 +31,36 @@ def _facet(chart: alt.LayerChart, field: str, order: Sequence[str] | None) -> al
     return chart.facet(column=alt.Column(f"{field}:N", title=None, sort=list(order) if order is not None else None))
 
 
-# Step labels 0, 1, 10, 100, 1k: the SI format of ``plots.step_axis`` writes 1 as "0k" on a symlog scale.
-STEP_LABELS = "datum.value >= 1000 ? format(datum.value / 1000, '~g') + 'k' : format(datum.value, '~g')"
-
-
-def step_axis(title: str | None = None) -> alt.Axis:
-    """The book's symlog step axis (ticks 0, 1, 10, 100, …) with labels that stay readable."""
-    ax = plots.step_axis(title) if title else plots.step_axis()
-    return alt.Axis(title=ax.title, values=ax.values, labelExpr=STEP_LABELS)
-
-
-def _x(title: str | None = None, field: str = "step") -> alt.X:
-    return alt.X(f"{field}:Q", scale=plots.step_scale(), axis=step_axis(title))
-
-
-def _band_lines(
+def _panel_lines(
     df: pd.DataFrame,
-    color: str,
+    colour: str,
     y_title: str,
+    n_panels: int,
     *,
     y_scale: alt.Scale | None = None,
-    color_title: str | None = None,
-    dash: str | None = None,
-    width: int = HALF,
-    height: int = 220,
     sort: Sequence[str] | None = None,
 ) -> alt.LayerChart:
-    """Mean lines with a min–max band (columns step, mean, min, max and ``color``), data at the top level."""
-    col = alt.Color(f"{color}:N", sort=list(sort) if sort else None, legend=_legend(color_title or color))
-    base = alt.Chart().encode(x=_x("step (symlog)" if width < 300 else None))
-    y = alt.Y("mean:Q", title=y_title, scale=y_scale or alt.Scale(zero=False))
-    tip = [
-        "step:Q",
-        f"{color}:N",
-        alt.Tooltip("mean:Q", format=".4g"),
-        alt.Tooltip("min:Q", format=".4g"),
-        alt.Tooltip("max:Q", format=".4g"),
-    ]
-    enc = {"y": y, "tooltip": tip, "color": col}
-    if dash:
-        enc["strokeDash"] = alt.StrokeDash(f"{dash}:N")
-    line = base.mark_line(point=alt.OverlayMarkDef(size=14)).encode(**enc)
-    band = base.mark_area(opacity=0.18).encode(y="min:Q", y2="max:Q", color=col)
-    return alt.layer(band, line, data=df).properties(width=width, height=height)
+    """:func:`lmconv.plots.band_lines` as these chapters draw it: colours in ``sort`` order (default: sorted, as
+    Vega sorts), the legend below, one of ``n_panels`` side by side (a short x title when narrow)."""
+    width = plots.panel_width(n_panels)
+    return plots.band_lines(
+        df,
+        colour,
+        y_title=y_title,
+        domain=list(sort) if sort else sorted(df[colour].unique()),
+        y_scale=y_scale,
+        legend=_legend(colour),
+        x_title="step (symlog)" if width < 300 else plots.STEP_TITLE,
+        width=width,
+        height=HEIGHT,
+    )
 
 
 @builder
 def cosine_saturation(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
-    """cos(Σ_t, Σ_T) and cos(W_t, W_T) against step, one panel per size (columns size, measure, step, mean,
-    min, max)."""
-    chart = _band_lines(df, "measure", "cosine with the final checkpoint", width=panel_width(len(sizes)))
+    """cos(Σ_t, Σ_T) and cos(W_t, W_T) against step, one panel per size (columns size, measure, step, value,
+    lo, hi: a band table)."""
+    chart = _panel_lines(df, "measure", "cosine with the final checkpoint", len(sizes))
     return _facet(chart, "size", sizes)
 
 
@@ -101,7 +75,7 @@ def delta_with_loss(
     """Per size (rows): ΔΣ (log axis, left; mean over seeds with min–max band) and the validation loss (right),
     with the median t_S (solid rule) and t_L (dashed rule) over seeds.
 
-    ``curves``: size, step, mean, min, max of the ΔΣ measure; ``val``: size, step, mean (validation loss);
+    ``curves``: size, step, value, lo, hi of the ΔΣ measure; ``val``: size, step, value (validation loss);
     ``events``: size, event ∈ {t_S, t_L}, step.
     """
     rows = []
@@ -109,39 +83,39 @@ def delta_with_loss(
         c = curves[curves["size"] == size]
         v = val[val["size"] == size]
         e = events[events["size"] == size]
-        base = alt.Chart(c).encode(x=_x())
+        base = alt.Chart(c).encode(x=plots.step_x())
         band = base.mark_area(opacity=0.2, color=plots.PALETTE[0]).encode(
-            y=alt.Y("min:Q", scale=LOG, title=f"{value_title} (log)", axis=alt.Axis(titleColor=plots.PALETTE[0])),
-            y2="max:Q",
+            y=alt.Y("lo:Q", scale=LOG, title=f"{value_title} (log)", axis=alt.Axis(titleColor=plots.PALETTE[0])),
+            y2="hi:Q",
         )
         line = base.mark_line(color=plots.PALETTE[0]).encode(
-            y=alt.Y("mean:Q", scale=LOG),
+            y=alt.Y("value:Q", scale=LOG),
             tooltip=[
                 "step:Q",
-                alt.Tooltip("mean:Q", title=value_title, format=".3g"),
-                alt.Tooltip("min:Q", format=".3g"),
-                alt.Tooltip("max:Q", format=".3g"),
+                alt.Tooltip("value:Q", title=value_title, format=".3g"),
+                alt.Tooltip("lo:Q", title="min", format=".3g"),
+                alt.Tooltip("hi:Q", title="max", format=".3g"),
             ],
         )
         loss = (
             alt.Chart(v)
             .mark_line(color=plots.PALETTE[5], point=alt.OverlayMarkDef(size=12, color=plots.PALETTE[5]))
             .encode(
-                x=_x(),
+                x=plots.step_x(),
                 y=alt.Y(
-                    "mean:Q",
+                    "value:Q",
                     title="validation loss",
                     scale=alt.Scale(zero=False),
                     axis=alt.Axis(titleColor=plots.PALETTE[5], orient="right"),
                 ),
-                tooltip=["step:Q", alt.Tooltip("mean:Q", title="val loss", format=".3f")],
+                tooltip=["step:Q", alt.Tooltip("value:Q", title="val loss", format=".3f")],
             )
         )
         rules = (
             alt.Chart(e)
             .mark_rule(color="#333", size=1.5)
             .encode(
-                x=_x(),
+                x=plots.step_x(),
                 strokeDash=alt.StrokeDash(
                     "event:N",
                     scale=alt.Scale(domain=["t_S", "t_L"], range=[[1, 0], [5, 4]]),
@@ -162,8 +136,8 @@ def kind_lines(
     df: pd.DataFrame, sizes: Sequence[str], color: str = "kind", sort: Sequence[str] | None = None
 ) -> alt.FacetChart:
     """ΔΣ rate per matrix kind (or group) against step on a log axis, one panel per size
-    (columns size, step, ``color``, mean, min, max)."""
-    chart = _band_lines(df, color, "ΔΣ per step (log)", y_scale=LOG, sort=sort, width=panel_width(len(sizes)))
+    (columns size, step, ``color``, value, lo, hi)."""
+    chart = _panel_lines(df, color, "ΔΣ per step (log)", len(sizes), y_scale=LOG, sort=sort)
     return _facet(chart, "size", sizes)
 
 
@@ -178,7 +152,7 @@ def layer_heatmap(df: pd.DataFrame, sizes: Sequence[str] | None = None) -> alt.V
             alt.Chart(d)
             .mark_rect()
             .encode(
-                x=_x(field="step_lo"),
+                x=plots.step_x("step_lo"),
                 x2="step_hi:Q",
                 y=alt.Y("row:N", sort=rows, title="matrix"),
                 color=alt.Color(
@@ -229,8 +203,8 @@ def bound_scatter(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
 @builder
 def gap_comparison(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """ΔΣ between consecutive checkpoints, raw and per step, against step (columns size, step, measure, mean,
-    min, max): with uneven checkpoint gaps the raw value grows with the gap, the rate does not."""
-    chart = _band_lines(df, "measure", "ΔΣ between checkpoints (log)", y_scale=LOG, width=panel_width(len(sizes)))
+    lo, hi: a band table): with uneven checkpoint gaps the raw value grows with the gap, the rate does not."""
+    chart = _panel_lines(df, "measure", "ΔΣ between checkpoints (log)", len(sizes), y_scale=LOG)
     return _facet(chart, "size", sizes)
 
 
@@ -246,7 +220,7 @@ def distributions(df: pd.DataFrame) -> alt.FacetChart:
             color=alt.Color("step:O", scale=alt.Scale(scheme="viridis"), legend=_legend("step")),
             tooltip=["group:N", "step:O", "rank:Q", alt.Tooltip("p:Q", format=".4g")],
         )
-        .properties(width=panel_width(2), height=240)
+        .properties(width=plots.panel_width(2), height=240)
         .facet(column=alt.Column("group:N", title=None))
     )
 
@@ -254,8 +228,8 @@ def distributions(df: pd.DataFrame) -> alt.FacetChart:
 @builder
 def norm_lines(df: pd.DataFrame, sizes: Sequence[str]) -> alt.FacetChart:
     """Norms relative to step 0 (Frobenius, spectral, nuclear), one panel per size (columns size, measure,
-    step, mean, min, max)."""
-    return _facet(_band_lines(df, "measure", "norm relative to step 0", width=panel_width(len(sizes))), "size", sizes)
+    step, value, lo, hi)."""
+    return _facet(_panel_lines(df, "measure", "norm relative to step 0", len(sizes)), "size", sizes)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,8 +256,8 @@ def arm_panels(
     arms: Sequence[str] | None = None,
 ) -> alt.FacetChart:
     """One panel per factor (schedule, weight decay, optimizer), one line per arm (the baseline in every panel);
-    columns factor, arm, step, mean, min, max; optional ``events`` (factor, arm, step) drawn as rules."""
-    x = alt.X("step:Q", title="training step (linear)") if linear_x else _x("step (symlog)")
+    columns factor, arm, step, value, lo, hi (band tables); optional ``events`` (factor, arm, step) drawn as rules."""
+    x = alt.X("step:Q", title="training step (linear)") if linear_x else plots.step_x(title="step (symlog)")
     col = alt.Color(
         "arm:N",
         scale=_arm_scale(arms, df["arm"]),
@@ -293,16 +267,16 @@ def arm_panels(
     base = alt.Chart().encode(x=x)
     line = base.mark_line().encode(
         color=col,
-        y=alt.Y("mean:Q", title=y_title, scale=y_scale or alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=y_title, scale=y_scale or alt.Scale(zero=False)),
         tooltip=[
             "arm:N",
             "step:Q",
-            alt.Tooltip("mean:Q", format=".4g"),
-            alt.Tooltip("min:Q", format=".4g"),
-            alt.Tooltip("max:Q", format=".4g"),
+            alt.Tooltip("value:Q", title="mean", format=".4g"),
+            alt.Tooltip("lo:Q", title="min", format=".4g"),
+            alt.Tooltip("hi:Q", title="max", format=".4g"),
         ],
     )
-    band = base.mark_area(opacity=0.15).encode(y="min:Q", y2="max:Q", color=col)
+    band = base.mark_area(opacity=0.15).encode(y="lo:Q", y2="hi:Q", color=col)
     layers: list = [band, line]
     data = df.assign(kind="curve")
     if events is not None and len(events):
@@ -318,7 +292,7 @@ def arm_panels(
     n = df["factor"].nunique()
     return (
         alt.layer(*layers, data=data)
-        .properties(width=panel_width(n, most=360, least=170), height=220)
+        .properties(width=plots.panel_width(n, most=360, least=170), height=220)
         .facet(column=alt.Column("factor:N", title=None, sort=["schedule", "weight decay", "optimizer"]))
     )
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import params
+from .. import params, stats
 from ..errors import LmconvError, choose
 from ..metrics import phases
 
@@ -113,16 +113,12 @@ def box_stats(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
     return out.reset_index()
 
 
-def seed_band(df: pd.DataFrame, value: str, by: Sequence[str], over: str | None = "layer") -> pd.DataFrame:
-    """Median over ``over`` within each run, then the median, min and max of those per-seed values.
-
-    Returns one row per ``by`` group with columns median, min, max, n_seeds. With ``over=None`` each row of
-    ``df`` is already one seed's value (e.g. a per-layer series).
-    """
-    by = list(by)
-    per_seed = df.groupby([*by, "seed"], sort=True)[value].median().reset_index() if over else df
-    out = per_seed.groupby(by, sort=True)[value].agg(median="median", min="min", max="max", n_seeds="count")
-    return out.reset_index()
+def layer_band(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
+    """The median over layers within each seed, then its band over seeds (:func:`lmconv.stats.band`: value =
+    median, lo–hi = min–max, n = seeds), one row per ``by`` group. Where each row of ``df`` is already one
+    seed's value (a per-layer series), call :func:`lmconv.stats.band` with ``centre="median"`` directly."""
+    per_seed = df.groupby([*by, "seed"], sort=True)[value].median().reset_index()
+    return stats.band(per_seed, value, by, centre="median")
 
 
 def thin_steps(steps: Sequence[int], min_gap: float = 0.3) -> list[int]:
@@ -449,11 +445,11 @@ def results_panel(cka_sel: pd.DataFrame, per_sel: pd.DataFrame) -> pd.DataFrame:
     """The original "results" figure as a table: per metric (CKA, PER (weights), PER (gradients)), circuit,
     size and step, the median over layers (over heads and layers for pooled attention PER) within each
     seed, then the median, min and max over seeds."""
-    parts = [seed_band(cka_sel, "cka", ["size", "circuit", "step"]).assign(metric="CKA")]
+    parts = [layer_band(cka_sel, "cka", ["size", "circuit", "step"]).assign(metric="CKA")]
     for kind, label in (("weight", "PER (weights)"), ("grad", "PER (gradients)")):
         sub = per_sel[per_sel.kind == kind].rename(columns={"per": "value"})
-        parts.append(seed_band(sub, "value", ["size", "circuit", "step"], over="layer").assign(metric=label))
-    return pd.concat(parts, ignore_index=True)[["metric", "size", "circuit", "step", "median", "min", "max", "n_seeds"]]
+        parts.append(layer_band(sub, "value", ["size", "circuit", "step"]).assign(metric=label))
+    return pd.concat(parts, ignore_index=True)[["metric", "size", "circuit", "step", *stats.BAND_COLUMNS, "n"]]
 
 
 def link_units(
@@ -546,8 +542,8 @@ def v_slice_comparison(rank: pd.DataFrame, pool: str = "pooled") -> pd.DataFrame
     for (size, kind), g in sel["split"].groupby(["size", "kind"], sort=False):
         f = sel["faithful"]
         f = f[(f["size"] == size) & (f.kind == kind)]
-        cs = seed_band(g, "per", ["step"]).set_index("step")["median"]
-        cf = seed_band(f, "per", ["step"]).set_index("step")["median"]
+        cs = layer_band(g, "per", ["step"]).set_index("step")["value"]
+        cf = layer_band(f, "per", ["step"]).set_index("step")["value"]
         rows.append(
             {
                 "size": size,

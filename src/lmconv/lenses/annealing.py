@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import analysis, params, paths, profiles
+from .. import analysis, params, paths, profiles, stats
 from ..errors import LmconvError
 from ..metrics import phases
 
@@ -146,8 +146,8 @@ def splice(parent: pd.DataFrame, branch: pd.DataFrame, step: int) -> pd.DataFram
 
 def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (arm, size, step): mean, min and max of KL over seed pairs, E[conv] = −mean, and mean/KL at step 0."""
-    g = curves.groupby(["arm", "size", "step"], as_index=False, observed=True).kl.agg(["mean", "min", "max", "count"])
-    g = g.rename(columns={"mean": "kl", "min": "kl_min", "max": "kl_max", "count": "pairs"})
+    g = stats.band(curves, "kl", ["arm", "size", "step"])
+    g = g.rename(columns={"value": "kl", "lo": "kl_min", "hi": "kl_max", "n": "pairs"})
     first = g.sort_values("step").groupby(["arm", "size"]).kl.transform("first")
     g["kl_rel"] = g.kl / first
     g["conv"], g["conv_lo"], g["conv_hi"] = -g.kl, -g.kl_max, -g.kl_min

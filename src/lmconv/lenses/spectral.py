@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from .. import params, profiles
+from .. import params, profiles, stats
 from ..errors import LmconvError
 from ..metrics import phases, spectrum
 from ..neox import ATTENTION_KINDS, EMBED_KINDS, MLP_KINDS, parse_matrix_name
@@ -545,7 +545,7 @@ def pick_steps(steps: Sequence[int], n: int = 6) -> list[int]:
 
 def norm_growth(ckpt: pd.DataFrame, kinds: Sequence[str] = (*ATTENTION_KINDS, *MLP_KINDS)) -> pd.DataFrame:
     """Norms relative to step 0 (``‖W_t‖ / ‖W_0‖`` for the Frobenius, spectral and nuclear norm), mean over
-    layer matrices, then over seeds (band)."""
+    layer matrices, then a band over seeds (:func:`lmconv.stats.band`: value = mean, lo–hi = min–max)."""
     d = ckpt[ckpt.kind.isin(kinds)].copy()
     first = d.groupby(["family", "size", "seed", "matrix"]).step.transform("min")
     for col in ("fro", "spectral", "nuclear"):
@@ -555,7 +555,7 @@ def norm_growth(ckpt: pd.DataFrame, kinds: Sequence[str] = (*ATTENTION_KINDS, *M
         ["fro", "spectral", "nuclear", "cos_init", "rel_change_init"]
     ].mean()
     long = per_run.melt(id_vars=[*RUN, "step"], var_name="measure", value_name="value")
-    return long.groupby(["family", "size", "measure", "step"]).value.agg(["mean", "min", "max"]).reset_index()
+    return stats.band(long, "value", ["family", "size", "measure", "step"])
 
 
 def heatmap_table(deltas: pd.DataFrame, bins: int = 24) -> pd.DataFrame:
@@ -846,11 +846,6 @@ def window_ratio(curves: pd.DataFrame, profile: profiles.Profile, decay_fraction
 # ---------------------------------------------------------------------------------------------------------
 # small aggregations for the charts
 # ---------------------------------------------------------------------------------------------------------
-
-
-def seed_band(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
-    """Mean, min and max of ``value`` over the rows of each ``by`` group (e.g. over seeds)."""
-    return df.groupby(list(by), sort=False)[value].agg(["mean", "min", "max"]).reset_index()
 
 
 def log_bin(df: pd.DataFrame, values: Sequence[str], by: Sequence[str], bins: int = 40) -> pd.DataFrame:
