@@ -427,6 +427,27 @@ def test_a_gap_is_trained_from_the_latest_saved_state_before_it(capsys):
         assert tree_hashes(root) == ref, gone
 
 
+def test_analysis_names_the_runs_that_lack_checkpoints(smoke_suite, tmp_path, monkeypatch):
+    from lmconv import analysis
+
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    root = paths.suite_dir("smoke")
+    shutil.copytree(smoke_suite.source.root, root, copy_function=os.link)  # hard links: nothing copied
+    shutil.rmtree(root / "lmconv-s-seed2" / "step32")
+    (root / "lmconv-xs-seed3" / "step96" / "checksums.json").unlink()  # the final step of one seed (CKA's reference)
+    with pytest.raises(LmconvError, match="missing checkpoints") as e:
+        analysis.run("smoke", progress=False)
+    assert e.value.problem.endswith(": lmconv-xs-seed3 lacks step 96; lmconv-s-seed2 lacks step 32")
+    assert "lmconv-s-seed1" not in e.value.problem and e.value.fix.startswith("lmconv train --profile smoke")
+    suite = analysis.Suite.open("smoke")
+    assert analysis.analysed_steps(suite, "lmconv", ["s", "xs"], [1, 2, 3], [16, 80]) == [16, 80]
+    with pytest.raises(LmconvError) as e:
+        analysis.analysed_steps(suite, "lmconv", ["s"], [1, 2], [16, 32])
+    assert e.value.problem.endswith("checkpoints: lmconv-s-seed2 lacks step 32")
+    with pytest.raises(LmconvError, match=r"unknown step 33"):
+        analysis.analysed_steps(suite, "lmconv", ["s"], [1, 2], [33])
+
+
 def test_a_first_run_that_stops_before_step_0_does_not_pin_the_profile_version(monkeypatch):
     prof = _tiny("tinyfirst")
     root = paths.suite_dir(prof.name)
