@@ -5,6 +5,8 @@ drawn by a generator seeded with ``(seed, t)``, so it needs no saved RNG state. 
 weights are written (``save_pretrained``, safetensors) into ``step{N}/`` by an atomic rename, then the resume
 state (optimizer state and logs up to that step) likewise. Rerunning the command after a kill continues from
 the last complete checkpoint and ends with files identical to an uninterrupted run (at the same thread count).
+A run counts as complete only with every scheduled checkpoint on disk: one that lost a checkpoint trains again
+from the latest saved state before it (or from step 0) and writes the same files.
 """
 
 from __future__ import annotations
@@ -355,7 +357,7 @@ def verify_checkpoint(folder: Path, why: str, fix: str) -> None:
 
 
 def _checkpoint_present(folder: Path) -> bool:
-    """Whether ``folder`` holds a written checkpoint: its ``checksums.json`` and every file that lists (not hashed)."""
+    """Whether ``folder`` holds a written checkpoint: its ``checksums.json`` and every file it lists (unhashed)."""
     try:
         sums = read_json(folder / "checksums.json")
     except (OSError, ValueError):
