@@ -233,7 +233,7 @@ def test_resume_verifies_the_checkpoint_it_starts_from(tiny_reference, monkeypat
     prof = _tiny("tinycorrupt")
     run = paths.suite_dir(prof.name) / "lmconv-xs-seed1"
     with monkeypatch.context() as m:
-        _kill(m, train, "save_state", after=lambda _run, step, *a: step == 32)
+        _kill(m, train, "save_state", after=lambda _run, tr: tr.step == 32)
         with pytest.raises(Killed):
             train.train_profile(prof, progress=False)
     assert train.load_state(run) == 32
@@ -296,7 +296,7 @@ def test_a_kill_between_the_renames_of_a_state_loses_nothing(tiny_reference, mon
     assert not (run / "resume").exists() and (run / ".resume.old" / "state.json").exists()
     saved: list[int] = []
     with monkeypatch.context() as m:  # the rerun goes on from step 16, not from step 0
-        _kill(m, train, "save_state", before=lambda _run, step, *a: saved.append(step) is None)
+        _kill(m, train, "save_state", before=lambda _run, tr: saved.append(tr.step) is None)
         with pytest.raises(Killed):
             train.train_profile(prof, progress=False)
     assert saved == [32]
@@ -362,3 +362,109 @@ def test_arms_sizes_and_seeds_listed_twice_are_refused(smoke_profile):
         train.train_profile(smoke_profile, seeds=[1, 1, 2], progress=False)
     with pytest.raises(LmconvError, match=r"size 'xs' listed more than once"):
         train.train_profile(smoke_profile, sizes=["xs", "xs"], progress=False)
+
+
+def _count_steps(m: pytest.MonkeyPatch) -> list[int]:
+    """Record the step each training step starts from."""
+    taken: list[int] = []
+    real = train._train_step
+    m.setattr(train, "_train_step", lambda run, data, tr: taken.append(tr.step) or real(run, data, tr))
+    return taken
+
+
+def test_a_corrupt_checkpoint_of_a_finished_run_is_trained_again_as_its_error_says(tiny_reference, capsys):
+    prof = _tiny("tinygap")
+    run = train.train_profile(prof, progress=False) / "lmconv-xs-seed1"
+    weights = run / "step16" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])  # truncated
+    with pytest.raises(LmconvError, match=r"xs-seed1/step16: model\.safetensors does not match") as e:
+        suites.LocalSource(run.parent).load_model(suites.CheckpointRef("lmconv", "xs", 1, 16))
+    assert e.value.fix.startswith(f"delete {run / 'step16'}, then rerun `lmconv train`")
+    assert "from step 0 when none is kept" in e.value.fix
+    shutil.rmtree(run / "step16")
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as m:  # the repair is resumable too: kill it once on the way
+        _kill(m, train, "save_state", after=lambda _run, tr: tr.step == 8)
+        with pytest.raises(Killed):
+            train.train_profile(prof, progress=False)
+    assert "lmconv-xs-seed1: checkpoint step16 missing; training it again from step 0" in capsys.readouterr().err
+    with pytest.MonkeyPatch.context() as m:
+        taken = _count_steps(m)
+        train.train_profile(prof, progress=False)
+    assert taken[0] == 8 and tree_hashes(run) == tiny_reference[1]
+    # the run lacking a listed file of its final checkpoint is not finished either (the fix of "lacks")
+    (run / "step48" / "config.json").unlink()
+    with pytest.raises(LmconvError, match=r"lacks config\.json") as e:
+        suites.LocalSource(run.parent).load_model(suites.CheckpointRef("lmconv", "xs", 1, 48))
+    assert e.value.fix.startswith("rerun `lmconv train`")
+    train.train_profile(prof, progress=False)
+    assert tree_hashes(run) == tiny_reference[1]
+
+
+def test_a_gap_is_trained_from_the_latest_saved_state_before_it(capsys):
+    wsd = {"schedule": {"kind": "wsd", "decay_fraction": 0.5, "final_ratio": 0.0}}
+    arms = {"constant": {}, "wsd": wsd | {"branch_from": {"arm": "constant", "step": 16}}}
+    prof = _tiny("tinygaps", arms, steps=32, schedule={"kind": "constant", "warmup": 8})  # steps 0 1 2 4 8 16 32
+    root = train.train_profile(prof, progress=False)
+    ref = tree_hashes(root)
+    const, branched = root / "constant-xs-seed1", root / "wsd-xs-seed1"
+    cases = [  # (checkpoints deleted, the first step trained again, the state it starts from)
+        ([const / "step32"], 16, "the saved state of step 16"),  # kept at the branch point
+        ([const / "step8", const / "step32"], 0, "step 0"),  # the gap lies before every kept state
+        ([branched / "step32"], 16, "the saved state of step 16"),  # the branch starts from constant's state
+        ([branched / "step8"], None, None),  # shared history: linked again from constant, nothing trained
+    ]
+    for gone, first, where in cases:
+        for folder in gone:
+            shutil.rmtree(folder)
+        capsys.readouterr()
+        with pytest.MonkeyPatch.context() as m:
+            taken = _count_steps(m)
+            train.train_profile(prof, progress=False)
+        assert (taken[0] if taken else None) == first, gone
+        err = capsys.readouterr().err
+        assert (f"training it again from {where}" in err) if where else "training it again" not in err
+        assert tree_hashes(root) == ref, gone
+
+
+def test_analysis_names_the_runs_that_lack_checkpoints(smoke_suite, tmp_path, monkeypatch):
+    from lmconv import analysis
+
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    root = paths.suite_dir("smoke")
+    shutil.copytree(smoke_suite.source.root, root, copy_function=os.link)  # hard links: nothing copied
+    shutil.rmtree(root / "lmconv-s-seed2" / "step32")
+    (root / "lmconv-xs-seed3" / "step96" / "checksums.json").unlink()  # the final step of one seed (CKA's reference)
+    with pytest.raises(LmconvError, match="missing checkpoints") as e:
+        analysis.run("smoke", progress=False)
+    assert e.value.problem.endswith(": lmconv-xs-seed3 lacks step 96; lmconv-s-seed2 lacks step 32")
+    assert "lmconv-s-seed1" not in e.value.problem and e.value.fix.startswith("lmconv train --profile smoke")
+    suite = analysis.Suite.open("smoke")
+    assert analysis.analysed_steps(suite, "lmconv", ["s", "xs"], [1, 2, 3], [16, 80]) == [16, 80]
+    with pytest.raises(LmconvError) as e:
+        analysis.analysed_steps(suite, "lmconv", ["s"], [1, 2], [16, 32])
+    assert e.value.problem.endswith("checkpoints: lmconv-s-seed2 lacks step 32")
+    with pytest.raises(LmconvError, match=r"unknown step 33"):
+        analysis.analysed_steps(suite, "lmconv", ["s"], [1, 2], [33])
+
+
+def test_a_first_run_that_stops_before_step_0_does_not_pin_the_profile_version(monkeypatch):
+    prof = _tiny("tinyfirst")
+    root = paths.suite_dir(prof.name)
+
+    def too_big(*_a, **_k):
+        raise RuntimeError("not enough memory for size xs")  # the user's typo in a size
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "init_model", too_big)
+        with pytest.raises(RuntimeError, match="not enough memory"):
+            train.train_profile(prof, progress=False)
+    assert not list(root.glob("*/step*"))
+    fixed = _tiny("tinyfirst", fresh=False, lr=2.0e-3)  # the YAML, corrected
+    assert fixed.sha256 != prof.sha256
+    train.train_profile(fixed, progress=False)
+    assert io.read_json(root / "suite.json")["profile_sha256"] == fixed.sha256
+    assert io.read_json(root / "profile.json") == fixed.raw
+    # a suite that holds checkpoints still refuses another version of its profile
+    with pytest.raises(LmconvError, match="trained from a different version of profile 'tinyfirst'"):
+        train.train_profile(prof, progress=False)

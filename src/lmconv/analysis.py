@@ -113,6 +113,34 @@ def _resolve(values, allowed, kind: str, profile: str) -> list:
     return out
 
 
+def analysed_steps(suite: Suite, family: str, sizes: list[str], seeds: list[int], steps=None) -> list[int]:
+    """The checkpoint steps to analyse: ``steps`` (default: every step of the profile's schedule), all of which
+    every run of ``sizes`` × ``seeds`` must hold; a clear error naming the runs that lack some."""
+    prof = suite.profile
+    wanted = _resolve(steps, prof.checkpoint_steps(family), "step", prof.name)
+    if not wanted:
+        raise LmconvError("no checkpoint steps to analyse", "pass at least one step (or none, for all of them)")
+    lacking = {}
+    for size in sizes:
+        for seed in seeds:
+            held = set(suite.source.steps(family, size, seed))
+            if gone := [st for st in wanted if st not in held]:
+                lacking[suites.format_run(family, size, seed)] = gone
+    if lacking:
+        listed = "; ".join(f"{run} lacks step{'s' * (len(gone) > 1)} {_few(gone)}" for run, gone in lacking.items())
+        raise LmconvError(
+            f"the {prof.name!r} suite in {suite.source.root} is missing checkpoints: {listed}",
+            f"lmconv train --profile {prof.name}   (it trains the missing checkpoints again)",
+        )
+    return wanted
+
+
+def _few(values: list, n: int = 8) -> str:
+    """``values`` written out, the first ``n`` of them when there are more."""
+    shown = ", ".join(str(v) for v in values[:n])
+    return shown + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
 def run(
     profile: str = "default",
     arm: str | None = None,
@@ -138,10 +166,7 @@ def run(
     seeds = _resolve(seeds, src.seeds(family, sizes[0]), "seed", prof.name)
     if len(seeds) < 2:
         raise LmconvError("cross-seed analyses need at least two seeds", "pass two or more seeds")
-    common = sorted(set.intersection(*(set(src.steps(family, s)) for s in sizes)))
-    steps = _resolve(steps, common, "step", prof.name)
-    if not steps:
-        raise LmconvError(f"the sizes {sizes} share no checkpoint steps", "train the suite to the end")
+    steps = analysed_steps(suite, family, sizes, seeds, steps)
     ref0 = suites.CheckpointRef(family, sizes[0], seeds[0], steps[-1])
     all_refs = [suites.CheckpointRef(family, s, k, steps[-1]) for s in sizes for k in seeds]
     suites.check_same_tokenizer(src, all_refs)

@@ -54,6 +54,10 @@ KNOWN_BAD_REVISIONS: dict[str, dict] = {
 RUN_FINISHED = "run.json"  # written last when a run ends, after its logs: the one sign that a run is finished
 _RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
 _STEP = re.compile(r"^step(?P<step>\d+)$")
+_RETRAIN_STEP = (  # what lmconv.train does with a run that lacks a scheduled checkpoint
+    "rerun `lmconv train` with the suite's profile: it trains that run again from its last saved state before "
+    "the step (from step 0 when none is kept) and writes the same files"
+)
 
 
 @dataclass(frozen=True, order=True)
@@ -234,11 +238,11 @@ class LocalSource:
         for name, sha in self.checksums(ref).items():
             f = folder / name
             if not f.exists():
-                raise LmconvError(f"checkpoint {ref} lacks {name} ({folder})", "retrain it: lmconv train (resumes)")
+                raise LmconvError(f"checkpoint {ref} lacks {name} ({folder})", _RETRAIN_STEP)
             if self._shas.get(f) != sha and sha256_file(f) != sha:
                 raise LmconvError(
                     f"checkpoint {ref}: {name} does not match its recorded sha256 (corrupt or truncated)",
-                    f"delete {folder} and rerun `lmconv train` with the same profile; it retrains that step",
+                    f"delete {folder}, then {_RETRAIN_STEP}",
                 )
             self._shas[f] = sha
 

@@ -5,17 +5,21 @@ drawn by a generator seeded with ``(seed, t)``, so it needs no saved RNG state. 
 weights are written (``save_pretrained``, safetensors) into ``step{N}/`` by an atomic rename, then the resume
 state (optimizer state and logs up to that step) likewise. Rerunning the command after a kill continues from
 the last complete checkpoint and ends with files identical to an uninterrupted run (at the same thread count).
+A run counts as complete only with every scheduled checkpoint on disk: one that lost a checkpoint trains again
+from the latest saved state before it (or from step 0) and writes the same files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -237,14 +241,82 @@ def _state_files(opts: list[torch.optim.Optimizer]) -> dict:
     return {f"optimizer{i}": o.state_dict() for i, o in enumerate(opts)}
 
 
-def save_state(
-    run_dir: Path, step: int, opts: list[torch.optim.Optimizer], log: RunLog, names: list[str], seconds: float
-) -> None:
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a profile's suite: its arm, size and seed, in the suite folder ``root``."""
+
+    profile: Profile
+    arm: Arm
+    size: Size
+    seed: int
+    root: Path
+
+    @property
+    def dir(self) -> Path:
+        return self.root / format_run(self.arm.family, self.size.name, self.seed)
+
+    @property
+    def settings(self) -> TrainSettings:
+        return self.arm.train
+
+    @cached_property
+    def checkpoints(self) -> frozenset[int]:
+        """The steps whose checkpoints the run keeps (the profile's schedule)."""
+        return frozenset(self.profile.checkpoint_steps(self.arm.family))
+
+    @cached_property
+    def branch_points(self) -> frozenset[int]:
+        """Steps where other arms branch off this run: their resume states are kept, in ``resume-step{N}``."""
+        arms = self.profile.arms.values()
+        return frozenset(int(b["step"]) for a in arms if (b := a.train.branch_from) and b["arm"] == self.arm.family)
+
+    @property
+    def branch_source(self) -> tuple[Path, int] | None:
+        """The run this one branches from, and the step, for a branched arm."""
+        b = self.settings.branch_from
+        return (self.root / format_run(b["arm"], self.size.name, self.seed), int(b["step"])) if b else None
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """A resume state on disk: its step, its folder, and the run folder that holds the checkpoint of that step."""
+
+    step: int
+    folder: Path
+    run_dir: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run_dir / format_revision(self.step)
+
+
+@dataclass
+class Training:
+    """A run in progress: model and optimizers at ``step``, the logs so far, and the wall time spent before."""
+
+    model: torch.nn.Module
+    opts: list[torch.optim.Optimizer]
+    log: RunLog
+    step: int
+    spent: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @cached_property
+    def names(self) -> list[str]:
+        return list(neox.matrices(self.model))
+
+    def seconds(self) -> float:
+        """Wall time spent training the run, this process and earlier ones together."""
+        return self.spent + time.perf_counter() - self.started
+
+
+def save_state(run_dir: Path, tr: Training) -> None:
+    """Write the resume state of ``tr`` (optimizers, logs, step) to ``run_dir/resume`` in one rename."""
     with atomic_dir(run_dir / STATE_DIR) as tmp:
-        torch.save(_state_files(opts), tmp / "optimizer.pt")
-        log.write(tmp, names)
-        write_json(tmp / "state.json", {"step": step})
-        write_json(tmp / "timing.json", {"seconds": round(seconds, 1)})  # wall time so far (not deterministic)
+        torch.save(_state_files(tr.opts), tmp / "optimizer.pt")
+        tr.log.write(tmp, tr.names)
+        write_json(tmp / "state.json", {"step": tr.step})
+        write_json(tmp / "timing.json", {"seconds": round(tr.seconds(), 1)})  # wall time so far (not deterministic)
 
 
 def load_state(run_dir: Path) -> int | None:
@@ -258,9 +330,13 @@ def state_complete(folder: Path, step: int) -> bool:
     return all((folder / f).is_file() for f in files) and read_json(folder / "state.json").get("step") == step
 
 
+def _branch_state_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"{STATE_DIR}-step{step}"
+
+
 def _keep_branch_state(run_dir: Path, step: int) -> None:
     """Copy the resume state of ``step`` to ``resume-step{step}``, where branched arms start, in one rename."""
-    with atomic_dir(run_dir / f"{STATE_DIR}-step{step}") as tmp:
+    with atomic_dir(_branch_state_dir(run_dir, step)) as tmp:
         shutil.copytree(run_dir / STATE_DIR, tmp, dirs_exist_ok=True)
 
 
@@ -280,147 +356,238 @@ def verify_checkpoint(folder: Path, why: str, fix: str) -> None:
         raise LmconvError(f"{problem}; {why}", fix)
 
 
-def train_run(
-    profile: Profile, arm: Arm, size: Size, seed: int, data: TrainData, root: Path, progress: bool = True
-) -> Path:
+def _checkpoint_present(folder: Path) -> bool:
+    """Whether ``folder`` holds a written checkpoint: its ``checksums.json`` and every file it lists (unhashed)."""
+    try:
+        sums = read_json(folder / "checksums.json")
+    except (OSError, ValueError):
+        return False
+    return all((folder / name).is_file() for name in sums)
+
+
+def missing_checkpoints(run: RunSpec) -> list[int]:
+    """The scheduled checkpoint steps of ``run`` that are not on disk."""
+    return sorted(s for s in run.checkpoints if not _checkpoint_present(run.dir / format_revision(s)))
+
+
+def broken_branch_points(run: RunSpec) -> list[int]:
+    """Branch points of ``run`` whose saved state is lost or incomplete (rebuilt by training past them again)."""
+    return sorted(k for k in run.branch_points if not state_complete(_branch_state_dir(run.dir, k), k))
+
+
+def run_complete(run: RunSpec) -> bool:
+    """Whether ``run`` is finished with every scheduled checkpoint and every kept branch state on disk."""
+    return run_finished(run.dir) and not missing_checkpoints(run) and not broken_branch_points(run)
+
+
+def _own_states(run: RunSpec) -> list[SavedState]:
+    """The run's saved states: its latest (``resume``) and those kept at branch points, latest first."""
+    states = [
+        SavedState(k, _branch_state_dir(run.dir, k), run.dir)
+        for k in run.branch_points
+        if state_complete(_branch_state_dir(run.dir, k), k)
+    ]
+    if (step := load_state(run.dir)) is not None:
+        states.append(SavedState(step, run.dir / STATE_DIR, run.dir))
+    return sorted(states, key=lambda st: (-st.step, st.folder.name != STATE_DIR))
+
+
+def _branch_start(run: RunSpec, limit: float) -> SavedState:
+    """The state a branched arm starts from: its source run's, at the branch point (which must be whole)."""
+    src_run, step = run.branch_source
+    folder = _branch_state_dir(src_run, step)
+    if step >= limit:
+        problem = f"shares the checkpoints up to step {step} with {src_run.name}, which lacks some of them"
+    elif not state_complete(folder, step):
+        problem = f"branches from {src_run.name} at step {step}, which has no complete saved state ({folder})"
+    else:
+        return SavedState(step, folder, src_run)
+    raise LmconvError(
+        f"arm {run.arm.family} {problem}",
+        f"train that run first (it rebuilds the state): lmconv train --profile {run.profile.name} "
+        f"--arms {run.settings.branch_from['arm']}",
+    )
+
+
+def choose_start(run: RunSpec) -> SavedState | None:
+    """The latest saved state ``run`` can go on from (None: step 0): one before its first missing checkpoint and
+    not past a lost branch point, so that training from it writes every missing file again."""
+    missing, broken = missing_checkpoints(run), broken_branch_points(run)
+    limit = min([*missing, *(k + 1 for k in broken)], default=math.inf)
+    usable = [st for st in _own_states(run) if st.step < limit]
+    start = usable[0] if usable else _branch_start(run, limit) if run.branch_source else None
+    _report_repair(run, missing, broken, start)
+    return start
+
+
+def _report_repair(run: RunSpec, missing: list[int], broken: list[int], start: SavedState | None) -> None:
+    """Say so when a finished run, or one with a gap before its last checkpoint, is trained again."""
+    reached = math.inf if run_finished(run.dir) else max(run.checkpoints.difference(missing), default=-1)
+    lost = [f"checkpoint {format_revision(m)}" for m in missing if m < reached]
+    lost += [f"the saved state of branch point {k}" for k in broken if k < reached]
+    if not lost:
+        return
+    where = f"the saved state of step {start.step}" if start else "step 0 (no saved state before the gap is kept)"
+    tqdm.write(f"{run.dir.name}: {', '.join(lost)} missing; training it again from {where}", file=sys.stderr)
+
+
+def resume_training(run: RunSpec, state: SavedState, dev: torch.device) -> Training:
+    """The model, optimizers and logs of ``state``, after checking the checkpoint it starts from."""
+    from transformers import GPTNeoXForCausalLM
+
+    fix = (
+        f"delete {state.folder} and rerun `lmconv train`: the run that state belongs to then trains again from an "
+        "earlier saved state (or from step 0) and writes the same checkpoints"
+    )
+    verify_checkpoint(state.checkpoint, f"the saved state {state.folder} resumes from that checkpoint", fix)
+    try:
+        model = GPTNeoXForCausalLM.from_pretrained(str(state.checkpoint), dtype=torch.float32, use_safetensors=True)
+        model = model.to(dev)
+        opts = make_optimizers(model, run.settings)
+        saved = torch.load(state.folder / "optimizer.pt", weights_only=True, map_location=dev)
+        for i, o in enumerate(opts):
+            o.load_state_dict(saved[f"optimizer{i}"])
+        log = RunLog.read(state.folder, state.step)
+    except Exception as e:  # weights that match their checksums but do not load, or a damaged state
+        raise LmconvError(f"cannot resume from {state.checkpoint} with the state in {state.folder}: {e}", fix) from e
+    timing = state.folder / "timing.json"
+    own = state.run_dir == run.dir  # a branched arm's time counts from its branch point
+    spent = float(read_json(timing)["seconds"]) if own and timing.exists() else 0.0
+    if state.folder == run.dir / STATE_DIR and state.step in run.branch_points:
+        _keep_branch_state(run.dir, state.step)  # the kill may have come while it was being copied
+    return Training(model, opts, log, state.step, spent)
+
+
+def fresh_training(run: RunSpec, dev: torch.device) -> Training:
+    """A new model (initialised by the seed) with fresh optimizers, at step 0."""
+    model = init_model(run.profile, run.size, run.seed).to(dev)
+    return Training(model, make_optimizers(model, run.settings), RunLog(), 0)
+
+
+def train_run(run: RunSpec, data: TrainData, progress: bool = True) -> Path:
     """Train one run to its last step, resuming from its last complete checkpoint. Returns the run folder.
 
-    One process at a time per run: a second one stops with an error naming the first (a lock in the run folder)."""
-    run_dir = root / format_run(arm.family, size.name, seed)
-    with exclusive_lock(run_dir / ".lock", f"run {run_dir}"):
-        _train_run(profile, arm, size, seed, data, root, run_dir, progress)
-    return run_dir
+    A finished run with a scheduled checkpoint (or a kept branch state) missing trains again from the latest
+    saved state before the gap, or from step 0. One process at a time per run: a second one stops with an
+    error naming the first (a lock in the run folder)."""
+    with exclusive_lock(run.dir / ".lock", f"run {run.dir}"):
+        _train_run(run, data, progress)
+    return run.dir
 
 
-def _train_run(
-    profile: Profile, arm: Arm, size: Size, seed: int, data: TrainData, root: Path, run_dir: Path, progress: bool
-) -> None:
-    s = arm.train
-    torch.set_num_threads(s.threads)
-    dev = training_device(s)
-    remove_stale_temporaries(run_dir)
-    ckpt_steps = set(profile.checkpoint_steps(arm.family))
-    keep_state = {
-        int(b["step"]) for a in profile.arms.values() if (b := a.train.branch_from) and b["arm"] == arm.family
-    }
-    # a branch point lost to a kill (or never written) is rebuilt by training this run past it again
-    broken = {k for k in keep_state if not state_complete(run_dir / f"{STATE_DIR}-step{k}", k)}
-    final = s.steps
-    if run_finished(run_dir) and (run_dir / format_revision(final) / "checksums.json").exists() and not broken:
-        shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)  # in case the kill came just before this
+def _train_run(run: RunSpec, data: TrainData, progress: bool) -> None:
+    torch.set_num_threads(run.settings.threads)
+    dev = training_device(run.settings)
+    remove_stale_temporaries(run.dir)
+    if run.branch_source:
+        src_run, step = run.branch_source
+        _link_checkpoints(src_run, run.dir, [c for c in run.checkpoints if c <= step])
+    if run_complete(run):
+        shutil.rmtree(run.dir / STATE_DIR, ignore_errors=True)  # in case the kill came just before this
         return
+    state = choose_start(run)
+    tr = resume_training(run, state, dev) if state else fresh_training(run, dev)
+    _train_steps(run, data, tr, progress)
 
-    start = load_state(run_dir)
-    if start is not None and any(k < start for k in broken):
-        start = None  # the lost branch point lies behind the resume state: train again from step 0
-    src_dir = run_dir
-    if start is None and s.branch_from:
-        src_dir = root / format_run(s.branch_from["arm"], size.name, seed)
-        start = int(s.branch_from["step"])
-        if not state_complete(src_dir / f"{STATE_DIR}-step{start}", start):
-            raise LmconvError(
-                f"arm {arm.family} branches from {src_dir.name} at step {start}, which has no complete saved state "
-                f"({src_dir / f'{STATE_DIR}-step{start}'})",
-                f"train that run first (it rebuilds the state): lmconv train --profile {profile.name} "
-                f"--arms {s.branch_from['arm']}",
-            )
-    if start is not None and src_dir != run_dir:
-        _link_checkpoints(src_dir, run_dir, [c for c in ckpt_steps if c <= start])
-    if start is not None:
-        from transformers import GPTNeoXForCausalLM
 
-        state_dir = run_dir / STATE_DIR if src_dir == run_dir else src_dir / f"{STATE_DIR}-step{start}"
-        ckpt = src_dir / format_revision(start)
-        fix = (
-            f"delete {state_dir} and rerun `lmconv train`: the run that state belongs to then trains again from its "
-            "start and writes the same checkpoints"
-        )
-        verify_checkpoint(ckpt, f"the saved state {state_dir} resumes from that checkpoint", fix)
-        try:
-            model = GPTNeoXForCausalLM.from_pretrained(str(ckpt), dtype=torch.float32, use_safetensors=True)
-            model = model.to(dev)
-            opts = make_optimizers(model, s)
-            state = torch.load(state_dir / "optimizer.pt", weights_only=True, map_location=dev)
-            for i, o in enumerate(opts):
-                o.load_state_dict(state[f"optimizer{i}"])
-            log = RunLog.read(state_dir, start)
-        except Exception as e:  # weights that match their checksums but do not load, or a damaged state
-            raise LmconvError(f"cannot resume from {ckpt} with the state in {state_dir}: {e}", fix) from e
-        timing = state_dir / "timing.json"
-        spent = float(read_json(timing)["seconds"]) if src_dir == run_dir and timing.exists() else 0.0
-        if src_dir == run_dir and start in keep_state:
-            _keep_branch_state(run_dir, start)  # the kill may have come while it was being copied
-    else:
-        model = init_model(profile, size, seed).to(dev)
-        opts = make_optimizers(model, s)
-        start, log, spent = 0, RunLog(), 0.0
-    names = list(neox.matrices(model))
-
-    t_start = time.perf_counter()
-
-    def record(step: int) -> None:
-        if (step % max(s.val_every, 1) == 0 or step in ckpt_steps) and (not log.val or log.val[-1][0] != step):
-            log.val.append((step, evaluate(model, data.val_windows)))
-        if s.spectra_every and step % s.spectra_every == 0 and (not log.spectra_steps or log.spectra_steps[-1] != step):
-            log.spectra_steps.append(step)
-            log.spectra.append(layer_spectra(model))
-        if step in ckpt_steps:
-            save_checkpoint(model, run_dir / format_revision(step), data.tokenizer_dir)
-            seconds = spent + time.perf_counter() - t_start
-            if step == final:
-                log.write(run_dir, names)
-                write_json(  # last: the run counts as finished once this exists (suites.run_finished)
-                    run_dir / RUN_FINISHED,
-                    {
-                        "steps": final,
-                        "train_seconds": round(seconds, 1),
-                        "threads": s.threads,
-                        "tokens": final * s.batch_size * profile.context,
-                    },
-                )
-                shutil.rmtree(run_dir / STATE_DIR, ignore_errors=True)
-            else:
-                save_state(run_dir, step, opts, log, names, seconds)
-            if step in keep_state:
-                _keep_branch_state(run_dir, step)
-
-    model.train()
-    if start == 0:
-        record(0)
+def _train_steps(run: RunSpec, data: TrainData, tr: Training, progress: bool) -> None:
+    """Train from ``tr.step`` to the run's last step, recording and writing checkpoints on the way."""
+    final = run.settings.steps
+    tr.model.train()
+    if tr.step == 0:
+        _record(run, data, tr)
     bar = tqdm(
         total=final,
-        initial=start,
-        desc=f"{arm.family}-{size.name}-seed{seed}",
+        initial=tr.step,
+        desc=run.dir.name,
         unit="step",
         disable=not progress,
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
-    for step in range(start, final):
-        lr_mult = s.schedule.multiplier(step, final)
-        for o in opts:
-            for g in o.param_groups:
-                g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
-        x = data.batch(seed, step, s.batch_size).to(dev)
-        loss = _lm_loss(model, x)
-        loss.backward()
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
-        for o in opts:
-            o.step()
-            o.zero_grad(set_to_none=True)
-        log.train.append((step + 1, s.lr * lr_mult, float(loss.detach()), float(gn)))
-        record(step + 1)
+    while tr.step < final:
+        loss = _train_step(run, data, tr)
+        _record(run, data, tr)
         bar.update(1)
-        if (step + 1) % 50 == 0:
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{log.val[-1][1]:.3f}", refresh=False)
+        if tr.step % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.3f}", val=f"{tr.log.val[-1][1]:.3f}", refresh=False)
     bar.close()
+
+
+def _train_step(run: RunSpec, data: TrainData, tr: Training) -> float:
+    """One optimizer step (learning rate from the schedule, batch from the seed and step); returns the loss."""
+    s, step = run.settings, tr.step
+    lr_mult = s.schedule.multiplier(step, s.steps)
+    for o in tr.opts:
+        for g in o.param_groups:
+            g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
+    x = data.batch(run.seed, step, s.batch_size).to(next(tr.model.parameters()).device)
+    out = _lm_loss(tr.model, x)
+    out.backward()
+    gn = torch.nn.utils.clip_grad_norm_(tr.model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
+    for o in tr.opts:
+        o.step()
+        o.zero_grad(set_to_none=True)
+    tr.step = step + 1
+    loss = float(out.detach())
+    tr.log.train.append((tr.step, s.lr * lr_mult, loss, float(gn)))
+    return loss
+
+
+def _record(run: RunSpec, data: TrainData, tr: Training) -> None:
+    """What step ``tr.step`` records: validation loss, spectra, and the checkpoint where one is scheduled."""
+    _record_validation(run, data, tr)
+    _record_spectra(run, tr)
+    if tr.step in run.checkpoints:
+        _write_checkpoint(run, data, tr)
+
+
+def _record_validation(run: RunSpec, data: TrainData, tr: Training) -> None:
+    val, step = tr.log.val, tr.step
+    if (step % max(run.settings.val_every, 1) == 0 or step in run.checkpoints) and (not val or val[-1][0] != step):
+        val.append((step, evaluate(tr.model, data.val_windows)))
+
+
+def _record_spectra(run: RunSpec, tr: Training) -> None:
+    every, log = run.settings.spectra_every, tr.log
+    if every and tr.step % every == 0 and (not log.spectra_steps or log.spectra_steps[-1] != tr.step):
+        log.spectra_steps.append(tr.step)
+        log.spectra.append(layer_spectra(tr.model))
+
+
+def _write_checkpoint(run: RunSpec, data: TrainData, tr: Training) -> None:
+    """The weights of ``tr.step``, then its resume state (or, at the last step, the run's logs and ``run.json``)."""
+    save_checkpoint(tr.model, run.dir / format_revision(tr.step), data.tokenizer_dir)
+    if tr.step == run.settings.steps:
+        finish_run(run, tr)
+    else:
+        save_state(run.dir, tr)
+    if tr.step in run.branch_points:
+        _keep_branch_state(run.dir, tr.step)
+
+
+def finish_run(run: RunSpec, tr: Training) -> None:
+    """Write the run's logs, then ``run.json`` (last: the run counts as finished once it exists), then drop the
+    resume state."""
+    s = run.settings
+    tr.log.write(run.dir, tr.names)
+    write_json(
+        run.dir / RUN_FINISHED,
+        {
+            "steps": s.steps,
+            "train_seconds": round(tr.seconds(), 1),
+            "threads": s.threads,
+            "tokens": s.steps * s.batch_size * run.profile.context,
+        },
+    )
+    shutil.rmtree(run.dir / STATE_DIR, ignore_errors=True)
 
 
 def _link_checkpoints(src_run: Path, dst_run: Path, steps: list[int]) -> None:
     """A branched arm shares its history with the arm it branches from: hard-link those checkpoints."""
     for step in sorted(steps):
         src, dst = src_run / format_revision(step), dst_run / format_revision(step)
-        if dst.exists() or not (src / "checksums.json").exists():
+        if _checkpoint_present(dst) or not (src / "checksums.json").exists():
             continue
         with atomic_dir(dst) as tmp:
             for f in src.iterdir():
@@ -462,6 +629,23 @@ def suite_info(profile: Profile, data: TrainData) -> dict:
     }
 
 
+def record_suite(root: Path, profile: Profile, data: TrainData) -> None:
+    """Write ``suite.json`` and ``profile.json`` for a suite about to be trained. A suite that holds checkpoints
+    from another version of the profile is refused; one with none yet (its first run stopped before writing
+    step 0, e.g. on a bad size) takes the new version."""
+    info = suite_info(profile, data)
+    if (root / "suite.json").exists() and any(root.glob("*/step*/checksums.json")):
+        old = read_json(root / "suite.json")
+        if old["profile_sha256"] != info["profile_sha256"]:
+            raise LmconvError(
+                f"the suite in {root} was trained from a different version of profile {profile.name!r}",
+                f"delete {root} to retrain it, or set LMCONV_HOME to another folder",
+            )
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / "suite.json", info)
+    write_text(root / "profile.json", json.dumps(profile.raw, indent=1, sort_keys=True) + "\n")
+
+
 def train_profile(
     profile: Profile,
     arms: list[str] | None = None,
@@ -481,17 +665,7 @@ def train_profile(
         training_device(arm.train)  # a GPU profile on a machine without one stops before anything is written
     root = paths.suite_dir(profile.name)
     data = prepare_data(profile)
-    info = suite_info(profile, data)
-    if (root / "suite.json").exists():
-        old = read_json(root / "suite.json")
-        if old["profile_sha256"] != info["profile_sha256"]:
-            raise LmconvError(
-                f"the suite in {root} was trained from a different version of profile {profile.name!r}",
-                f"delete {root} to retrain it, or set LMCONV_HOME to another folder",
-            )
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / "suite.json", info)
-    write_text(root / "profile.json", json.dumps(profile.raw, indent=1, sort_keys=True) + "\n")
+    record_suite(root, profile, data)
     t0 = time.time()
     for arm in arm_order(profile):
         if (
@@ -502,7 +676,7 @@ def train_profile(
             continue
         for size_name in sizes or list(profile.sizes):
             for seed in seeds or list(profile.seeds):
-                train_run(profile, arm, profile.sizes[size_name], seed, data, root, progress)
+                train_run(RunSpec(profile, arm, profile.sizes[size_name], seed, root), data, progress)
     timing = root / "timing.json"
     with contextlib.suppress(Exception):
         prev = read_json(timing) if timing.exists() else {}
