@@ -14,20 +14,17 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 import transformers
 
+from . import papers
 from .errors import LmconvError, choose
 from .io import read_json, sha256_file
 
 HUB_ORG = "EleutherAI"
 HUB_FAMILY = "pythia"
-HUB_FINAL_STEP = 143000
-# The PolyPythias (van der Wal et al. 2025): sizes, seeds (0 = the original run) and the released steps.
-POLYPYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m")
-POLYPYTHIA_SEEDS = tuple(range(10))
-POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_FINAL_STEP + 1, 1000))
 transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
@@ -82,7 +79,7 @@ def format_revision(step: int) -> str:
     return f"step{int(step)}"
 
 
-def parse_revision(revision: str, final_step: int = HUB_FINAL_STEP) -> int:
+def parse_revision(revision: str, final_step: int = papers.PYTHIA_STEPS) -> int:
     """``'step512'`` → 512; ``'main'`` → the final step."""
     if revision == "main":
         return final_step
@@ -107,6 +104,28 @@ def parse_hub_repo(repo_id: str) -> tuple[str, str, int]:
     if not family or not size:
         raise LmconvError(f"{repo_id!r} is not a hub repository name", "expected {org}/{family}-{size}[-seed{k}]")
     return family, size, 0
+
+
+@runtime_checkable
+class CheckpointSource(Protocol):
+    """What the engine and the analyses ask of a source of checkpoints (:class:`LocalSource`, :class:`HubSource`):
+    whether it has a checkpoint, a cache key for its weights, the model and its tokenizer."""
+
+    def check(self, ref: CheckpointRef) -> None:
+        """Raise an ``LmconvError`` naming what is missing when the source lacks ``ref``."""
+        ...
+
+    def sha(self, ref: CheckpointRef) -> str:
+        """A key that changes whenever the checkpoint's weights do (caches are keyed by it)."""
+        ...
+
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+        """The checkpoint's model, in eval mode."""
+        ...
+
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        """The tokenizer saved with the checkpoint."""
+        ...
 
 
 @dataclass
@@ -189,7 +208,7 @@ class LocalSource:
                 )
             self._shas[f] = sha
 
-    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
         from transformers import GPTNeoXForCausalLM
 
         self.check(ref)
@@ -203,8 +222,8 @@ class LocalSource:
             raise LmconvError(f"cannot load checkpoint {ref}: {e}", f"delete {self.path(ref)} and retrain it") from e
         return model.eval()
 
-    def tokenizer_path(self, ref: CheckpointRef) -> Path:
-        return self.path(ref)
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        return transformers.AutoTokenizer.from_pretrained(str(self.path(ref)))
 
 
 @dataclass
@@ -226,9 +245,9 @@ class HubSource:
 
     def check(self, ref: CheckpointRef) -> None:
         if self.known_only and self.family == HUB_FAMILY and self.org == HUB_ORG:
-            choose("PolyPythia size", ref.size, POLYPYTHIA_SIZES)
-            choose("PolyPythia seed", ref.seed, POLYPYTHIA_SEEDS)
-            choose("PolyPythia step", ref.step, POLYPYTHIA_STEPS)
+            choose("PolyPythia size", ref.size, papers.POLYPYTHIA_SIZES)
+            choose("PolyPythia seed", ref.seed, papers.POLYPYTHIA_SEEDS)
+            choose("PolyPythia step", ref.step, papers.POLYPYTHIA_STEPS)
 
     def _kwargs(self) -> dict:
         kw: dict = {"trust_remote_code": False}
@@ -236,7 +255,7 @@ class HubSource:
             kw["cache_dir"] = str(self.cache_dir)
         return kw
 
-    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
         from transformers import GPTNeoXForCausalLM
 
         self.check(ref)
@@ -270,24 +289,17 @@ class HubSource:
         )
         return Path(folder).name
 
-    def tokenizer_path(self, ref: CheckpointRef) -> str:
-        return self.repo(ref)
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        return transformers.AutoTokenizer.from_pretrained(self.repo(ref), revision=ref.revision, **self._kwargs())
 
 
-def load_tokenizer(source: LocalSource | HubSource, ref: CheckpointRef):
-    from transformers import AutoTokenizer
-
-    kw = {"revision": ref.revision, **source._kwargs()} if isinstance(source, HubSource) else {}
-    return AutoTokenizer.from_pretrained(str(source.tokenizer_path(ref)), **kw)
-
-
-def check_same_tokenizer(source: LocalSource | HubSource, refs: list[CheckpointRef]) -> str:
+def check_same_tokenizer(source: CheckpointSource, refs: list[CheckpointRef]) -> str:
     """All checkpoints must split text identically; return the shared fingerprint or raise naming the odd one."""
     from .tokenizer import fingerprint
 
     seen: dict[str, CheckpointRef] = {}
     for ref in refs:
-        tok = load_tokenizer(source, ref)
+        tok = source.load_tokenizer(ref)
         seen.setdefault(fingerprint(tok) + f"/{len(tok)}", ref)
     if len(seen) > 1:
         a, b = list(seen.values())[:2]
