@@ -37,10 +37,10 @@ def run_training_seconds(profile: str) -> dict[str, float]:
 
 def training_seconds(profile: str) -> float:
     """A suite's training time, the one definition the book uses: the sum over its finished runs of the seconds
-    each run's training loop took (``train_seconds`` in ``<run>/run.json``: from the model's initialisation or
-    resumption to its final checkpoint, resumed segments summed; a run branched from another counts from its
-    branch point). Data preparation, model loading between runs and unfinished runs are not counted; 0.0 when no
-    run has finished."""
+    each run's training loop took (``train_seconds`` in ``<run>/run.json``: from its first step, once the model
+    is built or resumed, to its final checkpoint, evaluation, spectra and checkpoint writes included; resumed
+    segments summed; a run branched from another counts from its branch point). Not counted: data preparation,
+    building or resuming models, writing the final logs, unfinished runs. 0.0 when no run has finished."""
     return sum(run_training_seconds(profile).values())
 
 
@@ -67,7 +67,7 @@ def suite_status(profile: str) -> dict:
         "manifest_sha256": sha256_json(manifest),
         "checkpoints": len(manifest),
         "runs": runs,
-        "train_call_seconds": calls,  # wall time of each `lmconv train` call (a log, not the training time)
+        "train_call_seconds": calls,  # wall time of each `lmconv train` call: a log, not the training time
         "run_train_seconds": run_seconds,  # per run, summed over resumed segments
         "training_seconds": training_seconds(profile),  # the suite's training time
     }
