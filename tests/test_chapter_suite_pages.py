@@ -114,6 +114,8 @@ def test_status_sections(smoke_suite, tmp_path):
     names = ["smoke", *profiles.load("smoke").raw["companions"].values()]
     t = status.suites_table(d)
     assert list(t.index) == names and t.loc["smoke", "checkpoints"] > 0
+    runs = [json.loads(f.read_text())["train_seconds"] for f in paths.suite_dir("smoke").glob("*/run.json")]
+    assert t.loc["smoke", "training (min)"] == round(sum(runs) / 60, 1) and len(runs) > 0
     assert status.chapter_times(d) == "no executed chapters yet"
     executed(tmp_path, "01_suite", 12.34)
     executed(tmp_path, "status", 1.0)  # the previous build's own page: left out
@@ -194,12 +196,13 @@ def synthetic(main: profiles.Profile, anneal: profiles.Profile) -> A.AnnealData:
 @pytest.fixture(scope="module")
 def anneal_glued(home, tmp_path_factory):
     raw = profiles.load("smoke-anneal").raw
-    f = tmp_path_factory.mktemp("anneal") / "chapter-test-anneal.yaml"  # its own suite folder for timing.json
+    f = tmp_path_factory.mktemp("anneal") / "chapter-test-anneal.yaml"  # its own suite folder for run.json
     f.write_text(yaml.safe_dump(raw))
     anneal = profiles.load(f)
     root = paths.suite_dir(anneal.name)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "timing.json").write_text(json.dumps({"2026-01-01T00:00:00": 90.0, "2026-01-01T01:00:00": 30.0}))
+    for run, seconds in (("constant-s-seed1", 90.0), ("wsd-s-seed1", 30.0)):  # the training time: their sum
+        (root / run).mkdir(parents=True, exist_ok=True)
+        (root / run / "run.json").write_text(json.dumps({"steps": 96, "train_seconds": seconds}))
     dat = synthetic(profiles.load("smoke"), anneal)
     d = annealing.AnnealingData(dat, A.summarise(dat, rel_tol=0.05), A.mean_curves(dat.curves), 0.05)
     return d, page_glued(annealing, "02a_annealing", d)

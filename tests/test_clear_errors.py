@@ -70,7 +70,7 @@ def test_a_malformed_config_is_named(suite_copy):
     _rewrite(folder, "config.json", b'{"hidden_size": 6')
     src = LocalSource(suite_copy)
     with pytest.raises(LmconvError, match=r"config.json is not valid JSON|cannot load the tokenizer"):
-        suites.load_tokenizer(src, S1_96)
+        src.load_tokenizer(S1_96)
     with pytest.raises(LmconvError, match=r"config.json"):
         src.load_model(S1_96)
 

@@ -17,7 +17,7 @@ from lmconv.metrics import kl as kl_mod
 @pytest.fixture(scope="module")
 def setup(smoke_suite, tmp_path_factory):
     src = smoke_suite.source
-    tok = suites.load_tokenizer(src, suites.CheckpointRef("lmconv", "s", 1, 96))
+    tok = src.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
     pr = probe.build(tok, "brown", 512, 64, 32)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies("brown", 1024))
     cache = TableCache("engine", tmp_path_factory.mktemp("cache"))
@@ -98,7 +98,7 @@ def test_corrupt_cache_entries_are_recomputed(setup):
 
 
 def test_probe_windows_cover_each_target_once(smoke_suite):
-    tok = suites.load_tokenizer(smoke_suite.source, suites.CheckpointRef("lmconv", "s", 1, 96))
+    tok = smoke_suite.source.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
     pr = probe.build(tok, "brown", 1000, 64, 16)
     t = pr.targets
     assert len(t) == 1000 and t.target_index.is_unique

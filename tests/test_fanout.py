@@ -17,7 +17,7 @@ STEPS = [0, 4, 16, 48, 96]
 @pytest.fixture(scope="module")
 def inputs(smoke_suite):
     src = smoke_suite.source
-    tok = suites.load_tokenizer(src, suites.CheckpointRef("lmconv", "s", 1, 96))
+    tok = src.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
     pr = probe.build(tok, "brown", 512, 64, 32)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies("brown", 1024))
     return src, pr, uni

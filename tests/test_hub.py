@@ -29,7 +29,7 @@ def test_offline_hub_load_equals_local_load(smoke_suite, hub_cache, monkeypatch)
         local_model = smoke_suite.source.load_model(CheckpointRef("lmconv", "s", local_seed, step))
         with torch.no_grad():
             assert torch.equal(hub_model(x).logits, local_model(x).logits)
-    tok = suites.load_tokenizer(hub, CheckpointRef("pythia", "s", 2, 96))
+    tok = hub.load_tokenizer(CheckpointRef("pythia", "s", 2, 96))
     assert tok.eos_token == "<|endoftext|>" and len(tok) == 1024
     # "main" resolves to the final step, as step143000 does on the hub
     from transformers import GPTNeoXForCausalLM

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from lmconv import params, paths, profiles
+from lmconv import params, profiles
 from lmconv.errors import LmconvError
 from lmconv.figures import annealing as fig
 from lmconv.lenses import annealing as A
@@ -251,15 +249,6 @@ def test_companion_prefers_the_profiles_own_entry(tmp_path):
     f2.write_text(yaml.safe_dump({k: v for k, v in profiles.load("smoke").raw.items() if k != "companions"}))
     with pytest.raises(LmconvError, match="names no anneal suite"):
         A.companion(str(f2))
-
-
-def test_training_seconds_sums_the_runs(home):
-    root = paths.suite_dir("timingtest")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "timing.json").write_text(json.dumps({"2026-01-01T00:00:00": 100.5, "2026-01-01T01:00:00": 20.0}))
-    assert A.training_seconds("timingtest") == pytest.approx(120.5)
-    with pytest.raises(LmconvError):
-        A.training_seconds("no-such-suite")
 
 
 def test_parameters_are_registered():

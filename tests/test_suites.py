@@ -1,8 +1,11 @@
 """The naming contract, profiles and their checkpoint schedules, and clear errors for what a suite lacks."""
 
+import inspect
+import typing
+
 import pytest
 
-from lmconv import profiles, suites
+from lmconv import papers, profiles, suites
 from lmconv.errors import LmconvError
 from lmconv.suites import CheckpointRef
 
@@ -23,7 +26,7 @@ def test_run_names_round_trip(family, size, seed, name):
 def test_revisions():
     assert suites.format_revision(512) == "step512"
     assert suites.parse_revision("step143000") == 143000
-    assert suites.parse_revision("main") == suites.HUB_FINAL_STEP
+    assert suites.parse_revision("main") == papers.PYTHIA_STEPS
     assert suites.parse_revision("main", final_step=2000) == 2000
     with pytest.raises(LmconvError):
         suites.parse_revision("512")
@@ -44,7 +47,7 @@ def test_bad_names_are_rejected():
 
 
 def test_polypythia_steps_match_the_release():
-    steps = suites.POLYPYTHIA_STEPS
+    steps = papers.POLYPYTHIA_STEPS
     assert steps[:11] == (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
     assert steps[11] == 1000 and steps[-1] == 143000 and len(steps) == 154
 
@@ -154,3 +157,45 @@ def test_sizes_need_an_even_number_of_rotary_dimensions():
         profiles.parse(raw)
     with pytest.raises(LmconvError, match="unknown device"):
         profiles.parse(profiles.load("smoke").raw | {"train": {**profiles.load("smoke").raw["train"], "device": "tpu"}})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# one protocol for every checkpoint source
+# ---------------------------------------------------------------------------------------------------------
+
+PROTOCOL_METHODS = ("check", "sha", "load_model", "load_tokenizer")
+
+
+def test_both_sources_are_checkpoint_sources(tmp_path):
+    assert isinstance(suites.LocalSource(tmp_path), suites.CheckpointSource)
+    assert isinstance(suites.HubSource(), suites.CheckpointSource)
+
+    class Partial:  # lacks load_tokenizer: not a source
+        def check(self, ref): ...
+        def sha(self, ref): ...
+        def load_model(self, ref, dtype=None): ...
+
+    assert not isinstance(Partial(), suites.CheckpointSource)
+
+
+def test_protocol_lists_what_the_engine_calls():
+    names = {n for n, v in vars(suites.CheckpointSource).items() if inspect.isfunction(v) and not n.startswith("_")}
+    assert names == set(PROTOCOL_METHODS)
+
+
+@pytest.mark.parametrize("cls", [suites.LocalSource, suites.HubSource])
+@pytest.mark.parametrize("name", PROTOCOL_METHODS)
+def test_source_methods_have_the_protocol_signature(cls, name):
+    want, got = inspect.signature(getattr(suites.CheckpointSource, name)), inspect.signature(getattr(cls, name))
+    assert list(got.parameters) == list(want.parameters), (cls, name)
+    for p, q in zip(got.parameters.values(), want.parameters.values(), strict=True):
+        assert (p.kind, p.default, p.annotation) == (q.kind, q.default, q.annotation), (cls, name, p)
+    assert got.return_annotation == want.return_annotation, (cls, name)
+
+
+def test_engine_and_analyses_take_a_checkpoint_source():
+    from lmconv import engine
+
+    hints = typing.get_type_hints(engine.analyze)
+    assert hints["source"] is suites.CheckpointSource
+    assert typing.get_type_hints(suites.check_same_tokenizer)["source"] is suites.CheckpointSource

@@ -170,7 +170,7 @@ def run(
     ref0 = suites.CheckpointRef(family, sizes[0], seeds[0], steps[-1])
     all_refs = [suites.CheckpointRef(family, s, k, steps[-1]) for s in sizes for k in seeds]
     suites.check_same_tokenizer(src, all_refs)
-    tok = suites.load_tokenizer(src, ref0)
+    tok = src.load_tokenizer(ref0)
     pr = probe_mod.build(
         tok,
         prof.corpus,
@@ -250,7 +250,7 @@ def run_hub(
     for r in refs:
         src.check(r)
     suites.check_same_tokenizer(src, refs)
-    tok = suites.load_tokenizer(src, refs[0])
+    tok = src.load_tokenizer(refs[0])
     vocab = len(tok)
     pr = probe_mod.build(tok, corpus_spec, probe_tokens, probe_context, probe_stride)
     ids, _, _ = tok_mod.encode_documents(tok, corpus_mod.load(corpus_spec, "train"))

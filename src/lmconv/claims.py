@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import stats
+from . import papers, stats
 from .errors import LmconvError
 from .stats import Interval
 
@@ -33,7 +33,6 @@ INCONCLUSIVE: Outcome = "inconclusive"
 OUTCOMES: tuple[Outcome, ...] = (REPRODUCED, CONTRADICTED, INCONCLUSIVE)
 
 NEARLY_ALL = 0.9  # "nearly all layers": our reading, 90% of (layer, circuit) units
-WITHIN = 0.2  # "within the first 20%" of training (paper's words)
 SYNC_TOL = 0.2  # decades: two events "coincide" when their steps differ by less than a factor 10**0.2 ≈ 1.6 (ours)
 FALL_DECADES = 1.0  # "orders of magnitude": at least one decade from peak to floor (ours; [S] reports ~2)
 TREND_P = 0.05  # permutation p below which a trend over sizes counts as shown
@@ -352,7 +351,8 @@ def judge_early_stabilisation(shares: Mapping[str, Sequence[float]], *, nearly_a
 
     Reproduced when every seed of every larger size has a share ≥ ``nearly_all``; contradicted when the
     interval of every larger size's mean share lies below it; otherwise inconclusive."""
-    cid, stat = "stab.early_20pct", f"share of layers stable within the first {WITHIN:.0%} of training"
+    within = papers.CKA_STABLE_FRACTION
+    cid, stat = "stab.early_20pct", f"share of layers stable within the first {within:.0%} of training"
     if not shares:
         return missing(cid, stat, "no size was measured")
     sizes = list(shares)
@@ -361,7 +361,7 @@ def judge_early_stabilisation(shares: Mapping[str, Sequence[float]], *, nearly_a
     nums = _sizes_text({s: per[s] for s in larger}, ".0%")
     rule = (
         f"reproduced when every seed of every size but the smallest has ≥ {nearly_all:.0%} of its layers stable "
-        f"within {WITHIN:.0%}; contradicted when each such size's interval lies below {nearly_all:.0%}"
+        f"within {within:.0%}; contradicted when each such size's interval lies below {nearly_all:.0%}"
     )
     if all(min(per[s].units, default=0) >= nearly_all for s in larger):
         outcome, reason = REPRODUCED, f"nearly all layers stabilise early in {', '.join(larger)} ({nums})"

@@ -27,7 +27,7 @@ from .metrics import kl as kl_mod
 from .metrics import rank as rank_mod
 from .metrics import spectrum
 from .probe import Probe
-from .suites import CheckpointRef
+from .suites import CheckpointRef, CheckpointSource
 
 ENGINE_VERSION = 6
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
@@ -321,7 +321,7 @@ class _Pass:
     """One (family, size) over its seeds and steps: the checkpoints, the cache key of each step, and what
     every step's pass needs. Both the in-process and the Dask path run its steps in :meth:`order`."""
 
-    source: object
+    source: CheckpointSource
     family: str
     size: str
     seeds: list[int]
@@ -400,7 +400,7 @@ class _Pass:
 
 
 def analyze(
-    source,
+    source: CheckpointSource,
     family: str,
     size: str,
     seeds: Sequence[int],
@@ -483,14 +483,16 @@ def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, d
     return out
 
 
-def _remote_step(source, refs_now, refs_prev, probe, vocab, unigram_logp, options, final_state, init_state):
+def _remote_step(
+    source: CheckpointSource, refs_now, refs_prev, probe, vocab, unigram_logp, options, final_state, init_state
+):
     """One step as a Dask task: load its models (and the previous step's weights, for ΔW), run the pass."""
     models = {r.seed: source.load_model(r).to(options.device) for r in refs_now}
     prev = {"step": refs_prev[0].step, "weights": _weights_only(source, refs_prev)} if refs_prev else None
     return process_step(models, probe, vocab, unigram_logp, options, final_state, prev, init_state)
 
 
-def _init_state(source, refs: list[CheckpointRef]) -> dict:
+def _init_state(source: CheckpointSource, refs: list[CheckpointRef]) -> dict:
     return {"step": refs[0].step, "weights": _weights_only(source, refs)}
 
 
@@ -541,7 +543,7 @@ def _fill_delta(weights: pd.DataFrame, current: dict, prev: dict) -> None:
         weights.at[i, "prev_step"] = prev["step"]
 
 
-def _weights_only(source, refs: list[CheckpointRef]) -> dict[int, dict]:
+def _weights_only(source: CheckpointSource, refs: list[CheckpointRef]) -> dict[int, dict]:
     """The previous checkpoint's weight matrices, for ΔW (loaded without a forward pass)."""
     out = {}
     for r in refs:

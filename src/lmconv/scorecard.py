@@ -126,8 +126,8 @@ def _kl_evidence(res: analysis.Results, prof, rel_tol: float, pos_source: str) -
     cubes = K.pair_cubes(res.pairs, "ordered", res.probe.n_tokens)
     spreads = K.phase_spreads(cubes, rel_tol)
     targets = res.targets
-    tok = suites.load_tokenizer(
-        res.suite.source, suites.CheckpointRef(res.family, res.sizes[0], res.seeds[0], res.steps[-1])
+    tok = res.suite.source.load_tokenizer(
+        suites.CheckpointRef(res.family, res.sizes[0], res.seeds[0], res.steps[-1])
     )
     tags = K.probe_tags(prof.corpus, tok, res.probe, accuracy=False)
     ptb, upos = tags.stream_tags(pos_source)
@@ -150,7 +150,7 @@ def _kl_evidence(res: analysis.Results, prof, rel_tol: float, pos_source: str) -
 def _activation_evidence(res: analysis.Results, total: int) -> dict[str, tuple]:
     cka = act.select_cka(res.cka)
     stab = act.stabilisation(cka, total)
-    shares = act.early_shares(stab, claims.WITHIN, res.sizes)
+    shares = act.early_shares(stab, papers.CKA_STABLE_FRACTION, res.sizes)
     fractions = act.median_fractions(stab, res.sizes)
     per_layer = act.per_by_layer(res.rank)
     units = act.link_units(cka, per_layer, stab)

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from . import paths
+from .errors import LmconvError
 from .io import read_json, sha256_json
 
 
@@ -22,6 +23,25 @@ def suite_manifest(profile: str) -> dict[str, dict[str, str]]:
             if (step_dir / "checksums.json").exists():
                 manifest[f"{run.name}/{step_dir.name}"] = read_json(step_dir / "checksums.json")
     return manifest
+
+
+def run_training_seconds(profile: str) -> dict[str, float]:
+    """``{run: seconds}`` for every finished run of a suite: the ``train_seconds`` its ``run.json`` records."""
+    from .suites import RUN_FINISHED  # here: suites imports torch, which the status page needs not
+
+    root = paths.suite_dir(profile)
+    if not root.is_dir():
+        raise LmconvError(f"suite folder {root} does not exist", f"train the suite: lmconv train --profile {profile}")
+    return {p.parent.name: float(read_json(p)["train_seconds"]) for p in sorted(root.glob(f"*/{RUN_FINISHED}"))}
+
+
+def training_seconds(profile: str) -> float:
+    """A suite's training time, the one definition the book uses: the sum over its finished runs of the seconds
+    each run's training loop took (``train_seconds`` in ``<run>/run.json``: from its first step, once the model
+    is built or resumed, to its final checkpoint, evaluation, spectra and checkpoint writes included; resumed
+    segments summed; a run branched from another counts from its branch point). Not counted: data preparation,
+    building or resuming models, writing the final logs, unfinished runs. 0.0 when no run has finished."""
+    return sum(run_training_seconds(profile).values())
 
 
 def suite_status(profile: str) -> dict:
@@ -37,8 +57,8 @@ def suite_status(profile: str) -> dict:
         r["steps"] += 1
         r["last"] = max(r["last"], int(step[4:]))
     info = read_json(root / "suite.json")
-    timing = read_json(root / "timing.json") if (root / "timing.json").exists() else {}
-    run_seconds = {p.parent.name: read_json(p)["train_seconds"] for p in sorted(root.glob("*/run.json"))}
+    calls = read_json(root / "timing.json") if (root / "timing.json").exists() else {}
+    run_seconds = run_training_seconds(profile)
     return {
         "profile": profile,
         "trained": True,
@@ -47,8 +67,9 @@ def suite_status(profile: str) -> dict:
         "manifest_sha256": sha256_json(manifest),
         "checkpoints": len(manifest),
         "runs": runs,
-        "train_seconds": timing,  # wall time of each `lmconv train` invocation
+        "train_call_seconds": calls,  # wall time of each `lmconv train` call: a log, not the training time
         "run_train_seconds": run_seconds,  # per run, summed over resumed segments
+        "training_seconds": training_seconds(profile),  # the suite's training time
     }
 
 

@@ -15,20 +15,17 @@ import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
 import transformers
 
+from . import papers
 from .errors import LmconvError, choose
 from .io import read_json, sha256_file
 
 HUB_ORG = "EleutherAI"
 HUB_FAMILY = "pythia"
-HUB_FINAL_STEP = 143000
-# The PolyPythias (van der Wal et al. 2025): sizes, seeds (0 = the original run) and the released steps.
-POLYPYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m")
-POLYPYTHIA_SEEDS = tuple(range(10))
-POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, HUB_FINAL_STEP + 1, 1000))
 transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
@@ -111,7 +108,7 @@ def format_revision(step: int) -> str:
     return f"step{int(step)}"
 
 
-def parse_revision(revision: str, final_step: int = HUB_FINAL_STEP) -> int:
+def parse_revision(revision: str, final_step: int = papers.PYTHIA_STEPS) -> int:
     """``'step512'`` → 512; ``'main'`` → the final step."""
     if revision == "main":
         return final_step
@@ -136,6 +133,28 @@ def parse_hub_repo(repo_id: str) -> tuple[str, str, int]:
     if not family or not size:
         raise LmconvError(f"{repo_id!r} is not a hub repository name", "expected {org}/{family}-{size}[-seed{k}]")
     return family, size, 0
+
+
+@runtime_checkable
+class CheckpointSource(Protocol):
+    """What the engine and the analyses ask of a source of checkpoints (:class:`LocalSource`, :class:`HubSource`):
+    whether it has a checkpoint, a cache key for its weights, the model and its tokenizer."""
+
+    def check(self, ref: CheckpointRef) -> None:
+        """Raise an ``LmconvError`` naming what is missing when the source lacks ``ref``."""
+        ...
+
+    def sha(self, ref: CheckpointRef) -> str:
+        """A key that changes whenever the checkpoint's weights do (caches are keyed by it)."""
+        ...
+
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+        """The checkpoint's model, in eval mode."""
+        ...
+
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        """The tokenizer saved with the checkpoint."""
+        ...
 
 
 @dataclass
@@ -246,7 +265,7 @@ class LocalSource:
                 )
             self._shas[f] = sha
 
-    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
         from transformers import GPTNeoXForCausalLM
 
         self.check(ref)
@@ -261,8 +280,14 @@ class LocalSource:
             raise LmconvError(f"cannot load checkpoint {ref}: {e}", f"delete {self.path(ref)} and retrain it") from e
         return model.eval()
 
-    def tokenizer_path(self, ref: CheckpointRef) -> Path:
-        return self.path(ref)
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        try:
+            return transformers.AutoTokenizer.from_pretrained(str(self.path(ref)))
+        except Exception as e:  # a damaged config.json or tokenizer file
+            raise LmconvError(
+                f"cannot load the tokenizer of {ref} from {self.path(ref)}: {_first_line(e)}",
+                f"delete {self.path(ref)} and rerun `lmconv train` with the same profile",
+            ) from e
 
 
 @dataclass
@@ -285,9 +310,9 @@ class HubSource:
 
     def check(self, ref: CheckpointRef) -> None:
         if self.known_only and self.family == HUB_FAMILY and self.org == HUB_ORG:
-            choose("PolyPythia size", ref.size, POLYPYTHIA_SIZES)
-            choose("PolyPythia seed", ref.seed, POLYPYTHIA_SEEDS)
-            choose("PolyPythia step", ref.step, POLYPYTHIA_STEPS)
+            choose("PolyPythia size", ref.size, papers.POLYPYTHIA_SIZES)
+            choose("PolyPythia seed", ref.seed, papers.POLYPYTHIA_SEEDS)
+            choose("PolyPythia step", ref.step, papers.POLYPYTHIA_STEPS)
         bad = KNOWN_BAD_REVISIONS.get(self.repo(ref))
         if bad and bad["revisions"] is not None and ref.revision in bad["revisions"]:
             raise LmconvError(
@@ -307,7 +332,7 @@ class HubSource:
             kw["cache_dir"] = str(self.cache_dir)
         return kw
 
-    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32):
+    def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
         from transformers import GPTNeoXForCausalLM
 
         self.check(ref)
@@ -378,34 +403,23 @@ class HubSource:
                 "leave those steps out (--steps / -p steps), or fetch them again if the cache was filled by hand",
             )
 
-    def tokenizer_path(self, ref: CheckpointRef) -> str:
-        return self.repo(ref)
+    def load_tokenizer(self, ref: CheckpointRef) -> transformers.PreTrainedTokenizerBase:
+        try:
+            return transformers.AutoTokenizer.from_pretrained(self.repo(ref), revision=ref.revision, **self._kwargs())
+        except Exception as e:  # nothing cached offline, or a damaged tokenizer file
+            raise LmconvError(
+                f"cannot load the tokenizer of {self.repo(ref)}@{ref.revision}: {_first_line(e)}",
+                "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1",
+            ) from e
 
 
-def load_tokenizer(source: LocalSource | HubSource, ref: CheckpointRef):
-    from transformers import AutoTokenizer
-
-    kw = {"revision": ref.revision, **source._kwargs()} if isinstance(source, HubSource) else {}
-    try:
-        return AutoTokenizer.from_pretrained(str(source.tokenizer_path(ref)), **kw)
-    except LmconvError:
-        raise
-    except Exception as e:  # a damaged config.json or tokenizer file, or (hub) nothing cached offline
-        raise LmconvError(
-            f"cannot load the tokenizer of {ref} from {source.tokenizer_path(ref)}: {_first_line(e)}",
-            f"delete {source.path(ref)} and rerun `lmconv train` with the same profile"
-            if isinstance(source, LocalSource)
-            else "on a machine with no network, fill a Hugging Face cache first and set HF_HUB_OFFLINE=1",
-        ) from e
-
-
-def check_same_tokenizer(source: LocalSource | HubSource, refs: list[CheckpointRef]) -> str:
+def check_same_tokenizer(source: CheckpointSource, refs: list[CheckpointRef]) -> str:
     """All checkpoints must split text identically; return the shared fingerprint or raise naming the odd one."""
     from .tokenizer import fingerprint
 
     seen: dict[str, CheckpointRef] = {}
     for ref in refs:
-        tok = load_tokenizer(source, ref)
+        tok = source.load_tokenizer(ref)
         seen.setdefault(fingerprint(tok) + f"/{len(tok)}", ref)
     if len(seen) > 1:
         a, b = list(seen.values())[:2]

@@ -5,18 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import profiles
-from .suites import POLYPYTHIA_SIZES
-
-# Model-card shapes of the PolyPythias (van der Wal et al. 2025): layers, d_model, heads.
-POLYPYTHIA_SHAPES = {
-    "14m": (6, 128, 4),
-    "31m": (6, 256, 8),
-    "70m": (6, 512, 8),
-    "160m": (12, 768, 12),
-    "410m": (24, 1024, 16),
-}
-PYTHIA_VOCAB = 50304
+from . import papers, profiles
 
 
 def parameter_count(hidden: int, layers: int, vocab: int) -> tuple[int, int]:
@@ -48,9 +37,9 @@ def sizes_table(profile: profiles.Profile) -> pd.DataFrame:
 def polypythia_table() -> pd.DataFrame:
     """Shape and parameter counts of the PolyPythia sizes, from their model cards."""
     rows = []
-    for name in POLYPYTHIA_SIZES:
-        layers, d, heads = POLYPYTHIA_SHAPES[name]
-        total, non_emb = parameter_count(d, layers, PYTHIA_VOCAB)
+    for name in papers.POLYPYTHIA_SIZES:
+        layers, d, heads = papers.POLYPYTHIA_SHAPES[name]
+        total, non_emb = parameter_count(d, layers, papers.PYTHIA_VOCAB)
         rows.append(
             {
                 "size": name,

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown
 
-from .. import papers, profiles
+from .. import papers, profiles, status
 from ..figures import annealing as fig
 from ..lenses import annealing as A
 from . import Glued, section
@@ -50,7 +50,7 @@ def load(P: SimpleNamespace) -> AnnealingData:
 def pythia_phase() -> Glued:
     """The PolyPythias' phase (iv), from the paper's last dashed line to the final step, and their LR multiplier
     at both ends."""
-    pythia = profiles.Schedule(kind="cosine", warmup=papers.PYTHIA_WARMUP, final_ratio=A.PYTHIA_LR_FINAL_RATIO)
+    pythia = profiles.Schedule(kind="cosine", warmup=papers.PYTHIA_WARMUP, final_ratio=papers.PYTHIA_LR_FINAL_RATIO)
     iv_start = papers.KL_PHASE_LINES[-1]
     return {
         "pythia_iv_start": iv_start,
@@ -88,7 +88,7 @@ def three_schedules(d: AnnealingData) -> Glued:
         "wsd_final_ratio": d.spec("wsd").schedule.final_ratio,
         "same_tol": same_tol_text(),
         "same_until": A.identical_until(data.curves, tol=SAME_TOL),
-        "train_minutes": A.training_seconds(anneal.name) / 60,
+        "train_minutes": status.training_seconds(anneal.name) / 60,
         "train_threads": anneal.arm().train.threads,
         "n_runs": len(anneal.arms) * len(anneal.sizes) * len(anneal.seeds),
         "wsd_trained_steps": (T - S) * len(anneal.sizes) * len(anneal.seeds),

@@ -118,7 +118,7 @@ def setup(d: KLConvergenceData) -> Glued:
         "paper_tok": papers.KL_PROBE_TOKENS,
         "paper_seeds": paper_seeds,
         "paper_pairs": paper_seeds * (paper_seeds - 1),
-        "paper_final": papers.KL_FINAL_STEP,
+        "paper_final": papers.PYTHIA_STEPS,
         "tok_ratio": d.n_tok / papers.KL_PROBE_TOKENS,
     }
 
@@ -127,7 +127,7 @@ def setup(d: KLConvergenceData) -> Glued:
 def choices(d: KLConvergenceData) -> Glued:
     """The choices the paper left open: context and stride, probe documents, POS tagger, parameters."""
     r, prof = d.r, d.prof
-    tok = suites.load_tokenizer(r.suite.source, suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
+    tok = r.suite.source.load_tokenizer(suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
     tags = K.probe_tags(prof.corpus, tok, r.probe)
     acc = tags.accuracy
     return {
@@ -205,7 +205,7 @@ def _phases_of(sp: ph.KLPhaseSpread, total: int, tag: str) -> Glued:
 
 def _paper_lines(d: KLConvergenceData) -> Glued:
     """The paper's three lines, in its steps, as fractions of its training and moved to ours; our comparison."""
-    final, lines = papers.KL_FINAL_STEP, papers.KL_PHASE_LINES
+    final, lines = papers.PYTHIA_STEPS, papers.KL_PHASE_LINES
     scaled = [x * d.total / final for x in lines]
     cmp = K.paper_comparison(d.spreads, d.total)
     fractions = [c for c in cmp.columns if c.endswith("fraction")]
@@ -328,10 +328,10 @@ def in_context_learning(d: KLConvergenceData) -> Glued:
         "icl_n_matched": int(icl["n_matched"].iloc[0]),
         "icl_n_long": int(icl["n_long"].iloc[0]),
         "icl_margin": K.ICL_ONSET_MARGIN,
-        "paper_icl_long": K.PAPER_ICL_LONG,
-        "paper_icl_short": K.PAPER_ICL_SHORT,
-        "paper_icl_lo": K.PAPER_ICL_PLATEAU[0],
-        "paper_icl_hi": K.PAPER_ICL_PLATEAU[1],
+        "paper_icl_long": papers.KL_ICL_LONG,
+        "paper_icl_short": papers.KL_ICL_SHORT,
+        "paper_icl_lo": papers.KL_ICL_PLATEAU[0],
+        "paper_icl_hi": papers.KL_ICL_PLATEAU[1],
     }
     for tag, s in d.ends.items():
         onset = _icl_onset(icl, s)

@@ -59,7 +59,7 @@ def load(P: SimpleNamespace) -> PartsOfSpeechData:
     tags of ``P.pos_source``."""
     r = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, probe_tokens=P.probe_tokens, progress=False)
     n_tok = r.probe.n_tokens
-    tok = suites.load_tokenizer(r.suite.source, suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
+    tok = r.suite.source.load_tokenizer(suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
     tags = K.probe_tags(r.suite.profile.corpus, tok, r.probe)
     ptb, upos = tags.stream_tags(P.pos_source)
     return PartsOfSpeechData(

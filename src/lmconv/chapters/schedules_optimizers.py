@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, profiles, stats, summaries
+from .. import analysis, claims, papers, profiles, stats, status, summaries
 from ..figures import spectral as fig
 from ..lenses import spectral as sp
 from . import Glued, section
@@ -146,7 +146,7 @@ def setup(d: SweepData) -> Glued:
         "base_arm": d.base_arm,
         "base_wd": t0.weight_decay,
         "base_lr": t0.lr,
-        "llama_large": sp.PAPER_LLAMA_SIZES_B[1],
+        "llama_large": papers.SOSD_LLAMA_SIZES_B[1],
     }
 
 
@@ -161,7 +161,7 @@ def the_sweep(d: SweepData) -> Glued:
     t0 = d.t0
     cost = sp.step_seconds_for(d.size)
     budget = sp.sweep_budget(d.prof, cost)
-    took = sp.training_seconds(d.suite)
+    took = status.training_seconds(d.prof.name)
     branch = _branch(d)
     return {
         "tab_arms": sp.arm_table(d.prof).set_index("arm"),

@@ -51,14 +51,15 @@ def setup(d: StatusData) -> Glued:
 
 
 def suites_table(d: StatusData) -> pd.DataFrame:
-    """One row per suite: complete checkpoints, runs, manifest and profile hashes, training minutes."""
+    """One row per suite: complete checkpoints, runs, manifest and profile hashes, training minutes
+    (:func:`lmconv.status.training_seconds`; 0 for a suite not trained)."""
     return pd.DataFrame([{
         "suite": s["profile"],
         "checkpoints": s.get("checkpoints", 0),
         "runs": len(s.get("runs", {})),
         "manifest": s.get("manifest_sha256", "")[:12],
         "profile hash": s.get("profile_sha256", "")[:12],
-        "training (min)": round(sum(s.get("run_train_seconds", {}).values()) / 60, 1),
+        "training (min)": round(s.get("training_seconds", 0.0) / 60, 1),
     } for s in d.suites]).set_index("suite")
 
 

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pandas as pd
 
 from .. import analysis, papers, plots, profiles, stats, summaries
-from .. import suites as suites_mod
 from .. import train as train_mod
 from . import Glued, section
 
@@ -64,8 +63,8 @@ def what_was_trained(d: SuiteData) -> Glued:
 def polypythia(d: SuiteData) -> Glued:
     """The PolyPythias' range and schedule, and each of our sizes beside its nearest PolyPythia."""
     return {
-        "pp_smallest": suites_mod.POLYPYTHIA_SIZES[0].upper(),
-        "pp_largest": suites_mod.POLYPYTHIA_SIZES[-1].upper(),
+        "pp_smallest": papers.POLYPYTHIA_SIZES[0].upper(),
+        "pp_largest": papers.POLYPYTHIA_SIZES[-1].upper(),
         "pp_steps": papers.PYTHIA_STEPS,
         "pp_tokens_per_step": papers.PYTHIA_TOKENS_PER_STEP / 1e6,
         "tab_polypythia": summaries.nearest_polypythia(d.prof).set_index("size"),

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, scorecard, suites
+from .. import analysis, claims, papers, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
@@ -68,7 +68,7 @@ def load(P: SimpleNamespace) -> WhatConvergesFirstData:
     surprisal = K.token_cubes(r.tokens, "surprisal", n_tok)
     flabels = K.frequency_labels(r.counts, r.targets["target_id"].to_numpy())
     slabels = K.surprisal_labels(surprisal, P.surprisal_ref)
-    tok = suites.load_tokenizer(r.suite.source, suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
+    tok = r.suite.source.load_tokenizer(suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
     tags = K.probe_tags(r.suite.profile.corpus, tok, r.probe, accuracy=False)
     ptb, upos = tags.stream_tags(P.pos_source)
     fc = K.econv(cubes, "pairs", {s: flabels for s in cubes})
@@ -147,12 +147,12 @@ def by_frequency(d: WhatConvergesFirstData) -> Glued:
         "hi_bin": hi_bin,
         "lo_bin_n": int(n_in[lo_bin]),
         "hi_bin_n": int(n_in[hi_bin]),
-        "paper_label_lo": K.PAPER_FREQ_LABELS[order_f.index(lo_bin)],
-        "paper_label_hi": K.PAPER_FREQ_LABELS[order_f.index(hi_bin)],
+        "paper_label_lo": papers.KL_FREQ_LABELS[order_f.index(lo_bin)],
+        "paper_label_hi": papers.KL_FREQ_LABELS[order_f.index(hi_bin)],
         "n_quoted": len(qb),
         "third_bin": order_f[2],
         "hi_best": "is" if K.is_most_convergent(d.fc, [d.small, d.large], qb, hi_bin) else "is not",
-        "third_label": K.PAPER_FREQ_LABELS[2],
+        "third_label": papers.KL_FREQ_LABELS[2],
     }
     for tag, s in (("small", d.small), ("large", d.large)):
         out |= _frequency_size(d.fc, s, tag, {"lo": lo_bin, "hi": hi_bin})

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import params, stats
+from .. import papers, params, stats
 from ..errors import LmconvError, choose
 from ..metrics import phases
 
@@ -179,7 +179,9 @@ def stabilisation(
     return pd.DataFrame(rows, columns=[*UNIT, "step", "fraction", "stabilised", "reason"])
 
 
-def stabilisation_summary(stab: pd.DataFrame, within: float = 0.2, nearly_all: float = 0.9) -> pd.DataFrame:
+def stabilisation_summary(
+    stab: pd.DataFrame, within: float = papers.CKA_STABLE_FRACTION, nearly_all: float = 0.9
+) -> pd.DataFrame:
     """Per size and circuit: how many units stabilise, and how early.
 
     Columns: units; share_stabilised (units that stabilise at all); share_within (units whose stabilisation
@@ -214,7 +216,9 @@ def stabilisation_summary(stab: pd.DataFrame, within: float = 0.2, nearly_all: f
     return pd.DataFrame(rows)
 
 
-def early_shares(stab: pd.DataFrame, within: float = 0.2, sizes: Sequence[str] | None = None) -> dict[str, list[float]]:
+def early_shares(
+    stab: pd.DataFrame, within: float = papers.CKA_STABLE_FRACTION, sizes: Sequence[str] | None = None
+) -> dict[str, list[float]]:
     """Per size (in ``sizes`` order, default the table's), per seed: the share of (layer, circuit) units whose
     stabilisation fraction is ≤ ``within`` (the evidence of ``lmconv.claims.judge_early_stabilisation``)."""
     order = list(sizes) if sizes is not None else list(dict.fromkeys(stab["size"]))
@@ -237,7 +241,7 @@ def compare_choices(
     *,
     threshold: float = 0.9,
     min_run: int = 2,
-    within: float = 0.2,
+    within: float = papers.CKA_STABLE_FRACTION,
     circuits: Sequence[str] = ("attention",),
 ) -> pd.DataFrame:
     """How much a CKA definition matters: per choice (a dict of :func:`select_cka` arguments), circuit and size.
@@ -285,7 +289,7 @@ def threshold_sweep(
     total_steps: int,
     *,
     min_run: int = 2,
-    within: float = 0.2,
+    within: float = papers.CKA_STABLE_FRACTION,
     nearly_all: float = 0.9,
 ) -> pd.DataFrame:
     """:func:`stabilisation_summary` at each threshold: columns threshold, size, circuit, share_within,

@@ -17,23 +17,19 @@ Rules used throughout (each a choice of ours, stated in the book):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .. import analysis, params, paths, profiles, stats
+from .. import analysis, params, profiles, stats
 from ..errors import LmconvError
 from ..metrics import phases
 
 # The anneal companion of each main profile, used when the main profile names none under `companions`.
 COSINE = "cosine"  # label of the main suite's arm
 SAME_KEYS = ("corpus", "vocab_size", "context", "seeds", "probe")  # must equal the main profile's
-# PolyPythia 14m–70m: peak LR 1e-3 decays by a cosine to 1e-4 (spec "paper_kl_convergence" §2, [code]).
-PYTHIA_LR_FINAL_RATIO = 0.1
 
 params.register("anneal_profile", params.choice_param((None, *profiles.available())))
 params.register("abs_tol", params.float_param(0.0, None))
@@ -521,14 +517,6 @@ def table(summary: dict[str, dict[str, Any]]) -> pd.DataFrame:
             )
     df = pd.DataFrame(rows).astype(object)
     return df.where(df.notna(), "–")
-
-
-def training_seconds(profile: str) -> float:
-    """Wall-clock seconds spent training a suite: the sum over the runs of ``lmconv train`` in its timing.json."""
-    f = paths.suite_dir(profile) / "timing.json"
-    if not f.exists():
-        raise LmconvError(f"{f} does not exist", f"train the suite: lmconv train --profile {profile}")
-    return float(sum(json.loads(Path(f).read_text()).values()))
 
 
 def identical_until(curves: pd.DataFrame, tol: float = 1e-9) -> int:

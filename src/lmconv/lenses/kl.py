@@ -47,19 +47,6 @@ params.register("kl_table_n", params.int_param(1, 50))
 DIRECTIONS = ("ordered", "symmetric")
 BANDS = ("pairs", "seeds", "tokens")
 
-# The paper's frequency-bin labels in its code (binned_plot.py), beside the bins they actually hold (spec §5).
-PAPER_FREQ_LABELS = ("0-10", "10-100", "10^3-10^4", "10^4-10^5", "10^5-10^6", "10^6+")
-# PolyPythia learning rates (paper-plots/learning_rates.py): peak and minimum LR per size, warmup 1%, cosine.
-PYTHIA_LR = {
-    "14m": (1e-3, 1e-4),
-    "31m": (1e-3, 1e-4),
-    "70m": (1e-3, 1e-4),
-    "160m": (6e-4, 6e-5),
-    "410m": (3e-4, 3e-5),
-}
-# The paper's ICL score (run-stage/alternate_icl.py): the loss of one token with 401 vs 51 tokens of context.
-PAPER_ICL_LONG, PAPER_ICL_SHORT = 401, 51
-PAPER_ICL_PLATEAU = (0.33, 0.39)  # nats, read off the committed plot from step 2000 on, all sizes (spec §4)
 REGRESSION_CI = 0.95  # central bootstrap interval drawn for the regression coefficients
 ICL_ONSET_MARGIN = 0.05  # nats of ICL score from which we say that context helps (ours)
 UNIGRAM_SMOOTHING = inspect.signature(unigram_logprobs).parameters["smoothing"].default  # the engine's reference
@@ -364,7 +351,7 @@ def paper_comparison(spreads: dict[str, ph.KLPhaseSpread], total_steps: int) -> 
     names = ("(i)→(ii)", "(ii)→(iii)", "(iii)→(iv)")
     rows = []
     for name, line in zip(names, papers.KL_PHASE_LINES, strict=True):
-        row = {"boundary": name, "paper: step": line, "paper: fraction": line / papers.KL_FINAL_STEP}
+        row = {"boundary": name, "paper: step": line, "paper: fraction": line / papers.PYTHIA_STEPS}
         for size, sp in spreads.items():
             m = sp.mean_curve
             step = {
@@ -471,7 +458,7 @@ def lr_curves(profile: profiles.Profile, arm: str | None = None, points: int = 2
         )
     ]
     ps = np.unique(np.concatenate([[0], np.geomspace(1, papers.PYTHIA_STEPS, points).round()])).astype(int)
-    for name, (peak, minimum) in PYTHIA_LR.items():
+    for name, (peak, minimum) in papers.PYTHIA_LR.items():
         rows.append(
             pd.DataFrame(
                 {
@@ -506,7 +493,7 @@ def frequency_bin_table(labels: pd.Categorical) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "bin (true range of the count)": list(labels.categories),
-            "paper's label": list(PAPER_FREQ_LABELS),
+            "paper's label": list(papers.KL_FREQ_LABELS),
             "probe tokens": counts.to_numpy().astype(int),
         }
     ).set_index("bin (true range of the count)")

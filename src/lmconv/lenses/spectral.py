@@ -33,9 +33,6 @@ from ..neox import ATTENTION_KINDS, EMBED_KINDS, MLP_KINDS, parse_matrix_name
 
 KIND_ORDER = (*ATTENTION_KINDS, *MLP_KINDS, *EMBED_KINDS)
 ELBOW_RULES = ("steepest", "hinge", "derivative")
-# The paper's setting as the secondary reading reports it (unverified; ``lmconv.papers`` holds its ΔΣ values).
-PAPER_LOSS_START, PAPER_LOSS_END = 10.0, 4.0  # validation loss over phase I ("≈10 → ≈4.0")
-PAPER_LLAMA_SIZES_B = (0.5, 2.0)  # LLaMA sizes in billions of parameters (the largest model is 2B)
 FACTORS = ("schedule", "weight decay", "optimizer")
 
 
@@ -995,16 +992,6 @@ def step_seconds_for(size: profiles.Size) -> float:
     """The measured seconds per step of the closest measured shape (by hidden × layers)."""
     key = min(STEP_SECONDS, key=lambda k: abs(math.log(k[0] * k[1]) - math.log(size.hidden * size.layers)))
     return STEP_SECONDS[key]
-
-
-def training_seconds(suite) -> float:
-    """Total wall time of the suite's training calls (sum of the entries of ``timing.json``)."""
-    import json
-
-    f = suite.source.root / "timing.json"
-    if not f.exists():
-        return math.nan
-    return float(sum(json.loads(f.read_text(encoding="utf-8")).values()))
 
 
 def relative_norms(norms: pd.DataFrame, kinds: Sequence[str] = LAYER_KINDS) -> pd.DataFrame:
