@@ -188,7 +188,7 @@ def test_choices_and_cross_key_rules(tmp_path):
     raw["train"]["device"] = "tpu"
     rejected(tmp_path, raw, "train.device", "unknown device 'tpu'")
     raw = base() | {"seeds": [1, 2, 1]}
-    rejected(tmp_path, raw, "seeds", "[1] more than once")
+    rejected(tmp_path, raw, "seeds", "seed 1 listed more than once")
     raw = base()
     raw["probe"]["context"] = raw["context"] + 1
     rejected(tmp_path, raw, "probe.context", "longer than the models' context")

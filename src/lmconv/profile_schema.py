@@ -12,7 +12,7 @@ import difflib
 import functools
 import types
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -68,6 +68,13 @@ class Report:
         problem = Problem(key_path(path), what, fix)
         if problem not in self.problems:  # one key of `train` is checked once for every arm that inherits it
             self.problems.append(problem)
+
+    def adopt(self, path: tuple, check: Callable[..., object], *args: object) -> None:
+        """Run ``check(*args)``, a rule kept in its own module that raises LmconvError; record that at ``path``."""
+        try:
+            check(*args)
+        except LmconvError as e:
+            self.add(path, e.problem, e.fix)
 
     def validate(self, tp: Any, data: Any, path: tuple = (), implied: Iterable[str] = ()) -> Any:
         """``data`` validated as ``tp`` (a profile dataclass), or None with its problems added under ``path``.

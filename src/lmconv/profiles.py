@@ -18,7 +18,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from . import corpus, paths
-from .errors import LmconvError, choose
+from .errors import LmconvError, choose, no_repeats
 from .io import sha256_json
 from .profile_schema import (
     EXAMPLE,
@@ -44,6 +44,7 @@ ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
 # end inside the Rust tokenizer (2**32 and more abort the process) or in an embedding that fills the memory.
 MIN_VOCAB, MAX_VOCAB = 257, 2**20
 VocabSize = Annotated[int, Field(strict=True, ge=MIN_VOCAB, le=MAX_VOCAB)]
+Beta = Annotated[float, Field(strict=True, ge=0, lt=1)]  # Adam's moment decay rates
 ScheduleKind = one_of("schedule", SCHEDULES)
 Optimizer = one_of("optimizer", OPTIMIZERS)
 Device = one_of("device", DEVICES)
@@ -106,9 +107,6 @@ class Branch(TypedDict):
 
     arm: Text
     step: Count
-
-
-Beta = Annotated[float, Field(strict=True, ge=0, lt=1)]
 
 
 @closed
@@ -339,10 +337,8 @@ def _origin(profile: Profile, arm: str, *keys: str) -> tuple:
 
 def _check(report: Report, profile: Profile) -> None:
     """The rules that relate keys to one another (each key on its own is checked by its type)."""
-    seen: list[int] = []
-    repeated = sorted({s for s in profile.seeds if s in seen or seen.append(s)})
-    if repeated:
-        report.add(("seeds",), f"lists {repeated} more than once", f"list each seed once: {sorted(set(seen))}")
+    report.adopt(("seeds",), no_repeats, "seed", list(profile.seeds))
+    report.adopt(("corpus",), corpus.corpus_key, profile.corpus)
     p = profile.probe
     if p.stride > p.context:
         report.add(("probe", "stride"), f"{p.stride} exceeds probe.context {p.context}", "use stride ≤ context")
@@ -352,10 +348,6 @@ def _check(report: Report, profile: Profile) -> None:
             f"{p.context} is longer than the models' context {profile.context}",
             f"use probe.context ≤ {profile.context}",
         )
-    try:
-        corpus.corpus_key(profile.corpus)
-    except LmconvError as e:
-        report.add(("corpus",), e.problem, e.fix)
     for arm in profile.arms.values():
         _check_schedule(report, profile, arm)
         if arm.train.branch_from:
