@@ -30,10 +30,10 @@ closed = with_config(ConfigDict(extra="forbid"))
 Text = Annotated[str, Field(strict=True)]
 Count = Annotated[int, Field(strict=True, ge=0)]
 Positive = Annotated[int, Field(strict=True, ge=1)]
-Real = Annotated[float, Field(strict=True)]  # an integer is taken as a number too; text is not
 NonNegative = Annotated[float, Field(strict=True, ge=0)]
 PositiveReal = Annotated[float, Field(strict=True, gt=0)]
 Fraction = Annotated[float, Field(strict=True, ge=0, le=1)]
+# strict: text is no number (PyYAML reads 1e-3 as text) and true is no integer; a whole number is a float
 
 
 def one_of(kind: str, options: Iterable[str]) -> Any:
@@ -42,9 +42,7 @@ def one_of(kind: str, options: Iterable[str]) -> Any:
 
     def check(value: str) -> str:
         if value not in allowed:
-            raise PydanticCustomError(
-                "one_of", "unknown {kind} {value!r}", {"kind": kind, "value": value, "options": allowed}
-            )
+            raise PydanticCustomError("one_of", "unknown {kind}", {"kind": kind, "options": allowed})
         return value
 
     return Annotated[str, Field(strict=True), AfterValidator(check)]
@@ -52,6 +50,8 @@ def one_of(kind: str, options: Iterable[str]) -> Any:
 
 @dataclass(frozen=True)
 class Problem:
+    """One key that is wrong: its path (``arms.wsd.lr``), what was wrong, and how to fix it."""
+
     path: str
     what: str
     fix: str
