@@ -138,6 +138,14 @@ def test_text_where_a_number_belongs_is_rejected_with_the_yaml_spelling(tmp_path
     assert profiles.parse(raw).arm().train.lr == 1.0
 
 
+@pytest.mark.parametrize("x", [1e-3, 3e-4, 1e-8, 2.5e-05, 1e20, 0.1, 1000.0, 1.5e-07])
+def test_the_suggested_spelling_of_a_number_reads_back_as_that_number(x):
+    from lmconv import profile_schema
+
+    text = profile_schema.yaml_number(x)
+    assert yaml.safe_load(f"v: {text}")["v"] == x and isinstance(yaml.safe_load(f"v: {text}")["v"], float), text
+
+
 def test_a_huge_vocabulary_is_rejected_before_the_tokenizer_sees_it(tmp_path, monkeypatch):
     from lmconv import tokenizer
 

@@ -94,7 +94,7 @@ class Report:
         if len(self.problems) == 1:
             p = self.problems[0]
             raise LmconvError(f"{self.source}: {p.path}: {p.what}", p.fix)
-        lines = "\n".join(f"  {p.path}: {p.what} (fix: {p.fix})" for p in self.problems)
+        lines = "\n".join(f"  {p.path}: {p.what}; fix: {p.fix}" for p in self.problems)
         raise LmconvError(
             f"{self.source} has {len(self.problems)} problems:\n{lines}",
             f"correct each key as its line says; the shipped profiles (e.g. {EXAMPLE}) are worked examples",
@@ -181,7 +181,7 @@ def _type_fix(kind: str, value: Any) -> str:
             return f"write {TYPES[kind]} (without quotes)"
         if kind == "int_type" and number.is_integer():
             return f"write {int(number)} (without quotes)"
-        return f"write {yaml_number(number)}: YAML reads {value} as text (it needs a decimal point, e.g. 1.0e-3)"
+        return f"write {yaml_number(number)}: YAML reads {value} as text, a number needs a decimal point (1.0e-3)"
     if kind == "int_type" and isinstance(value, float) and value.is_integer():
         return f"write {int(value)}, without a decimal point"
     return f"write {TYPES[kind]}, as in {EXAMPLE}"
@@ -190,7 +190,7 @@ def _type_fix(kind: str, value: Any) -> str:
 def _unknown_key_fix(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     listed = ", ".join(known)
-    return f"did you mean `{close[0]}`? (known keys here: {listed})" if close else f"remove it; known keys: {listed}"
+    return f"did you mean `{close[0]}`? Known keys here: {listed}" if close else f"remove it; known keys: {listed}"
 
 
 def choice_fix(value: str, options: Iterable[str]) -> str:
@@ -198,7 +198,7 @@ def choice_fix(value: str, options: Iterable[str]) -> str:
     options = list(options)
     close = difflib.get_close_matches(value, options, n=1)
     listed = ", ".join(options)
-    return f"did you mean {close[0]!r}? (pick one of {listed})" if close else f"pick one of {listed}"
+    return f"did you mean {close[0]!r}? Pick one of {listed}" if close else f"pick one of {listed}"
 
 
 def keys_at(root: Any, loc: tuple) -> list[str]:
