@@ -11,40 +11,68 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field
+from typing_extensions import TypedDict
 
-from . import paths
-from .errors import LmconvError, choose
+from . import corpus, paths
+from .errors import LmconvError, choose, no_repeats
 from .io import sha256_json
+from .profile_schema import (
+    EXAMPLE,
+    Count,
+    Fraction,
+    NonNegative,
+    Positive,
+    PositiveReal,
+    Report,
+    Text,
+    choice_fix,
+    closed,
+    one_of,
+)
 
 SCHEDULES = ("cosine", "constant", "wsd", "step")
 OPTIMIZERS = ("adamw", "muon")
 DEVICES = ("cpu", "cuda")
+COMPANION_ROLES = ("anneal", "sweep")  # the suites a book profile may name (see companion)
 ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
+# A byte-level BPE starts from 256 byte tokens plus <|endoftext|>; a smaller vocabulary gives ids the model's
+# embedding lacks. The upper bound is far above any vocabulary trained here (Pythia's: 50,304); much larger ones
+# end inside the Rust tokenizer (2**32 and more abort the process) or in an embedding that fills the memory.
+MIN_VOCAB, MAX_VOCAB = 257, 2**20
+VocabSize = Annotated[int, Field(strict=True, ge=MIN_VOCAB, le=MAX_VOCAB)]
+Beta = Annotated[float, Field(strict=True, ge=0, lt=1)]  # Adam's moment decay rates
+ScheduleKind = one_of("schedule", SCHEDULES)
+Optimizer = one_of("optimizer", OPTIMIZERS)
+Device = one_of("device", DEVICES)
+CompanionRole = one_of("companion role", COMPANION_ROLES)
 
 
+@closed
 @dataclass(frozen=True)
 class Size:
     name: str
-    hidden: int
-    layers: int
-    heads: int
+    hidden: Positive
+    layers: Positive
+    heads: Positive
 
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
 
 
+@closed
 @dataclass(frozen=True)
 class Schedule:
-    kind: str = "cosine"
-    warmup: int = 100
-    final_ratio: float = 0.1
-    decay_fraction: float = 0.2  # wsd: share of steps spent decaying at the end
-    milestones: tuple[float, ...] = (0.8, 0.9)  # step: fractions of training where the LR drops
-    factors: tuple[float, ...] = (0.316, 0.1)  # step: LR multiplier after each milestone
+    kind: ScheduleKind = "cosine"
+    warmup: Count = 100
+    final_ratio: Fraction = 0.1
+    decay_fraction: Fraction = 0.2  # wsd: share of steps spent decaying at the end
+    milestones: tuple[Fraction, ...] = (0.8, 0.9)  # step: fractions of training where the LR drops
+    factors: tuple[NonNegative, ...] = (0.316, 0.1)  # step: LR multiplier after each milestone
 
     def multiplier(self, step: int, total: int) -> float:
         """LR multiplier used for the update that takes the weights from ``step`` to ``step + 1``."""
@@ -73,32 +101,42 @@ class Schedule:
         return round(total * (1 - self.decay_fraction))
 
 
+@closed
+class Branch(TypedDict):
+    """Where an arm starts: another arm's saved state at one of that arm's checkpoint steps."""
+
+    arm: Text
+    step: Count
+
+
+@closed
 @dataclass(frozen=True)
 class TrainSettings:
-    steps: int
-    batch_size: int
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.01
-    muon_lr: float | None = None  # Muon's peak LR; None: the AdamW LR (Muon matches AdamW's update RMS)
-    grad_clip: float = 1.0
+    steps: Positive
+    batch_size: Positive
+    optimizer: Optimizer = "adamw"
+    lr: PositiveReal = 1e-3
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    eps: PositiveReal = 1e-8
+    weight_decay: NonNegative = 0.01
+    muon_lr: PositiveReal | None = None  # Muon's peak LR; None: the AdamW LR (Muon matches AdamW's update RMS)
+    grad_clip: NonNegative = 1.0  # 0: no clipping
     schedule: Schedule = field(default_factory=Schedule)
-    threads: int = 2
-    device: str = "cpu"  # "cuda" trains (and analyses) on a GPU; the project's checks run on the CPU
-    val_every: int = 50
-    val_tokens: int = 16384
-    spectra_every: int = 0  # record singular values of every weight matrix every N steps (0: never)
-    branch_from: dict | None = None  # {"arm": name, "step": N}: start from another arm's state at step N
+    threads: Positive = 2
+    device: Device = "cpu"  # "cuda" trains (and analyses) on a GPU; the project's checks run on the CPU
+    val_every: Positive = 50
+    val_tokens: Positive = 16384
+    spectra_every: Count = 0  # record singular values of every weight matrix every N steps (0: never)
+    branch_from: Branch | None = None  # {"arm": name, "step": N}: start from another arm's state at step N
 
 
+@closed
 @dataclass(frozen=True)
 class CheckpointSchedule:
-    log_until: int = 512
-    per_octave: int = 1
-    every: int = 1000
-    extra: tuple[int, ...] = ()  # further steps to keep (e.g. where another arm branches off)
+    log_until: Positive = 512
+    per_octave: Positive = 1
+    every: Positive = 1000
+    extra: tuple[Count, ...] = ()  # further steps to keep (e.g. where another arm branches off)
 
     def steps(self, total: int) -> list[int]:
         """0, then log-spaced steps (``per_octave`` per doubling) up to ``log_until``, then every ``every``."""
@@ -118,11 +156,12 @@ class CheckpointSchedule:
         return sorted(x for x in out if x <= total)
 
 
+@closed
 @dataclass(frozen=True)
 class ProbeSettings:
-    tokens: int = 16384
-    context: int = 128
-    stride: int = 64
+    tokens: Positive = 16384
+    context: Positive = 128
+    stride: Positive = 64
 
 
 @dataclass(frozen=True)
@@ -191,91 +230,185 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
-def _build(cls: type, data: dict, where: str) -> Any:
-    known = set(cls.__dataclass_fields__)
-    unknown = set(data) - known
-    if unknown:
-        raise LmconvError(f"{where}: unknown key(s) {sorted(unknown)}", f"allowed keys: {sorted(known)}")
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise LmconvError(f"{where}: {e}", "check the profile YAML against lmconv/profiles/default.yaml") from e
+@closed
+@dataclass(frozen=True)
+class ProfileFile:
+    """The keys of a profile's YAML, checked before a :class:`Profile` is built from them."""
+
+    description: Text
+    corpus: Text  # "brown" or "textdir:/path/to/folder"
+    vocab_size: VocabSize
+    context: Positive
+    seeds: Annotated[list[Count], Field(min_length=1)]
+    sizes: Annotated[dict[Any, dict], Field(min_length=1)]  # name: a Size's keys but its name
+    train: TrainSettings
+    checkpoints: CheckpointSchedule
+    probe: ProbeSettings
+    arms: Annotated[dict[Text, dict | None], Field(min_length=1)] | None = None  # name: overrides of train
+    family: Text | None = None  # the one arm's name in a profile without arms (default "lmconv")
+    companions: dict[CompanionRole, Text] | None = None
 
 
-def _train(data: dict, where: str) -> TrainSettings:
-    d = dict(data)
-    sched = dict(d.pop("schedule", {}))
-    for key in ("milestones", "factors"):
-        if key in sched:
-            sched[key] = tuple(sched[key])
-    if "betas" in d:
-        d["betas"] = tuple(d["betas"])
-    t = _build(TrainSettings, {**d, "schedule": _build(Schedule, sched, f"{where}.schedule")}, where)
-    choose("optimizer", t.optimizer, OPTIMIZERS)
-    choose("schedule", t.schedule.kind, SCHEDULES)
-    choose("device", t.device, DEVICES)
-    for key in ("steps", "batch_size", "threads"):
-        if not isinstance(getattr(t, key), int) or getattr(t, key) < 1:
-            raise LmconvError(f"{where}.{key} must be a positive integer, got {getattr(t, key)!r}")
-    return t
+def parse(raw: dict, name: str = "<profile>", source: str | None = None) -> Profile:
+    """Validate a profile given as a dict (the YAML's content); ``source`` (its file) names it in errors.
 
-
-def parse(raw: dict, name: str = "<profile>") -> Profile:
-    """Validate a profile given as a dict (the YAML's content)."""
-    required = {
-        "description",
-        "corpus",
-        "vocab_size",
-        "context",
-        "seeds",
-        "sizes",
-        "train",
-        "checkpoints",
-        "probe",
-    }
-    missing = required - set(raw)
-    if missing:
-        raise LmconvError(f"profile {name!r} lacks {sorted(missing)}", "copy the keys from profiles/default.yaml")
-    sizes = {}
-    for key, s in raw["sizes"].items():
-        key = str(key)
-        if "-" in key or "/" in key:
-            raise LmconvError(f"size name {key!r} contains '-' or '/'", "size names must fit {family}-{size}-seed{k}")
-        size = _build(Size, {"name": key, **s}, f"sizes.{key}")
-        if size.hidden % size.heads:
-            raise LmconvError(f"size {key}: hidden {size.hidden} is not divisible by heads {size.heads}")
-        if int(size.head_dim * ROTARY_PCT) % 2:
-            raise LmconvError(
-                f"size {key}: head dimension {size.head_dim} gives an odd number of rotary dimensions "
-                f"({int(size.head_dim * ROTARY_PCT)}); rotary embeddings rotate pairs",
-                "choose heads so that hidden / heads is a multiple of 8",
-            )
-        sizes[key] = size
-    arms = {}
-    for arm_name, over in (raw.get("arms") or {raw.get("family", "lmconv"): {}}).items():
-        if "-seed" in arm_name or "/" in arm_name:
-            raise LmconvError(f"arm name {arm_name!r} cannot contain '-seed' or '/'")
-        arms[arm_name] = Arm(arm_name, _train(_merge(raw["train"], over or {}), f"arms.{arm_name}"))
-    seeds = tuple(int(s) for s in raw["seeds"])
-    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise LmconvError(f"profile {name!r}: seeds must be distinct non-negative integers, got {list(seeds)}")
-    return Profile(
+    Every problem is found before anything runs, and raised as one :class:`LmconvError` naming each key."""
+    report = Report(source or f"profile {name!r}")
+    top = report.validate(ProfileFile, raw)
+    report.raise_if_any()
+    sizes = {str(k): _size(report, str(k), s) for k, s in top.sizes.items()}
+    arms = _arms(report, raw, top)
+    report.raise_if_any()
+    profile = Profile(
         name=name,
-        description=raw["description"],
-        corpus=raw["corpus"],
-        vocab_size=int(raw["vocab_size"]),
-        context=int(raw["context"]),
-        seeds=seeds,
+        description=top.description,
+        corpus=top.corpus,
+        vocab_size=top.vocab_size,
+        context=top.context,
+        seeds=tuple(top.seeds),
         sizes=sizes,
         arms=arms,
-        checkpoints=_build(
-            CheckpointSchedule,
-            {**raw["checkpoints"], "extra": tuple(raw["checkpoints"].get("extra", ()))},
-            "checkpoints",
-        ),
-        probe=_build(ProbeSettings, raw["probe"], "probe"),
+        checkpoints=top.checkpoints,
+        probe=top.probe,
         raw=raw,
     )
+    _check(report, profile)
+    report.raise_if_any()
+    return profile
+
+
+def _size(report: Report, key: str, spec: dict) -> Size | None:
+    path = ("sizes", key)
+    if "-" in key or "/" in key:
+        fix = "rename it: size names must fit {family}-{size}-seed{k}"
+        report.add(path, f"size name {key!r} contains '-' or '/'", fix)
+    if "name" in spec:
+        report.add((*path, "name"), "is not a key of a size (a size is named by its key)", "remove it")
+        return None
+    size = report.validate(Size, {**spec, "name": key}, path, implied=("name",))
+    if size is None:
+        return None
+    if size.hidden % size.heads:
+        report.add(
+            (*path, "heads"),
+            f"hidden {size.hidden} is not divisible by heads {size.heads}",
+            "choose a number of heads that divides hidden",
+        )
+    elif int(size.head_dim * ROTARY_PCT) % 2:
+        report.add(
+            (*path, "heads"),
+            f"head dimension {size.head_dim} gives an odd number of rotary dimensions "
+            f"({int(size.head_dim * ROTARY_PCT)}); rotary embeddings rotate pairs",
+            "choose heads so that hidden / heads is a multiple of 8",
+        )
+    return size
+
+
+def _arms(report: Report, raw: dict, top: ProfileFile) -> dict[str, Arm]:
+    """Each arm's settings: ``train`` with the arm's overrides merged in (a profile without arms has one)."""
+    if top.arms is None:
+        family = top.family or "lmconv"
+        _arm_name(report, ("family",), family)
+        return {family: Arm(family, top.train)}
+    if top.family is not None:
+        report.add(("family",), "names the one arm of a profile without arms; this one has arms", "remove it")
+    arms = {}
+    for arm, over in top.arms.items():
+        _arm_name(report, ("arms", arm), arm)
+        settings = report.validate(TrainSettings, _merge(raw["train"], over or {}), ("arms", arm))
+        if settings is not None:
+            arms[arm] = Arm(arm, settings)
+    return arms
+
+
+def _arm_name(report: Report, path: tuple, name: str) -> None:
+    if "-seed" in name or "/" in name:
+        fix = "rename it: runs are named {family}-{size}-seed{k}"
+        report.add(path, f"arm name {name!r} contains '-seed' or '/'", fix)
+
+
+def _origin(profile: Profile, arm: str, *keys: str) -> tuple:
+    """Where an arm's setting ``keys`` (a path into its train settings) is written: the arm's overrides or ``train``."""
+    over = (profile.raw.get("arms") or {}).get(arm) or {}
+    for k in keys:
+        over = over.get(k) if isinstance(over, dict) else None
+    return ("arms", arm, *keys) if over is not None else ("train", *keys)
+
+
+def _check(report: Report, profile: Profile) -> None:
+    """The rules that relate keys to one another (each key on its own is checked by its type)."""
+    report.adopt(("seeds",), no_repeats, "seed", list(profile.seeds))
+    report.adopt(("corpus",), corpus.corpus_key, profile.corpus)
+    p = profile.probe
+    if p.stride > p.context:
+        report.add(("probe", "stride"), f"{p.stride} exceeds probe.context {p.context}", "use stride ≤ context")
+    if p.context > profile.context:
+        report.add(
+            ("probe", "context"),
+            f"{p.context} is longer than the models' context {profile.context}",
+            f"use probe.context ≤ {profile.context}",
+        )
+    for arm in profile.arms.values():
+        _check_schedule(report, profile, arm)
+        if arm.train.branch_from:
+            _check_branch(report, profile, arm)
+    if not report.problems:
+        _check_branch_cycles(report, profile)
+
+
+def _check_schedule(report: Report, profile: Profile, arm: Arm) -> None:
+    s = arm.train.schedule
+    if len(s.milestones) != len(s.factors):
+        report.add(
+            _origin(profile, arm.family, "schedule", "factors"),
+            f"has {len(s.factors)} entries for {len(s.milestones)} milestones",
+            "give one factor per milestone",
+        )
+    if any(b <= a for a, b in zip(s.milestones, s.milestones[1:], strict=False)):
+        report.add(
+            _origin(profile, arm.family, "schedule", "milestones"),
+            f"{list(s.milestones)} do not increase",
+            "list them in increasing order",
+        )
+
+
+def _check_branch(report: Report, profile: Profile, arm: Arm) -> None:
+    """The arm it branches from exists, and keeps its state at the step (a checkpoint before this arm's end)."""
+    parent, step = arm.train.branch_from["arm"], arm.train.branch_from["step"]
+    path = _origin(profile, arm.family, "branch_from")
+    if parent not in profile.arms or parent == arm.family:
+        others = [a for a in profile.arms if a != arm.family]
+        what = "an arm cannot branch from itself" if parent == arm.family else f"{parent!r} is no arm of this profile"
+        report.add((*path, "arm"), what, choice_fix(parent, others) if others else "remove branch_from")
+        return
+    if step >= arm.train.steps:
+        report.add(
+            (*path, "step"),
+            f"{step} is not before the end of arm {arm.family} ({arm.train.steps} steps)",
+            "branch earlier",
+        )
+    kept = profile.checkpoint_steps(parent)
+    if step not in kept:
+        near = [c for c in kept if c < step][-1:] + [c for c in kept if c > step][:1]
+        report.add(
+            (*path, "step"),
+            f"{step} is not a checkpoint of arm {parent} (the nearest are {near}): its state is never saved",
+            f"branch at one of {near}, or add {step} to checkpoints.extra",
+        )
+
+
+def _check_branch_cycles(report: Report, profile: Profile) -> None:
+    for start in profile.arms:
+        chain = [start]
+        while (b := profile.arms[chain[-1]].train.branch_from) and b["arm"] not in chain:
+            chain.append(b["arm"])
+        if b and b["arm"] == start:
+            report.add(
+                ("arms",),
+                f"branch_from forms a cycle: {' → '.join([*chain, start])}",
+                "let one of these arms start from step 0 (drop its branch_from)",
+            )
+            return
 
 
 def load(name_or_path: str | Path) -> Profile:
@@ -287,10 +420,13 @@ def load(name_or_path: str | Path) -> Profile:
         name = str(name_or_path)
         choose("profile", name, available(), "pass a profile name or a path to a YAML file")
         path = paths.PROFILES / f"{name}.yaml"
-    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise LmconvError(f"profile file {path} is not valid YAML: {e}", "correct the syntax where it says") from e
     if not isinstance(raw, dict):
-        raise LmconvError(f"profile file {path} is not a YAML mapping")
-    return parse(raw, name)
+        raise LmconvError(f"profile file {path} is not a YAML mapping", f"write `key: value` lines, as in {EXAMPLE}")
+    return parse(raw, name, f"profile file {path}")
 
 
 def to_dict(profile: Profile) -> dict:
