@@ -39,6 +39,26 @@ def test_book_builds_every_chapter(built_book):
 
 
 @pytest.mark.slow
+def test_every_caption_links_the_code_that_drew_it(built_book):
+    """Every figure and table of every chapter ends its caption with the function that made it, linked to that
+    function's lines in the repository at the build commit (lmconv.provenance); no caption types it."""
+    from lmconv import book, provenance
+
+    html = built_book / "_build" / "html" / "chapters"
+    at = provenance.commit()
+    for name in book.toc_chapters(built_book):
+        page = (html / f"{name}.html").read_text()
+        captions = re.findall(r"<figcaption>(.*?)</figcaption>", page, re.S)
+        for cap in captions:
+            links = re.findall(r'(?:Drawn|Made) by <a class="reference external" href="([^"]+)"', cap)
+            assert len(links) == 1, f"{name}: a caption without its provenance: {re.sub('<[^>]+>', '', cap)[:160]}"
+            assert links[0].startswith(f"{provenance.REPOSITORY}/blob/{at}/src/lmconv/"), links[0]
+            assert re.search(r"\.py#L\d+-L\d+$", links[0]), links[0]
+        source = (book.notebook_source(name)).read_text()
+        assert "Drawn by {py:func}" not in source and "{download}" not in source, name
+
+
+@pytest.mark.slow
 def test_executed_chapters_print_no_warnings(built_book):
     """A reader sees no library warning in the book: no chapter writes a warning to its cell outputs."""
     for nb_file in sorted((built_book / "chapters").glob("*.ipynb")):

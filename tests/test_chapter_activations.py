@@ -48,7 +48,7 @@ def test_step_at_is_the_last_checkpoint_within_the_paper_fraction(d, g):
 
 def test_cka_at_is_the_median_over_seeds_of_the_median_over_layers(d, g):
     at = d.cka[d.cka.step == g["step_at"]]
-    for key, size in (("small", d.smallest), ("large", d.largest)):
+    for key, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         for c in act.CIRCUITS:
             sub = at[(at["size"] == size) & (at.circuit == c)]
             per_seed = [float(np.median(s.cka)) for _, s in sub.groupby("seed")]
@@ -57,7 +57,7 @@ def test_cka_at_is_the_median_over_seeds_of_the_median_over_layers(d, g):
 
 
 def test_claim_numbers_recomputed_from_the_units(d, g):
-    for key, size in (("small", d.smallest), ("large", d.largest)):
+    for key, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         for c in act.CIRCUITS:
             u = d.stab[(d.stab["size"] == size) & (d.stab.circuit == c)]
             early = u.fraction <= d.within
@@ -97,7 +97,7 @@ def test_layer_order_words_follow_the_interval(g):
 
 
 def test_highest_passing_threshold_passes_and_higher_ones_fail(d, g):
-    for key, size in (("small", d.smallest), ("large", d.largest)):
+    for key, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         for c in act.CIRCUITS:
             holds = {}
             for th in d.P.cka_threshold_sweep:

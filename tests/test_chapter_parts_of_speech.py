@@ -68,7 +68,7 @@ def test_tagging_names_the_weakest_classes_and_counts_untagged_targets(d, g):
 def test_best_and_worst_groups_are_the_extremes_at_the_last_step(d, g):
     labels = ch.tag_labels(d, "grouped", "current")
     groups = sorted({x for x in labels if x is not None})
-    for name, size in (("small", d.small), ("large", d.large)):
+    for name, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         values = {x: -final_value(d.cubes[size], labels, x) for x in groups}
         assert g[f"best_{name}"] == max(values, key=values.get)
         assert g[f"worst_{name}"] == min(values, key=values.get)
@@ -80,13 +80,13 @@ def test_function_word_numbers_follow_the_curves(d, g):
     classes = ch.target_classes(d)
     assert g["n_fn_large"] == sum(c == "function" for c in classes)
     assert g["n_ct_large"] == sum(c == "content" for c in classes)
-    for name, size in (("small", d.small), ("large", d.large)):
+    for name, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         assert g[f"fn_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "function"))
         assert g[f"ct_final_{name}"] == pytest.approx(-final_value(d.cubes[size], classes, "content"))
         assert g[f"fn_min_{name}"] <= g[f"fn_final_{name}"] and g[f"ct_min_{name}"] <= g[f"ct_final_{name}"]
         assert 0 <= g[f"fn_ahead_{name}"] <= 1
     assert g["depth_word"] == ("shallower" if g["fn_min_large"] > g["ct_min_large"] else "not shallower")
-    for name, size in (("small", d.small), ("large", d.large)):  # the verdict's numbers: the final difference
+    for name, size in d.ends.items():  # the verdict's numbers: the final difference
         assert f"{size} {g[f'fn_final_{name}'] - g[f'ct_final_{name}']:.3g}" in g["fw_verdict"]
     assert ch.target_classes(d, neither="other").tolist() == [
         L.word_class(d.upos[i]) for i in d.r.targets["target_index"]
@@ -96,7 +96,7 @@ def test_function_word_numbers_follow_the_curves(d, g):
 def test_cross_entropy_ranks_the_largest_size_groups(d, g):
     labels = ch.tag_labels(d, "grouped", "current")
     groups = sorted({x for x in labels if x is not None})
-    values = {x: final_value(d.surprisal[d.large], labels, x) for x in groups}
+    values = {x: final_value(d.surprisal[d.ends["large"]], labels, x) for x in groups}
     assert (g["ce_best"], g["ce_worst"]) == (min(values, key=values.get), max(values, key=values.get))
     assert g["ce_best_val"] == pytest.approx(min(values.values()))
     assert g["ce_worst_val"] == pytest.approx(max(values.values()))
@@ -112,7 +112,7 @@ def test_context_position_and_gold_tags_switch_what_is_grouped(d):
     )
     b = ch.by_tag(ctx)
     labels = ch.tag_labels(d, "grouped", "context")
-    assert b["best_val_large"] == pytest.approx(-final_value(d.cubes[d.large], labels, b["best_large"]))
+    assert b["best_val_large"] == pytest.approx(-final_value(d.cubes[d.ends["large"]], labels, b["best_large"]))
     ptb, upos = d.tags.stream_tags("gold")
     gold = dataclasses.replace(d, P=smoke_parameters(pos_source="gold"), ptb=ptb, upos=upos)
     f = ch.function_words(gold)

@@ -51,7 +51,7 @@ def test_bin_sizes_match_the_training_counts(d, g):
 
 def test_frequency_bin_econv_is_minus_the_mean_kl_over_its_tokens(d, g):
     labels = pd.Series(np.asarray(d.flabels), index=d.r.targets["pos"].to_numpy())
-    for tag, size in (("small", d.small), ("large", d.large)):
+    for tag, size in (("small", d.ends["small"]), ("large", d.ends["large"])):
         p = d.r.pairs[(d.r.pairs["size"] == size) & (d.r.pairs["step"] == d.r.pairs["step"].max())]
         in_bin = p[p["pos"].map(labels) == g["lo_bin"]]
         per_pair = in_bin.groupby(["seed_i", "seed_j"])["kl"].mean()

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..provenance import name_of, stamp
 
 Glued = dict[str, Any]
+
+
+def ends(sizes: Sequence[str]) -> dict[str, str]:
+    """The smallest and the largest size, under the suffixes their glued names use (``size_small`` …)."""
+    return {"small": sizes[0], "large": sizes[-1]}
 
 
 def section(fn: Callable[..., Glued]) -> Callable[..., Glued]:

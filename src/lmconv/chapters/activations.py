@@ -18,9 +18,8 @@ import pandas as pd
 from .. import analysis, claims, engine, papers, stats
 from ..figures import activations as fig
 from ..lenses import activations as act
-from . import Glued, section
+from . import Glued, ends, section
 
-SIZE_KEYS = ("small", "large")  # the smallest and the largest size, as the glue names call them
 VARIANT_WORDS = {"last": "the last position of each probe window", "all": "a fixed sample of scored positions"}
 LAYER_ORDER_WORDS = {
     "as the paper": "deeper layers stabilise later, as in the paper",
@@ -46,16 +45,9 @@ class ActivationsData:
     step_at: int  # the last checkpoint within the first ``within`` of training
 
     @property
-    def smallest(self) -> str:
-        return self.res.sizes[0]
-
-    @property
-    def largest(self) -> str:
-        return self.res.sizes[-1]
-
-    def size(self, key: str) -> str:
-        """The size a glue name's ``small``/``large`` stands for."""
-        return {"small": self.smallest, "large": self.largest}[key]
+    def ends(self) -> dict[str, str]:
+        """The smallest and the largest size, keyed as the glued names' suffixes (:func:`lmconv.chapters.ends`)."""
+        return ends(self.res.sizes)
 
     @property
     def rule(self) -> dict[str, float]:
@@ -110,13 +102,13 @@ def across_layers(d: ActivationsData) -> Glued:
         "fig_median": fig.median_lines(band, y_title="median CKA over layers", sizes=d.res.sizes, y_domain=(0, 1)),
         "n_shown": len(shown),
         "step_at": d.step_at,
-        "size_small": d.smallest,
-        "size_large": d.largest,
+        "size_small": d.ends["small"],
+        "size_large": d.ends["large"],
     }
     at = band[band.step == d.step_at].set_index(["size", "circuit"])
     for c in act.CIRCUITS:
-        for key in SIZE_KEYS:
-            row = at.loc[(d.size(key), c)]
+        for key in d.ends:
+            row = at.loc[(d.ends[key], c)]
             out[f"cka_at_{c}_{key}"] = float(row["value"])
             out[f"cka_at_{c}_{key}_lo"] = float(row["lo"])
             out[f"cka_at_{c}_{key}_hi"] = float(row["hi"])
@@ -172,9 +164,9 @@ def claim_numbers(d: ActivationsData) -> Glued:
     seeds; lowest and highest seed), when all layers and the median unit have stabilised, and the claim."""
     s = d.summary.set_index(["size", "circuit"])
     out: Glued = {}
-    for key in SIZE_KEYS:
+    for key in d.ends:
         for c in act.CIRCUITS:
-            row = s.loc[(d.size(key), c)]
+            row = s.loc[(d.ends[key], c)]
             out[f"within_{c}_{key}"] = float(row.share_within)
             out[f"within_{c}_{key}_lo"] = float(row.share_within_min)
             out[f"within_{c}_{key}_hi"] = float(row.share_within_max)
@@ -192,7 +184,7 @@ def learning_rates(d: ActivationsData) -> Glued:
     s = d.summary.set_index(["size", "circuit"])
     out: Glued = {"lr_at_within": sched.multiplier(int(d.within * d.total_steps), d.total_steps)}
     for c in act.CIRCUITS:
-        f = s.loc[(d.largest, c), "median_fraction"]
+        f = s.loc[(d.ends["large"], c), "median_fraction"]
         at = sched.multiplier(int(f * d.total_steps), d.total_steps) if math.isfinite(f) else float("nan")
         out[f"lr_at_median_{c}_large"] = at
     return out
@@ -227,9 +219,9 @@ def sweep(d: ActivationsData) -> Glued:
         nearly_all=P.cka_nearly_all,
     )
     out: Glued = {"tab_sweep": act.sweep_table(sw)}
-    for key in SIZE_KEYS:
+    for key in d.ends:
         for c in act.CIRCUITS:
-            h = act.highest_passing(sw, d.size(key), c)
+            h = act.highest_passing(sw, d.ends[key], c)
             out[f"pass_{c}_{key}"] = "none of those tried" if h is None else f"CKA ≥ {h:g}"
     return out
 
@@ -260,8 +252,8 @@ def attention_choices(d: ActivationsData) -> Glued:
         "mad_attention_max": float(others.mad_vs_first.max()),
         "mad_attention_which": act.ATTENTION_LABELS[worst.attention],
         "mad_attention_size": worst["size"],
-        "mad_faithful_large": float(faith.loc[d.largest, "mad_vs_first"]),
-        "mad_faithful_small": float(faith.loc[d.smallest, "mad_vs_first"]),
+        "mad_faithful_large": float(faith.loc[d.ends["large"], "mad_vs_first"]),
+        "mad_faithful_small": float(faith.loc[d.ends["small"], "mad_vs_first"]),
         "share_range_attention": float((share.max() - share.min()).max()),
     }
 

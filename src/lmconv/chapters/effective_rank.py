@@ -15,7 +15,7 @@ import pandas as pd
 from .. import analysis, claims, engine, papers, summaries
 from ..figures import activations as fig
 from ..lenses import activations as act
-from . import Glued, section
+from . import Glued, ends, section
 
 POOL_WORDS = {
     "pooled": "every per-head OV matrix together with the whole-layer one, as the original figures",
@@ -43,7 +43,7 @@ class EffectiveRankData:
     @property
     def sizes(self) -> tuple[tuple[str, str], tuple[str, str]]:
         """The smallest and the largest size, keyed as the glue names use them."""
-        return ("small", self.res.sizes[0]), ("large", self.res.sizes[-1])
+        return tuple(ends(self.res.sizes).items())
 
     @property
     def last(self) -> int:

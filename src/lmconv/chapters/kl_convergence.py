@@ -19,7 +19,7 @@ from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
 from ..metrics import phases as ph
-from . import Glued, section
+from . import Glued, ends, section
 
 PAIR_WORDS = {"ordered": "ordered seed pairs", "symmetric": "unordered seed pairs"}
 # how a phase boundary of our pair-mean curve compares with the paper's line, both as a fraction of training
@@ -51,7 +51,7 @@ class KLConvergenceData:
     @property
     def ends(self) -> dict[str, str]:
         """The smallest and the largest size, by the suffix of their glued names."""
-        return {"small": self.r.sizes[0], "large": self.r.sizes[-1]}
+        return ends(self.r.sizes)
 
 
 def phase_bounds(spreads: dict[str, ph.KLPhaseSpread]) -> pd.DataFrame:

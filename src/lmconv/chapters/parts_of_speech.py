@@ -15,13 +15,12 @@ from .. import analysis, claims, plots, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
-from . import Glued, section
+from . import Glued, ends, section
 
 if TYPE_CHECKING:
     import altair as alt
 
 MIN_WORDS = 100  # a gold UPOS class needs this many probe words to be named among the weakest-tagged
-SIZE_NAMES = ("small", "large")  # glue-name suffixes of the smallest and the largest size
 WORD_CLASSES = ("function", "content")
 
 
@@ -38,20 +37,13 @@ class PartsOfSpeechData:
     upos: np.ndarray  # stream UPOS tags of ``P.pos_source``
 
     @property
-    def small(self) -> str:
-        return self.r.sizes[0]
-
-    @property
-    def large(self) -> str:
-        return self.r.sizes[-1]
+    def ends(self) -> dict[str, str]:
+        """The smallest and the largest size, keyed as the glued names' suffixes (:func:`lmconv.chapters.ends`)."""
+        return ends(self.r.sizes)
 
     @property
     def other_position(self) -> str:
         return "context" if self.P.tag_position == "current" else "current"
-
-    def size(self, name: str) -> str:
-        """The size behind a glue-name suffix of :data:`SIZE_NAMES`."""
-        return self.small if name == "small" else self.large
 
 
 def load(P: SimpleNamespace) -> PartsOfSpeechData:
@@ -78,8 +70,8 @@ def setup(d: PartsOfSpeechData) -> Glued:
     """The opening cell's values: sizes, pairs, seeds and the parameters as words."""
     current = d.P.tag_position == "current"
     return {
-        "size_small": d.small,
-        "size_large": d.large,
+        "size_small": d.ends["small"],
+        "size_large": d.ends["large"],
         "n_pairs": len(next(iter(d.cubes.values())).reps),
         "n_seeds": len(d.r.seeds),
         "pair_word": "ordered seed pairs" if d.P.kl_direction == "ordered" else "unordered seed pairs",
@@ -149,8 +141,8 @@ def by_tag(d: PartsOfSpeechData) -> Glued:
     }
     for g in ("other", "nouns", "verbs"):
         out[f"fig_{g}"] = _panels(econv_by(d, tag_labels(d, g, d.P.tag_position)))
-    for name in SIZE_NAMES:
-        s = d.size(name)
+    for name in d.ends:
+        s = d.ends[name]
         o = K.order_by_last(grouped, s)
         out[f"best_{name}"] = o[0]
         out[f"best_val_{name}"] = K.value_at(grouped, s, group=o[0])
@@ -206,8 +198,8 @@ def function_words(d: PartsOfSpeechData) -> Glued:
         "function_upos": ", ".join(L.FUNCTION_UPOS),
         "content_upos": ", ".join(L.CONTENT_UPOS),
     }
-    for name in SIZE_NAMES:
-        out.update(_class_numbers(cur, d.size(name), name))
+    for name in d.ends:
+        out.update(_class_numbers(cur, d.ends[name], name))
     out["depth_word"] = claims.compare_word(
         out["fn_min_large"], out["ct_min_large"], more="shallower", less="not shallower", same="not shallower",
         missing="not measured",
@@ -221,7 +213,7 @@ def function_words(d: PartsOfSpeechData) -> Glued:
 def cross_entropy(d: PartsOfSpeechData) -> Glued:
     """Section "Cross-entropy by tag": the largest size's surprisal per "grouped" tag, best and worst group."""
     labels = tag_labels(d, "grouped", d.P.tag_position)
-    ce = K.seed_means({d.large: d.surprisal[d.large]}, {d.large: labels})
+    ce = K.seed_means({d.ends["large"]: d.surprisal[d.ends["large"]]}, {d.ends["large"]: labels})
     fig = plots.band_lines(
         ce, "group", domain=K.order_by_last(ce), y_title="cross-entropy (nats, log scale)", y_scale=plots.LOG_Y,
         legend_title="tag", tooltip=("n_tokens",),

@@ -16,7 +16,7 @@ from .. import analysis, claims, papers, scorecard, suites
 from .. import linguistics as L
 from ..figures import kl as F
 from ..lenses import kl as K
-from . import Glued, section
+from . import Glued, ends, section
 
 MIN_BIN = 20  # bins with fewer tokens are drawn but not quoted in the text
 FREQ_TITLE = "target frequency"
@@ -52,12 +52,9 @@ class WhatConvergesFirstData:
     upos: np.ndarray  # stream UPOS tags for ``P.pos_source``
 
     @property
-    def small(self) -> str:
-        return self.r.sizes[0]
-
-    @property
-    def large(self) -> str:
-        return self.r.sizes[-1]
+    def ends(self) -> dict[str, str]:
+        """The smallest and the largest size, keyed as the glued names' suffixes (:func:`lmconv.chapters.ends`)."""
+        return ends(self.r.sizes)
 
 
 def load(P: SimpleNamespace) -> WhatConvergesFirstData:
@@ -97,8 +94,8 @@ def drawn_order(df: pd.DataFrame, order: list[str]) -> list[str]:
 def setup(d: WhatConvergesFirstData) -> Glued:
     """The suite's sizes, seeds and probe, as the opening and every caption quote them."""
     return {
-        "size_small": d.small,
-        "size_large": d.large,
+        "size_small": d.ends["small"],
+        "size_large": d.ends["large"],
         "n_pairs": len(next(iter(d.cubes.values())).reps),
         "n_seeds": len(d.r.seeds),
         "n_tok": d.r.probe.n_tokens,
@@ -109,7 +106,7 @@ def setup(d: WhatConvergesFirstData) -> Glued:
 
 def _two_and_all(df: pd.DataFrame, d: WhatConvergesFirstData, order: list[str], title: str) -> tuple:
     """The smallest-and-largest figure and the one-panel-per-size figure of one binning."""
-    two = drawn(df[df["size"].isin([d.small, d.large])])
+    two = drawn(df[df["size"].isin([d.ends["small"], d.ends["large"]])])
     return (
         F.two_sizes(two, order=order, legend_title=title),
         F.panels_by_size(drawn(df), order=order, legend_title=title),
@@ -151,10 +148,10 @@ def by_frequency(d: WhatConvergesFirstData) -> Glued:
         "paper_label_hi": papers.KL_FREQ_LABELS[order_f.index(hi_bin)],
         "n_quoted": len(qb),
         "third_bin": order_f[2],
-        "hi_best": "is" if K.is_most_convergent(d.fc, [d.small, d.large], qb, hi_bin) else "is not",
+        "hi_best": "is" if K.is_most_convergent(d.fc, [d.ends["small"], d.ends["large"]], qb, hi_bin) else "is not",
         "third_label": papers.KL_FREQ_LABELS[2],
     }
-    for tag, s in (("small", d.small), ("large", d.large)):
+    for tag, s in (("small", d.ends["small"]), ("large", d.ends["large"])):
         out |= _frequency_size(d.fc, s, tag, {"lo": lo_bin, "hi": hi_bin})
     return out
 
@@ -180,8 +177,8 @@ def by_surprisal(d: WhatConvergesFirstData) -> Glued:
     predictable tokens are the most convergent."""
     order_s = list(L.SURPRISAL_LABELS)
     fig_two, fig_all = _two_and_all(d.sc, d, drawn_order(d.sc, order_s), SURP_TITLE)
-    small, agree_small = _surprisal_size(d.sc, d.small, "small")
-    large, agree_large = _surprisal_size(d.sc, d.large, "large")
+    small, agree_small = _surprisal_size(d.sc, d.ends["small"], "small")
+    large, agree_large = _surprisal_size(d.sc, d.ends["large"], "large")
     return {
         "fig_surp_two": fig_two,
         "fig_surp_all": fig_all,
@@ -204,8 +201,8 @@ def cross_entropy(d: WhatConvergesFirstData) -> Glued:
     return {
         "fig_ce_freq": F.panels_by_size(drawn(cef), order=order_fd, y_title=CE_TITLE, legend_title=FREQ_TITLE),
         "fig_ce_surp": F.panels_by_size(drawn(ces), order=order_sd, y_title=CE_TITLE, legend_title=SURP_TITLE),
-        "ce_lo_large": K.value_at(cef, d.large, group=qb[0]),
-        "ce_hi_large": K.value_at(cef, d.large, group=qb[-1]),
+        "ce_lo_large": K.value_at(cef, d.ends["large"], group=qb[0]),
+        "ce_hi_large": K.value_at(cef, d.ends["large"], group=qb[-1]),
     }
 
 
@@ -261,7 +258,7 @@ def together(d: WhatConvergesFirstData) -> Glued:
         ),
         "fig_delta": F.coefficients(co, size_terms, "δ: E[conv] relative to the smallest size (nats)", "size"),
         **_alpha(co, bare),
-        **_delta(co, d.large),
+        **_delta(co, d.ends["large"]),
         "n_boot": P.kl_boot,
         "ci": K.REGRESSION_CI,
         "n_rows": reg.n_rows,
