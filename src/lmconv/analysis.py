@@ -120,6 +120,7 @@ def analysed_steps(suite: Suite, family: str, sizes: list[str], seeds: list[int]
     wanted = _resolve(steps, prof.checkpoint_steps(family), "step", prof.name)
     if not wanted:
         raise LmconvError("no checkpoint steps to analyse", "pass at least one step (or none, for all of them)")
+    ascending(wanted)
     lacking = {}
     for size in sizes:
         for seed in seeds:
@@ -133,6 +134,16 @@ def analysed_steps(suite: Suite, family: str, sizes: list[str], seeds: list[int]
             f"lmconv train --profile {prof.name}   (it trains the missing checkpoints again)",
         )
     return wanted
+
+
+def ascending(steps: list[int]) -> None:
+    """Refuse steps out of order: the last one is the final checkpoint (CKA's reference, the converged model)."""
+    if steps != sorted(steps):
+        order = sorted(steps)
+        raise LmconvError(
+            f"steps {list(steps)} are not in ascending order (the last one is taken as the final checkpoint)",
+            f"list them in ascending order: --steps {','.join(map(str, order))} (or -p steps '{order}')",
+        )
 
 
 def _few(values: list, n: int = 8) -> str:
@@ -168,8 +179,7 @@ def run(
         raise LmconvError("cross-seed analyses need at least two seeds", "pass two or more seeds")
     steps = analysed_steps(suite, family, sizes, seeds, steps)
     ref0 = suites.CheckpointRef(family, sizes[0], seeds[0], steps[-1])
-    all_refs = [suites.CheckpointRef(family, s, k, steps[-1]) for s in sizes for k in seeds]
-    suites.check_same_tokenizer(src, all_refs)
+    suites.check_consistent(src, [suites.CheckpointRef(family, s, k, st) for s in sizes for k in seeds for st in steps])
     tok = src.load_tokenizer(ref0)
     pr = probe_mod.build(
         tok,
@@ -245,6 +255,8 @@ def run_hub(
     hub tokenizer, and unigram counts come from our training split tokenised the same way."""
     from . import corpus as corpus_mod
 
+    no_repeats("step", list(steps), "list each step once (--steps)")
+    ascending(list(steps))
     src = source or suites.HubSource()
     refs = [suites.CheckpointRef(src.family, s, k, steps[-1]) for s in sizes for k in seeds]
     for r in refs:

@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
     sp = add("analyze", cmd_analyze, "run the one-pass engine over a suite and fill the metric cache")
     selection(sp)
     sp.add_argument("--arm", default=None, help="the arm to analyse (default: the profile's first)")
-    sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
+    sp.add_argument("--steps", type=_csv(int), help="comma-separated steps, ascending (default: all)")
     sp.add_argument("--probe-tokens", type=int, default=None, help="probe size in tokens (default: the profile's)")
     sp.add_argument("--workers", type=int, default=None, help="fan out over an embedded Dask LocalCluster of N workers")
     sp.add_argument("--scheduler", default=None, help="fan out over a running Dask cluster (tcp://HOST:PORT)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -29,8 +30,10 @@ HUB_FAMILY = "pythia"
 transformers.utils.logging.disable_progress_bar()  # one bar per loaded checkpoint would drown the real ones
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
-# What makes two checkpoints of one run the same network (a step of another size copied into a run differs here).
+# The config.json fields that make two checkpoints the same network (a step of another size or profile differs
+# here). transformers 5 records rotary_pct as rope_parameters.partial_rotary_factor; older configs as rotary_pct.
 ARCHITECTURE_KEYS = (
+    "model_type",
     "hidden_size",
     "num_hidden_layers",
     "num_attention_heads",
@@ -38,7 +41,14 @@ ARCHITECTURE_KEYS = (
     "vocab_size",
     "max_position_embeddings",
     "rotary_pct",
+    "rope_parameters",
+    "hidden_act",
+    "use_parallel_residual",
+    "tie_word_embeddings",
+    "attention_bias",
+    "layer_norm_eps",
 )
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a checkpoint's tokenizer, as checksums.json names it
 # Hub models with revisions known to serve the wrong weights. ``revisions`` None: which ones is not published in
 # a form we can read offline, so the weights-hash check of HubSource.sha is what finds them.
 KNOWN_BAD_REVISIONS: dict[str, dict] = {
@@ -243,14 +253,27 @@ class LocalSource:
         first = CheckpointRef(ref.family, ref.size, ref.seed, steps[0]) if steps else ref
         if first == ref:
             return
-        a, b = (read_json(self.path(r) / "config.json") for r in (first, ref))
-        differ = [f"{k} {b.get(k)!r} (not {a.get(k)!r})" for k in ARCHITECTURE_KEYS if a.get(k) != b.get(k)]
-        if differ:
+        if differ := _differences(self.architecture(first), self.architecture(ref)):
             raise LmconvError(
                 f"checkpoint {ref} is another network than {first} of the same run: {', '.join(differ)}",
                 f"a checkpoint of another size or profile was copied into {self.root / ref.run}: delete "
                 f"{self.path(ref)} and rerun `lmconv train` with the same profile",
             )
+
+    def architecture(self, ref: CheckpointRef) -> dict:
+        """The fields of ``ref``'s ``config.json`` that define the network (:data:`ARCHITECTURE_KEYS`)."""
+        config = read_json(self.path(ref) / "config.json")
+        if not isinstance(config, dict):
+            raise LmconvError(
+                f"checkpoint {ref}: {self.path(ref) / 'config.json'} holds no JSON object ({str(config)[:80]})",
+                f"delete {self.path(ref)}, then {_RETRAIN_STEP}",
+            )
+        return {k: config.get(k) for k in ARCHITECTURE_KEYS}
+
+    def tokenizer_sha(self, ref: CheckpointRef) -> str | None:
+        """The tokenizer files' sha256 as ``checksums.json`` records them (None when it records none of them)."""
+        sums = self.checksums(ref)
+        return "/".join(f"{sums.get(n)}" for n in TOKENIZER_FILES) if set(TOKENIZER_FILES) & set(sums) else None
 
     def verify_files(self, ref: CheckpointRef) -> None:
         folder = self.path(ref)
@@ -413,18 +436,77 @@ class HubSource:
             ) from e
 
 
+def _differences(a: dict, b: dict) -> list[str]:
+    """``b``'s values that are not ``a``'s, as ``key new (not old)``."""
+    return [f"{k} {b.get(k)!r} (not {a.get(k)!r})" for k in a | b if a.get(k) != b.get(k)]
+
+
+def _odd_ones(keys: dict[CheckpointRef, object]) -> tuple[CheckpointRef, list[CheckpointRef]]:
+    """The first checkpoint with the key most of them share, and those whose key is another."""
+    common = Counter(keys.values()).most_common(1)[0][0]
+    first = next(r for r, k in keys.items() if k == common)
+    return first, [r for r, k in keys.items() if k != common]
+
+
+def _named(refs: list[CheckpointRef], n: int = 6) -> str:
+    """``refs`` written out, run by run, the first ``n`` runs when there are more."""
+    runs: dict[str, list[str]] = {}
+    for r in refs:
+        runs.setdefault(r.run, []).append(r.revision)
+    shown = [f"{run}/{','.join(revs)}" for run, revs in list(runs.items())[:n]]
+    return "; ".join(shown) + (f" and {len(runs) - n} more runs" if len(runs) > n else "")
+
+
+def _delete_fix(source: LocalSource, odd: list[CheckpointRef]) -> str:
+    """Delete the odd checkpoints (a run's folder when every step it holds is odd), then retrain."""
+    steps = {r.run: {o.step for o in odd if o.run == r.run} for r in odd}
+    whole = {r.run for r in odd if set(source.steps(r.family, r.size, r.seed)) <= steps[r.run]}
+    folders = sorted({str(source.root / r.run) if r.run in whole else str(source.path(r)) for r in odd})
+    listed = ", ".join(folders[:4]) + (f" and {len(folders) - 4} more" if len(folders) > 4 else "")
+    return f"delete {listed}, then {_RETRAIN_STEP}"
+
+
+def check_consistent(source: LocalSource, refs: list[CheckpointRef]) -> None:
+    """Before any compute: every checkpoint of a (family, size) in ``refs`` is one network (its ``config.json``'s
+    :data:`ARCHITECTURE_KEYS`), and every one of ``refs`` has one tokenizer; raise naming the odd ones."""
+    for family, size in dict.fromkeys((r.family, r.size) for r in refs):
+        arch = {r: source.architecture(r) for r in refs if (r.family, r.size) == (family, size)}
+        first, odd = _odd_ones({r: repr(a) for r, a in arch.items()})
+        if odd:
+            raise LmconvError(
+                f"the checkpoints of {family}-{size} are not one network: {_named(odd)} differ from {first} in "
+                f"config.json: {', '.join(_differences(arch[first], arch[odd[0]]))}",
+                "a run or step of another profile or version was trained or copied into the suite: "
+                + _delete_fix(source, odd),
+            )
+    check_same_tokenizer(source, refs)
+
+
 def check_same_tokenizer(source: CheckpointSource, refs: list[CheckpointRef]) -> str:
-    """All checkpoints must split text identically; return the shared fingerprint or raise naming the odd one."""
+    """All checkpoints must split text identically; return the shared fingerprint or raise naming the odd ones.
+
+    A verified local checkpoint's tokenizer is known by its files' sha256 in ``checksums.json``, so only one per
+    distinct set of files is loaded and fingerprinted; any other checkpoint is fingerprinted itself."""
     from .tokenizer import fingerprint
 
-    seen: dict[str, CheckpointRef] = {}
-    for ref in refs:
-        tok = source.load_tokenizer(ref)
-        seen.setdefault(fingerprint(tok) + f"/{len(tok)}", ref)
-    if len(seen) > 1:
-        a, b = list(seen.values())[:2]
+    local = isinstance(source, LocalSource) and source.verify
+    files = {r: (local and source.tokenizer_sha(r)) or f"unrecorded {r}" for r in refs}
+    groups = {key: next(r for r in refs if files[r] == key) for key in dict.fromkeys(files.values())}
+    prints = {key: fingerprint(tok := source.load_tokenizer(r)) + f"/{len(tok)}" for key, r in groups.items()}
+    first, odd = _odd_ones({r: prints[files[r]] for r in refs})
+    if odd:
         raise LmconvError(
-            f"the checkpoints do not share one tokenizer: {a} and {b} differ (vocabulary or merges)",
-            "compare only models trained with the same tokenizer; retrain the odd suite with the suite's tokenizer",
+            f"the checkpoints do not share one tokenizer: {_named(odd)} split text unlike {first} (another "
+            f"vocabulary or merges{_tokenizer_files_differ(source, first, odd[0])})",
+            "every checkpoint of a suite must be trained with the suite's one tokenizer: "
+            + (_delete_fix(source, odd) if isinstance(source, LocalSource) else "compare only models trained with it"),
         )
-    return next(iter(seen)).split("/")[0]
+    return prints[files[first]].split("/")[0]
+
+
+def _tokenizer_files_differ(source: CheckpointSource, a: CheckpointRef, b: CheckpointRef) -> str:
+    """``; tokenizer.json differs`` (the local files whose recorded sha256 differ between ``a`` and ``b``)."""
+    if not isinstance(source, LocalSource):
+        return ""
+    sums = [source.checksums(r) for r in (a, b)]
+    return "".join(f"; its {n} differs" for n in TOKENIZER_FILES if sums[0].get(n) != sums[1].get(n))
