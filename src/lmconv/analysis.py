@@ -120,7 +120,7 @@ def analysed_steps(suite: Suite, family: str, sizes: list[str], seeds: list[int]
     wanted = _resolve(steps, prof.checkpoint_steps(family), "step", prof.name)
     if not wanted:
         raise LmconvError("no checkpoint steps to analyse", "pass at least one step (or none, for all of them)")
-    ascending(wanted)
+    check_ascending(wanted)
     lacking = {}
     for size in sizes:
         for seed in seeds:
@@ -136,7 +136,7 @@ def analysed_steps(suite: Suite, family: str, sizes: list[str], seeds: list[int]
     return wanted
 
 
-def ascending(steps: list[int]) -> None:
+def check_ascending(steps: list[int]) -> None:
     """Refuse steps out of order: the last one is the final checkpoint (CKA's reference, the converged model)."""
     if steps != sorted(steps):
         order = sorted(steps)
@@ -256,7 +256,7 @@ def run_hub(
     from . import corpus as corpus_mod
 
     no_repeats("step", list(steps), "list each step once (--steps)")
-    ascending(list(steps))
+    check_ascending(list(steps))
     src = source or suites.HubSource()
     refs = [suites.CheckpointRef(src.family, s, k, steps[-1]) for s in sizes for k in seeds]
     for r in refs:
