@@ -83,7 +83,7 @@ def step_x(field: str = "step", title: str | None = STEP_TITLE) -> alt.X:
 
 
 def colour_scale(domain: Sequence[str], offset: int = 0) -> alt.Scale:
-    """A categorical colour scale with a fixed domain (:data:`COLOURS` in order, from ``offset``)."""
+    """A categorical colour scale with a fixed domain (``COLOURS`` in order, from ``offset``)."""
     dom = list(domain)
     pal = COLOURS[offset:] + COLOURS[:offset]
     return alt.Scale(domain=dom, range=[pal[i % len(pal)] for i in range(len(dom))])

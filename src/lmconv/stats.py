@@ -230,6 +230,7 @@ __all__ = [
     "Interval",
     "SignTest",
     "Trend",
+    "band",
     "mean_interval",
     "n_distinct_resamples",
     "seed_pair_weights",

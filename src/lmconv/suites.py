@@ -261,7 +261,7 @@ class LocalSource:
             )
 
     def architecture(self, ref: CheckpointRef) -> dict:
-        """The fields of ``ref``'s ``config.json`` that define the network (:data:`ARCHITECTURE_KEYS`)."""
+        """The fields of ``ref``'s ``config.json`` that define the network (``ARCHITECTURE_KEYS``)."""
         config = read_json(self.path(ref) / "config.json")
         if not isinstance(config, dict):
             raise LmconvError(
@@ -468,7 +468,7 @@ def _delete_fix(source: LocalSource, odd: list[CheckpointRef]) -> str:
 
 def check_consistent(source: LocalSource, refs: list[CheckpointRef]) -> None:
     """Before any compute: every checkpoint of a (family, size) in ``refs`` is one network (its ``config.json``'s
-    :data:`ARCHITECTURE_KEYS`), and every one of ``refs`` has one tokenizer; raise naming the odd ones."""
+    ``ARCHITECTURE_KEYS``), and every one of ``refs`` has one tokenizer; raise naming the odd ones."""
     for family, size in dict.fromkeys((r.family, r.size) for r in refs):
         arch = {r: source.architecture(r) for r in refs if (r.family, r.size) == (family, size)}
         first, odd = _odd_ones({r: repr(a) for r, a in arch.items()})

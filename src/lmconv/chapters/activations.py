@@ -235,7 +235,7 @@ def choices(d: ActivationsData) -> Glued:
 
 @section
 def attention_choices(d: ActivationsData) -> Glued:
-    """The three attention activations compared with the chapter's: table, largest mean |ΔCKA| (which, where),
+    """The three attention activations compared with the chapter's: table, largest mean absolute ΔCKA (which, where),
     the original slice's against V split per head, and the range of the early share between definitions."""
     P = d.P
     first = [P.attention_activation] + [m for m in act.ATTENTION_MODULES if m != P.attention_activation]
@@ -260,7 +260,7 @@ def attention_choices(d: ActivationsData) -> Glued:
 
 @section
 def estimator_choices(d: ActivationsData) -> Glued:
-    """The four estimator × positions combinations, both circuits: table and the largest mean |ΔCKA| from the
+    """The four estimator × positions combinations, both circuits: table and the largest mean absolute ΔCKA from the
     chapter's choice for any change, the estimator alone and the positions alone."""
     P = d.P
     mine = (P.cka_variant, P.cka_estimator)
