@@ -59,6 +59,17 @@ def test_scorecard_on_the_smoke_suite(smoke_results):
     tab = scorecard.table(verdicts, "smoke")
     assert not tab["value [interval]"].str.contains("nan").any()
     assert "tokens per parameter" in scorecard.setting("smoke")["spectra"]
+    # the page over it: the names its prose uses, counts that add up, the settings table one row per lens
+    from lmconv import book, chapters, params
+    from lmconv.chapters import scorecard as page
+
+    nb = book.notebook_source("scorecard")
+    g = chapters.collect(
+        page, page.load(params.from_namespace(book.page_parameters(nb, profile="smoke"))), book.page_sections(nb)
+    )
+    assert book.glue_names(nb) <= set(g)
+    assert g["n_reproduced"] + g["n_contradicted"] + g["n_inconclusive"] == g["n_claims"] == len(claims.CLAIMS)
+    assert list(g["tab_setting"].index) == list(scorecard.setting("smoke"))
 
 
 def test_an_unfinished_sweep_leaves_its_claims_inconclusive(monkeypatch):
