@@ -29,9 +29,7 @@ def glued(d):
 
 
 def test_sections_glue_what_the_page_uses(glued):
-    used = book.glue_names(NOTEBOOK)
-    assert used <= set(glued), sorted(used - set(glued))
-    assert set(glued) - used == UNREAD
+    assert book.unused_glue(NOTEBOOK, glued) == UNREAD
 
 
 def test_every_seed_pair_and_run_contributes_its_events(d, glued):

@@ -153,3 +153,14 @@ def test_page_readers_find_every_glue_form_section_and_parameter(tmp_path):
     assert book.glue_names(nb) == {"n_sizes", "share", "word", "verdict", "fig_curves", "in_caption", "verdicts"}
     assert book.page_sections(nb) == ["setup", "corpus", "tokenizer", "constants"]
     assert book.page_parameters(nb, profile="smoke") == {"profile": "smoke", "rel_tol": 0.05}
+
+
+def test_unused_glue_names_the_extras_and_refuses_a_missing_name(tmp_path):
+    from lmconv import book
+
+    nb = tmp_path / "page.md"
+    nb.write_text(PAGE)
+    names = {"n_sizes", "share", "word", "verdict", "fig_curves", "in_caption", "verdicts"}
+    assert book.unused_glue(nb, dict.fromkeys(names | {"spare"})) == {"spare"}
+    with pytest.raises(LmconvError, match=r"uses glued names no section returns: \['word'\]"):
+        book.unused_glue(nb, dict.fromkeys(names - {"word"}))

@@ -76,6 +76,14 @@ def glue_names(notebook: Path) -> set[str]:
     return set(_GLUE_ROLE.findall(text)) | set(_GLUE_BLOCK.findall(text))
 
 
+def unused_glue(notebook: Path, glued: dict) -> set[str]:
+    """The names in ``glued`` that the page does not use; a name the page uses that is not glued is an error."""
+    missing = glue_names(notebook) - set(glued)
+    if missing:
+        raise LmconvError(f"{notebook.name} uses glued names no section returns: {sorted(missing)}", "glue them")
+    return set(glued) - glue_names(notebook)
+
+
 def page_parameters(notebook: Path, **overrides) -> dict:
     """A page's parameters cell executed (its defaults, as papermill sees them), updated with ``overrides``."""
     import jupytext
