@@ -28,8 +28,11 @@ def test_book_builds_every_chapter(built_book):
     page = (html / "chapters" / "01_suite.html").read_text()
     assert "vega-embed" in page and '"$schema": "https://vega.github.io/schema/vega-lite' in page
     assert "cdn.jsdelivr.net" not in page.replace("https://cdn.jsdelivr.net/npm/vega", "")
-    # no file a reader's browser loads names a CDN (the executed .ipynb downloads keep Altair's, for Colab)
+    # no file a reader's browser loads names a CDN, nor any executed notebook (its downloads open offline too)
     from lmconv import vendor
+
+    for nb in (built_book / "chapters").glob("*.ipynb"):
+        assert not vendor.names_a_cdn(nb.read_text()), nb.name
 
     for f in html.rglob("*"):
         if f.is_file() and f.suffix in (".html", ".js", ".css", ".json"):

@@ -244,6 +244,7 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
             os.environ.pop(paths.LEDGER_ENV, None)
         else:
             os.environ[paths.LEDGER_ENV] = previous
+    offline_outputs(tmp_out)
     if ledger.exists():
         os.replace(ledger, ledger_of(name, book_dir))
     else:
@@ -252,6 +253,22 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     if not quiet:
         print(f"[chapter] {name} done in {time.time() - t0:.0f} s", flush=True)
     return final
+
+
+def offline_outputs(notebook: Path, vega_url: str = "../_static/vega/") -> None:
+    """Rewrite an executed notebook's HTML outputs so they name no CDN: Altair's fallback loader points at the
+    book's vendored Vega (``vega_url``, relative to ``book/chapters``), as the built pages do
+    (:func:`lmconv.vendor.offline_page`)."""
+    from .vendor import offline_page
+
+    nb = json.loads(notebook.read_text())
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            for mime, text in out.get("data", {}).items():
+                if mime.endswith("text/html"):
+                    text = "".join(text) if isinstance(text, list) else text
+                    out["data"][mime] = offline_page(text, vega_url)
+    write_text(notebook, json.dumps(nb, ensure_ascii=False, indent=1) + "\n")
 
 
 def ledger_of(name: str, book_dir: Path | None = None) -> Path:
