@@ -33,15 +33,15 @@ fi
 
 # 3. Vendor the browser assets into the book's static files (never a CDN)
 static=book/_static
-want_static="$want-$(stamp src/lmconv/vendor.py)"
+want_static="$want-$(stamp src/lmconv/book/vendor.py)"
 if [ ! -f "$static/vega/.stamp" ] || [ "$(cat "$static/vega/.stamp")" != "$want_static" ]; then
   step "vendoring Vega and MathJax into $static"
   rm -rf "$static/vega"
   mkdir -p "$static/vega"
   cp node_modules/vega/build/vega.min.js node_modules/vega-lite/build/vega-lite.min.js \
      node_modules/vega-embed/build/vega-embed.min.js "$static/vega/"
-  .venv/bin/python -m lmconv.vendor altair "$static/vega/altair-offline.js"
-  .venv/bin/python -m lmconv.vendor mathjax node_modules/mathjax/es5 "$static/mathjax"
+  .venv/bin/python -m lmconv.book.vendor altair "$static/vega/altair-offline.js"
+  .venv/bin/python -m lmconv.book.vendor mathjax node_modules/mathjax/es5 "$static/mathjax"
   echo "$want_static" > "$static/vega/.stamp"
 fi
 

@@ -24,7 +24,7 @@ def home() -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_profile():
-    from lmconv import profiles
+    from lmconv.training import profiles
 
     return profiles.load("smoke")
 
@@ -32,7 +32,8 @@ def smoke_profile():
 @pytest.fixture(scope="session")
 def smoke_suite(smoke_profile):
     """The smoke profile's suite, trained once per session (about 15 s)."""
-    from lmconv import analysis, train
+    from lmconv import analysis
+    from lmconv.training import train
 
     train.train_profile(smoke_profile, progress=False)
     return analysis.Suite.open(smoke_profile)
@@ -41,7 +42,7 @@ def smoke_suite(smoke_profile):
 @pytest.fixture(scope="session")
 def smoke_sweep(smoke_profile):
     """The smoke profile's sweep companion (``smoke-sweep``, chapter 8's suite), trained once per session."""
-    from lmconv import profiles, train
+    from lmconv.training import profiles, train
 
     sweep = profiles.load(profiles.companion(smoke_profile.name, "sweep"))
     train.train_profile(sweep, progress=False)

@@ -1,5 +1,5 @@
-"""The book's one band table (:func:`lmconv.stats.band`) and the one line-with-band chart that draws it
-(:func:`lmconv.plots.band_lines`)."""
+"""The book's one band table (:func:`lmconv.metrics.stats.band`) and the one line-with-band chart that draws it
+(:func:`lmconv.figures.plots.band_lines`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import plots, stats
 from lmconv.errors import LmconvError
+from lmconv.figures import plots
+from lmconv.metrics import stats
 
 
 def long_table() -> pd.DataFrame:

@@ -29,7 +29,7 @@ def test_book_builds_every_chapter(built_book):
     assert "vega-embed" in page and '"$schema": "https://vega.github.io/schema/vega-lite' in page
     assert "cdn.jsdelivr.net" not in page.replace("https://cdn.jsdelivr.net/npm/vega", "")
     # no file a reader's browser loads names a CDN, nor any executed notebook (its downloads open offline too)
-    from lmconv import vendor
+    from lmconv.book import vendor
 
     for nb in (built_book / "chapters").glob("*.ipynb"):
         assert not vendor.names_a_cdn(nb.read_text()), nb.name
@@ -44,8 +44,9 @@ def test_book_builds_every_chapter(built_book):
 @pytest.mark.slow
 def test_every_caption_links_the_code_that_drew_it(built_book):
     """Every figure and table of every chapter ends its caption with the function that made it, linked to that
-    function's lines in the repository at the build commit (lmconv.provenance); no caption types it."""
-    from lmconv import book, provenance
+    function's lines in the repository at the build commit (lmconv.book.provenance); no caption types it."""
+    from lmconv import book
+    from lmconv.book import provenance
 
     html = built_book / "_build" / "html" / "chapters"
     at = provenance.commit()
@@ -105,7 +106,7 @@ def test_papermill_injected_the_profile(built_book):
 def _render(chromium: str, page: Path, profile: Path) -> subprocess.CompletedProcess:
     """Load ``page`` in headless Chromium with the network cut; the DOM after scripts ran on stdout, the
     console and network log on stderr."""
-    from lmconv import pdf
+    from lmconv.book import pdf
 
     cmd = netless(
         [
@@ -127,7 +128,7 @@ def _render(chromium: str, page: Path, profile: Path) -> subprocess.CompletedPro
 def test_every_page_renders_offline_in_chromium(built_book, tmp_path):
     """Each page of the book in Chromium without a network: no failed request, no script error, every chart
     container drawn by Vega, every formula typeset by the vendored MathJax."""
-    from lmconv import pdf
+    from lmconv.book import pdf
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
@@ -163,7 +164,7 @@ def test_every_page_renders_offline_in_chromium(built_book, tmp_path):
 @pytest.mark.slow
 @pytest.mark.browser
 def test_pdf_holds_every_page(built_book):
-    from lmconv import pdf
+    from lmconv.book import pdf
 
     if not (shutil.which("chromium") and shutil.which("pdfunite")):
         pytest.skip("chromium and poppler-utils are not installed (make setup installs them as root)")

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmconv import book, chapters, params
+from lmconv import book, chapters
 from lmconv.chapters import activations as ch
-from lmconv.exercises import linear_cka
+from lmconv.chapters import params
+from lmconv.chapters.exercises import linear_cka
 from lmconv.lenses import activations as act
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_activations.md"

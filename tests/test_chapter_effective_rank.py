@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import book, chapters, params
+from lmconv import book, chapters
 from lmconv.chapters import effective_rank as ch
+from lmconv.chapters import params
 from lmconv.lenses import activations as act
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "06_effective_rank.md"

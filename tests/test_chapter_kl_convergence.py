@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import book, chapters, params
+from lmconv import book, chapters
 from lmconv.chapters import kl_convergence as ch
+from lmconv.chapters import params
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_kl_convergence.md"
 SECTIONS = book.page_sections(NOTEBOOK)

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmconv import book, chapters, params
-from lmconv import linguistics as L
+from lmconv import book, chapters
+from lmconv.chapters import params
 from lmconv.chapters import parts_of_speech as ch
+from lmconv.data import linguistics as L
 from lmconv.lenses import kl as K
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "04_parts_of_speech.md"

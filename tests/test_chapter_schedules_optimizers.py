@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import book, chapters, exercises, params
+from lmconv import book, chapters
+from lmconv.chapters import exercises, params
 from lmconv.chapters import schedules_optimizers as ch
 from lmconv.lenses import spectral as sp
 

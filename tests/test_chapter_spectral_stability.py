@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lmconv import book, chapters, params
+from lmconv import book, chapters
+from lmconv.chapters import params
 from lmconv.chapters import spectral_stability as ch
 from lmconv.lenses import spectral as sp
 

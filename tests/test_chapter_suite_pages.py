@@ -15,10 +15,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from lmconv import book, chapters, corpus, params, paths, profiles, stats, tokenizer
-from lmconv.chapters import annealing, data, methods, status, suite
+from lmconv import book, chapters, paths
+from lmconv.chapters import annealing, data, methods, params, status, suite
+from lmconv.data import corpus, tokenizer
 from lmconv.errors import LmconvError
 from lmconv.lenses import annealing as A
+from lmconv.metrics import stats
+from lmconv.training import profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import book, chapters, params
+from lmconv import book, chapters
+from lmconv.chapters import params
 from lmconv.chapters import three_lenses as ch
 from lmconv.lenses import synthesis as syn
 

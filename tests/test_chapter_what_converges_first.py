@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import book, chapters, params
-from lmconv import linguistics as L
+from lmconv import book, chapters
+from lmconv.chapters import params
 from lmconv.chapters import what_converges_first as ch
+from lmconv.data import linguistics as L
 from lmconv.lenses import kl as K
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_what_converges_first.md"

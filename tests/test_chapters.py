@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lmconv import params
+from lmconv.chapters import params
 from lmconv.errors import LmconvError
 
 
@@ -23,7 +23,7 @@ def _charts():
     import altair as alt
     import pandas as pd
 
-    from lmconv import provenance as pv
+    from lmconv.book import provenance as pv
     from lmconv.chapters import section
 
     df = pd.DataFrame({"step": [1, 2, 4], "kl": [3.0, 2.0, 1.5]})
@@ -44,8 +44,8 @@ def _charts():
 
 
 def test_glued_charts_and_tables_name_the_function_that_drew_them():
-    from lmconv import plots
-    from lmconv import provenance as pv
+    from lmconv.book import provenance as pv
+    from lmconv.figures import plots
 
     plots.use_theme()
     g = _charts()
@@ -61,7 +61,7 @@ def test_glued_charts_and_tables_name_the_function_that_drew_them():
 
 def test_source_url_points_at_the_lines_of_the_function():
     from lmconv import paths
-    from lmconv import provenance as pv
+    from lmconv.book import provenance as pv
     from lmconv.figures import spectral
 
     url = pv.source_url("lmconv.figures.spectral.cosine_saturation", "abc1234")

@@ -10,9 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lmconv import claims, stats
-from lmconv.claims import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Estimate
 from lmconv.errors import LmconvError
+from lmconv.findings import claims
+from lmconv.findings.claims import CONTRADICTED, INCONCLUSIVE, REPRODUCED, Estimate
+from lmconv.metrics import stats
 
 RNG = np.random.default_rng(0)
 

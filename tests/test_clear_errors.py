@@ -14,10 +14,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lmconv import book, cli, hubcache, io, paths, suites, train
-from lmconv.cache import CacheCorruption, TableCache
+from lmconv import book, cli, io, paths
+from lmconv.analysis.cache import CacheCorruption, TableCache
+from lmconv.checkpoints import hubcache, suites
+from lmconv.checkpoints.suites import CheckpointRef, LocalSource
 from lmconv.errors import LmconvError
-from lmconv.suites import CheckpointRef, LocalSource
+from lmconv.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 S1_96 = CheckpointRef("lmconv", "s", 1, 96)
@@ -162,7 +164,7 @@ def test_full_or_read_only_disks_name_the_path_and_the_way_out(tmp_path, monkeyp
     assert str(ckpt) in str(e.value) and "LMCONV_HOME" in e.value.fix
     with pytest.raises(RuntimeError, match="file write failed"), io.atomic_dir(ckpt):
         raise RuntimeError("file write failed")  # the same failure on a disk with room is not blamed on it
-    from lmconv import corpus
+    from lmconv.data import corpus
 
     monkeypatch.setattr(corpus, "manifest", lambda _c: (_ for _ in ()).throw(OSError(code, "no", "/x/corpus/a")))
     rc, _, err = _cli(capsys, "corpus")

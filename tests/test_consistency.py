@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import analysis, cli, io, paths, suites
+from lmconv import analysis, cli, io, paths
+from lmconv.checkpoints import suites
 from lmconv.errors import LmconvError
 
 

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from lmconv import engine, probe, suites
-from lmconv import tokenizer as tok_mod
-from lmconv.cache import CacheCorruption, TableCache
+from lmconv.analysis import engine
+from lmconv.analysis.cache import CacheCorruption, TableCache
+from lmconv.checkpoints import suites
+from lmconv.data import probe
+from lmconv.data import tokenizer as tok_mod
 from lmconv.metrics import kl as kl_mod
 
 

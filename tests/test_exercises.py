@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import exercises
+from lmconv.chapters import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
 EXERCISE = re.compile(r"```\{exercise-start\}\n:label: (?P<label>[\w-]+)\n```(?P<body>.*?)```\{exercise-end\}", re.S)
@@ -35,11 +35,12 @@ def test_every_chapter_exercise_has_a_stub():
 
 @pytest.mark.parametrize(("notebook", "label", "code"), stubs(), ids=[f"{s[1]}-{i}" for i, s in enumerate(stubs())])
 def test_stub_matches_its_solution(notebook, label, code):
-    """Each stub names a solution in lmconv.exercises; its non-``...`` lines appear, in order, in that solution."""
+    """Each stub names a solution in lmconv.chapters.exercises; its non-``...`` lines appear, in order, in that
+    solution."""
     m = re.search(r"def (\w+)\((.*?)\):", code)
     assert m, f"{label} in {notebook}: the stub defines no function"
     func = getattr(exercises, m[1], None)
-    assert func is not None, f"{label}: lmconv.exercises has no {m[1]}"
+    assert func is not None, f"{label}: lmconv.chapters.exercises has no {m[1]}"
     solution = [ln.strip() for ln in inspect.getsource(func).splitlines()]
     solution = [ln for ln in solution if ln and not ln.startswith(('"""', "#"))]
     sig = inspect.signature(func)
@@ -75,7 +76,7 @@ def test_unigram_entropy_known_values():
 
 
 def test_solutions_run_on_the_smoke_suite(smoke_suite):
-    from lmconv import tokenizer
+    from lmconv.data import tokenizer
 
     prof = smoke_suite.profile
     _, val = smoke_suite.train_logs()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lmconv import engine, fanout, probe, suites
-from lmconv import tokenizer as tok_mod
-from lmconv.cache import TableCache
+from lmconv.analysis import engine, fanout
+from lmconv.analysis.cache import TableCache
+from lmconv.checkpoints import suites
+from lmconv.data import probe
+from lmconv.data import tokenizer as tok_mod
 from lmconv.errors import LmconvError
 from lmconv.metrics import kl as kl_mod
 

@@ -5,9 +5,9 @@ import os
 import pytest
 import torch
 
-from lmconv import hubcache, suites
+from lmconv.checkpoints import hubcache, suites
+from lmconv.checkpoints.suites import CheckpointRef
 from lmconv.errors import LmconvError
-from lmconv.suites import CheckpointRef
 
 
 @pytest.fixture(scope="module")

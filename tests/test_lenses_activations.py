@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import params, plots, stats
+from lmconv.chapters import params
 from lmconv.errors import LmconvError
 from lmconv.figures import activations as fig
+from lmconv.figures import plots
 from lmconv.lenses import activations as act
+from lmconv.metrics import stats
 
 # The default profile's checkpoints.
 STEPS = [0, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, 45, 64, 91, 128, 181, 256, *range(384, 2000, 128), 2000]

@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from lmconv import params, profiles
+from lmconv.chapters import params
 from lmconv.errors import LmconvError
 from lmconv.figures import annealing as fig
 from lmconv.lenses import annealing as A
+from lmconv.training import profiles
 
 STEPS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 192, 256]
 SEEDS = (1, 2, 3)

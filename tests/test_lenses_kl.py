@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import corpus, params
-from lmconv import linguistics as L
-from lmconv.cache import TableCache
+from lmconv.analysis.cache import TableCache
+from lmconv.chapters import params
+from lmconv.data import corpus
+from lmconv.data import linguistics as L
 from lmconv.errors import LmconvError
 from lmconv.lenses import kl as K
 

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lmconv import params, profiles
+from lmconv.chapters import params
 from lmconv.errors import LmconvError
 from lmconv.lenses import spectral as sp
 from lmconv.metrics import phases, spectrum
+from lmconv.training import profiles
 
 NAMES = ["layers.0.q", "layers.0.k", "layers.0.v", "layers.0.o", "layers.0.mlp_in", "layers.0.mlp_out"]
 

@@ -66,7 +66,7 @@ def test_statements_follow_the_numbers():
 
 
 def test_decay_statement_checks_the_schedule_at_each_late_event():
-    from lmconv import profiles
+    from lmconv.training import profiles
 
     summary = pd.DataFrame(
         {"size": ["a", "a", "a"], "event": ["kl_peak", "sosd_point", "kl_trough"], "median": [900.0, 1200.0, 50.0]}

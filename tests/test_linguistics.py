@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from lmconv import corpus, linguistics
-from lmconv import tokenizer as tokmod
-from lmconv.corpus import Document
-from lmconv.errors import LmconvError
-from lmconv.linguistics import (
+from lmconv.data import corpus, linguistics
+from lmconv.data import tokenizer as tokmod
+from lmconv.data.corpus import Document
+from lmconv.data.linguistics import (
     UNK,
     align,
     brown_tags_to_upos,
@@ -26,6 +25,7 @@ from lmconv.linguistics import (
     tag_accuracy,
     word_class,
 )
+from lmconv.errors import LmconvError
 
 # ---------------------------------------------------------------------------------------------- bins
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from lmconv import neox
 from lmconv.metrics import cka, kl, rank, spectrum
+from lmconv.training import neox
 
 
 def random_logp(s=5, n=64, v=512, spread=0.3, seed=0):

@@ -1,4 +1,4 @@
-"""``lmconv.papers`` is the one home of the papers' numbers: a leaf module, each number defined once."""
+"""``lmconv.findings.papers`` is the one home of the papers' numbers: a leaf module, each number defined once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import papers, suites
+from lmconv.checkpoints import suites
+from lmconv.findings import papers
 
 SRC = Path(papers.__file__).parent
 

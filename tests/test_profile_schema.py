@@ -7,9 +7,10 @@ import re
 import pytest
 import yaml
 
-from lmconv import paths, profiles
+from lmconv import paths
 from lmconv.errors import LmconvError
 from lmconv.io import sha256_json
+from lmconv.training import profiles
 
 
 def base() -> dict:
@@ -140,14 +141,14 @@ def test_text_where_a_number_belongs_is_rejected_with_the_yaml_spelling(tmp_path
 
 @pytest.mark.parametrize("x", [1e-3, 3e-4, 1e-8, 2.5e-05, 1e20, 0.1, 1000.0, 1.5e-07])
 def test_the_suggested_spelling_of_a_number_reads_back_as_that_number(x):
-    from lmconv import profile_schema
+    from lmconv.training import profile_schema
 
     text = profile_schema.yaml_number(x)
     assert yaml.safe_load(f"v: {text}")["v"] == x and isinstance(yaml.safe_load(f"v: {text}")["v"], float), text
 
 
 def test_a_huge_vocabulary_is_rejected_before_the_tokenizer_sees_it(tmp_path, monkeypatch):
-    from lmconv import tokenizer
+    from lmconv.data import tokenizer
 
     def never(*a, **k):
         raise AssertionError("the tokenizer was trained")

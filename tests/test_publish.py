@@ -47,7 +47,7 @@ def test_publish_caches_suites_by_profile_hash_and_deploys_pages():
     wf = yaml.safe_load(text)
     steps = wf["jobs"]["book"]["steps"]
     cache = next(s for s in steps if s.get("uses", "").startswith("actions/cache"))
-    assert "hashFiles('src/lmconv/profiles/*.yaml'" in cache["with"]["key"]
+    assert "hashFiles('src/lmconv/training/profiles/*.yaml'" in cache["with"]["key"]
     assert "_data/suites" in cache["with"]["path"]
     assert any(s.get("uses", "").startswith("actions/upload-pages-artifact") for s in steps)
     assert wf["jobs"]["deploy"]["steps"][0]["uses"].startswith("actions/deploy-pages")
@@ -61,7 +61,7 @@ def test_citation_file_is_valid_yaml():
 
 @pytest.mark.slow
 def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
-    from lmconv import release
+    from lmconv.book import release
 
     bundle = release.make_bundle(tmp_path, built_book)
     assert (bundle / "html.tar.gz").exists() and (bundle / "SHA256SUMS").exists()
@@ -102,7 +102,8 @@ def test_analysis_ledger_keeps_each_request_once(tmp_path):
 
 def test_a_release_that_fails_leaves_no_half_bundle(tmp_path):
     """An analysis that cannot be replayed stops the release with a clear error; the old bundle stays whole."""
-    from lmconv import __version__, release
+    from lmconv import __version__
+    from lmconv.book import release
     from lmconv.errors import LmconvError
 
     book_dir = tmp_path / "book"

@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lmconv import corpus, engine, params
-from lmconv.cache import TableCache
+from lmconv.analysis import engine
+from lmconv.analysis.cache import TableCache
+from lmconv.chapters import params
+from lmconv.data import corpus
 from lmconv.errors import LmconvError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +190,7 @@ def test_a_full_or_read_only_cache_gives_a_clear_error(tmp_path, monkeypatch, co
 def test_pickled_checkpoints_are_not_loaded(smoke_suite, tmp_path):
     import torch
 
-    from lmconv import suites
+    from lmconv.checkpoints import suites
 
     src_dir = smoke_suite.source.root / "lmconv-s-seed1" / "step96"
     run = tmp_path / "lmconv-s-seed1" / "step96"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lmconv import claims, scorecard
+from lmconv.findings import claims, scorecard
 from lmconv.lenses.kl import Cube
 
 
@@ -60,7 +60,8 @@ def test_scorecard_on_the_smoke_suite(smoke_results):
     assert not tab["value [interval]"].str.contains("nan").any()
     assert "tokens per parameter" in scorecard.setting("smoke")["spectra"]
     # the page over it: the names its prose uses, counts that add up, the settings table one row per lens
-    from lmconv import book, chapters, params
+    from lmconv import book, chapters
+    from lmconv.chapters import params
     from lmconv.chapters import scorecard as page
 
     nb = book.notebook_source("scorecard")

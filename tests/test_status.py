@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from lmconv import paths, status
+from lmconv import paths
+from lmconv.book import status
 from lmconv.errors import LmconvError
 
 RUNS = {"lmconv-s-seed1": 12.5, "lmconv-s-seed2": 7.25, "wsd-s-seed1": 0.5}  # a branched run counts its own part

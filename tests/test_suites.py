@@ -5,9 +5,11 @@ import typing
 
 import pytest
 
-from lmconv import papers, profiles, suites
+from lmconv.checkpoints import suites
+from lmconv.checkpoints.suites import CheckpointRef
 from lmconv.errors import LmconvError
-from lmconv.suites import CheckpointRef
+from lmconv.findings import papers
+from lmconv.training import profiles
 
 
 @pytest.mark.parametrize(
@@ -112,7 +114,7 @@ def test_size_names_state_their_parameter_counts():
     """A size called "2.5m" has 2.5 million parameters (to the name's precision), in every profile."""
     import re
 
-    from lmconv import train
+    from lmconv.training import train
 
     seen = {}
     for name in profiles.available():
@@ -142,7 +144,8 @@ def test_gpu_profile_extends_the_default_suite():
 def test_a_gpu_profile_without_a_gpu_stops_before_writing(tmp_path, monkeypatch):
     import torch
 
-    from lmconv import paths, train
+    from lmconv import paths
+    from lmconv.training import train
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
@@ -194,7 +197,7 @@ def test_source_methods_have_the_protocol_signature(cls, name):
 
 
 def test_engine_and_analyses_take_a_checkpoint_source():
-    from lmconv import engine
+    from lmconv.analysis import engine
 
     hints = typing.get_type_hints(engine.analyze)
     assert hints["source"] is suites.CheckpointSource

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from lmconv import summaries
+from lmconv.checkpoints import summaries
 
 
 def _val(late_up: float) -> pd.DataFrame:

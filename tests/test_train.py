@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import io, paths, profiles, suites, train
+from lmconv import io, paths
+from lmconv.checkpoints import suites
 from lmconv.errors import LmconvError
+from lmconv.training import profiles, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """
@@ -77,7 +79,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(smoke_suite, tmp_path, monk
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_identical_files(tiny_yaml, tmp_path):
-    from lmconv import corpus
+    from lmconv.data import corpus
 
     corpus.prepare("brown")
     ref_home, kill_home = tmp_path / "ref", tmp_path / "kill"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lmconv import vendor
+from lmconv.book import vendor
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import papers, paths
+from . import paths
+from .findings import papers
 from .io import write_json
 
 GOALS = {"kl_speedup": 20.0, "analysis_over_forward": 1.15, "bytes_fraction": 0.01, "warm_rebuild_s": 120.0}
@@ -113,9 +114,12 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
 
     The forward pass's cost grows with the model, the statistics over the full vocabulary and the spectra do
     not (much): the ratio is the fixed cost of the analysis over the floor, and it falls with size."""
-    from . import analysis, engine, probe, suites
-    from . import tokenizer as tok_mod
-    from .cache import TableCache
+    from . import analysis
+    from .analysis import engine
+    from .analysis.cache import TableCache
+    from .checkpoints import suites
+    from .data import probe
+    from .data import tokenizer as tok_mod
     from .metrics import kl as kl_mod
 
     suite = analysis.Suite.open(profile)
@@ -187,7 +191,7 @@ def train_flops_per_token(hidden: int, layers: int, vocab: int, context: int) ->
 
 
 def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
-    from . import profiles, train
+    from .training import profiles, train
 
     prof = profiles.load(profile)
     s = prof.arm().train
@@ -237,7 +241,7 @@ def bench_stacked(profile: str = "default", steps: int = 10) -> dict:
     """All seeds of the smallest size in one vmapped step vs one seed after another (same math per seed)."""
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
 
-    from . import profiles, train
+    from .training import profiles, train
 
     prof = profiles.load(profile)
     s = prof.arm().train
@@ -471,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] 1. all-pairs KL", flush=True)
     results["kl"] = bench_kl(seeds=(4, 5) if a.quick else (4, 5, 10), vocabs=(8192,) if a.quick else (8192, 50304))
     print("[bench] 2-3. analysis vs forward, bytes stored", flush=True)
-    from . import profiles
+    from .training import profiles
 
     sizes = list(profiles.load(a.profile).sizes)
     results["analysis"] = [bench_analysis(a.profile, s, n_steps=3 if a.quick else 6) for s in sizes]

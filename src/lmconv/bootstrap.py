@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import sys
 
-from . import corpus, paths
+from . import paths
+from .data import corpus
 
 
 def ensure_corpus() -> None:
@@ -39,7 +40,7 @@ def ensure_suite(profile: str) -> str:
     """Return ``profile`` if its suite is trained; otherwise, outside a checkout of the repository (Colab,
     Binder, a pip install), train the smoke suite and return ``"smoke"``. In a checkout a missing suite is
     left to the chapter's own clear error (train it with ``make train PROFILE=...``)."""
-    from . import profiles, train
+    from .training import profiles, train
 
     if (paths.suite_dir(profile) / "suite.json").exists() or (paths.ROOT / "Makefile").exists():
         return profile

@@ -46,8 +46,8 @@ def _param_value(name: str, text: str):
 
 
 def _checked(command: str, **values) -> None:
-    """The chapters' parameter checks (:mod:`lmconv.params`) on the command line's values that were given."""
-    from . import params
+    """The chapters' parameter checks (:mod:`lmconv.chapters.params`) on the command line's values that were given."""
+    from .chapters import params
 
     try:
         params.validate(**{k: v for k, v in values.items() if v is not None})
@@ -56,7 +56,7 @@ def _checked(command: str, **values) -> None:
 
 
 def cmd_profiles(_a) -> None:
-    from . import profiles
+    from .training import profiles
 
     for name in profiles.available():
         p = profiles.load(name)
@@ -67,14 +67,14 @@ def cmd_profiles(_a) -> None:
 
 
 def cmd_corpus(a) -> None:
-    from . import corpus
+    from .data import corpus
 
     print(json.dumps(corpus.manifest(a.corpus), indent=1))
 
 
 def cmd_train(a) -> None:
-    from . import profiles, train
     from .errors import choose
+    from .training import profiles, train
 
     profile = profiles.load(a.profile)
     for arm in a.arms or []:
@@ -98,7 +98,7 @@ def cmd_analyze(a) -> None:
     kw = dict(progress=not a.quiet)
     with contextlib.ExitStack() as stack:
         if a.scheduler or a.workers:
-            from . import fanout
+            from .analysis import fanout
 
             kw["client"] = stack.enter_context(fanout.client(a.scheduler, a.workers or 2))
         r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, a.probe_tokens, **kw)
@@ -126,25 +126,27 @@ def cmd_book(a) -> None:
 
 
 def cmd_status(a) -> None:
-    from . import profiles, status
+    from .book import status
+    from .training import profiles
 
     print(json.dumps(status.suite_status(profiles.load(a.profile).name), indent=1))
 
 
 def cmd_pdf(a) -> None:
-    from . import pdf
+    from .book import pdf
 
     pdf.build_pdf(Path(a.book_dir) if a.book_dir else None)
 
 
 def cmd_release(a) -> None:
-    from . import release
+    from .book import release
 
     print(f"release bundle: {release.make_bundle(Path(a.out) if a.out else None)}")
 
 
 def cmd_hub_cache(a) -> None:
-    from . import analysis, hubcache
+    from . import analysis
+    from .checkpoints import hubcache
 
     _checked("hub-cache", profile=a.profile, sizes=a.sizes, seeds=a.seeds, steps=a.steps)
     suite = analysis.Suite.open(a.profile)

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILES = Path(__file__).resolve().parent / "profiles"
+PROFILES = Path(__file__).resolve().parent / "training" / "profiles"
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 BOOK_CONFIG = ROOT / "_config.yml"

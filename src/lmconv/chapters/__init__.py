@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..provenance import name_of, stamp
+from ..book.provenance import name_of, stamp
 
 Glued = dict[str, Any]
 
@@ -26,7 +26,7 @@ def ends(sizes: Sequence[str]) -> dict[str, str]:
 
 def section(fn: Callable[..., Glued]) -> Callable[..., Glued]:
     """Decorate a chapter's section: every chart and table it returns names the function that drew it (its
-    figure builder, else this section), so the book's captions link to that code (:mod:`lmconv.provenance`)."""
+    figure builder, else this section), so the book's captions link to that code (:mod:`lmconv.book.provenance`)."""
     name = name_of(fn)
 
     @functools.wraps(fn)

@@ -15,9 +15,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, engine, papers, stats
+from .. import analysis
+from ..analysis import engine
 from ..figures import activations as fig
+from ..findings import claims, papers
 from ..lenses import activations as act
+from ..metrics import stats
 from . import Glued, ends, section
 
 VARIANT_WORDS = {"last": "the last position of each probe window", "all": "a fixed sample of scored positions"}

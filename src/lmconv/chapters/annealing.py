@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown
 
-from .. import papers, profiles, status
+from ..book import status
 from ..figures import annealing as fig
+from ..findings import papers
 from ..lenses import annealing as A
+from ..training import profiles
 from . import Glued, section
 
 SAME_TOL = 1e-9  # arms count as the same models while their KL curves agree to within this (nats)

@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .. import corpus, linguistics, profiles, tokenizer
+from ..data import corpus, linguistics, tokenizer
 from ..io import read_json
+from ..training import profiles
 from . import Glued, section
 
 

@@ -12,8 +12,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .. import analysis, claims, engine, papers, summaries
+from .. import analysis
+from ..analysis import engine
+from ..checkpoints import summaries
 from ..figures import activations as fig
+from ..findings import claims, papers
 from ..lenses import activations as act
 from . import Glued, ends, section
 

@@ -14,11 +14,15 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, papers, plots, profiles, suites
-from .. import linguistics as L
+from .. import analysis
+from ..checkpoints import suites
+from ..data import linguistics as L
 from ..figures import kl as F
+from ..figures import plots
+from ..findings import claims, papers
 from ..lenses import kl as K
 from ..metrics import phases as ph
+from ..training import profiles
 from . import Glued, ends, section
 
 PAIR_WORDS = {"ordered": "ordered seed pairs", "symmetric": "unordered seed pairs"}

@@ -10,9 +10,14 @@ from types import SimpleNamespace
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, engine, probe, profiles, stats, suites
-from ..metrics import calibration
+from .. import analysis
+from ..analysis import engine
+from ..checkpoints import suites
+from ..data import probe
+from ..findings import claims
+from ..metrics import calibration, stats
 from ..metrics import phases as ph
+from ..training import profiles
 from . import Glued, section
 
 DET_DRAWS = 100  # seeded synthetic curves per row of the detector table

@@ -11,9 +11,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, plots, scorecard, suites
-from .. import linguistics as L
+from .. import analysis
+from ..checkpoints import suites
+from ..data import linguistics as L
 from ..figures import kl as F
+from ..figures import plots
+from ..findings import claims, scorecard
 from ..lenses import kl as K
 from . import Glued, ends, section
 

@@ -14,9 +14,14 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, papers, profiles, stats, status, summaries
+from .. import analysis
+from ..book import status
+from ..checkpoints import summaries
 from ..figures import spectral as fig
+from ..findings import claims, papers
 from ..lenses import spectral as sp
+from ..metrics import stats
+from ..training import profiles
 from . import Glued, section
 
 LOG_BINS = 40  # log-spaced step bins of the ΔΣ and norm figures

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-from .. import claims, scorecard, stats
-from ..claims import Verdict
+from ..findings import claims, scorecard
+from ..findings.claims import Verdict
+from ..metrics import stats
 from . import Glued, section
 
 

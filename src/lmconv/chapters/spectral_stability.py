@@ -16,9 +16,13 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from .. import analysis, claims, papers, profiles, stats, summaries
+from .. import analysis
+from ..checkpoints import summaries
 from ..figures import spectral as fig
+from ..findings import claims, papers
 from ..lenses import spectral as sp
+from ..metrics import stats
+from ..training import profiles
 from . import Glued, section
 
 RUN = sp.RUN

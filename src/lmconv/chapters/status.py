@@ -14,7 +14,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from .. import bench, book, paths
-from .. import status as status_mod
+from ..book import status as status_mod
 from . import Glued, section
 
 NO_BENCH = "make bench has not been run on this machine yet"
@@ -52,7 +52,7 @@ def setup(d: StatusData) -> Glued:
 
 def suites_table(d: StatusData) -> pd.DataFrame:
     """One row per suite: complete checkpoints, runs, manifest and profile hashes, training minutes
-    (:func:`lmconv.status.training_seconds`; 0 for a suite not trained)."""
+    (:func:`lmconv.book.status.training_seconds`; 0 for a suite not trained)."""
     return pd.DataFrame([{
         "suite": s["profile"],
         "checkpoints": s.get("checkpoints", 0),

@@ -7,8 +7,13 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from .. import analysis, papers, plots, profiles, stats, summaries
-from .. import train as train_mod
+from .. import analysis
+from ..checkpoints import summaries
+from ..figures import plots
+from ..findings import papers
+from ..metrics import stats
+from ..training import profiles
+from ..training import train as train_mod
 from . import Glued, section
 
 

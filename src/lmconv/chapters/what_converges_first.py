@@ -12,9 +12,11 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from .. import analysis, claims, papers, scorecard, suites
-from .. import linguistics as L
+from .. import analysis
+from ..checkpoints import suites
+from ..data import linguistics as L
 from ..figures import kl as F
+from ..findings import claims, papers, scorecard
 from ..lenses import kl as K
 from . import Glued, ends, section
 

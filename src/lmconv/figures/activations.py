@@ -10,8 +10,8 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .. import plots
-from ..provenance import builder
+from ..book.provenance import builder
+from . import plots
 
 CIRCUIT_TITLES = {"attention": "Attention", "mlp": "MLP"}
 
@@ -135,7 +135,8 @@ def _lines(
     y_domain: tuple[float, float] | None,
     title: str,
 ) -> alt.LayerChart:
-    """:func:`lmconv.plots.band_lines` of a band table (value, lo, hi), colours in ``order``, ``size`` (w, h)."""
+    """:func:`lmconv.figures.plots.band_lines` of a band table (value, lo, hi), colours in ``order``, ``size``
+    (w, h)."""
     ys = alt.Scale(domain=list(y_domain)) if y_domain else None
     width, height = size
     return plots.band_lines(

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .. import plots
-from ..provenance import builder
+from ..book.provenance import builder
+from . import plots
 
 ARM_ORDER = ("cosine", "constant", "wsd")
 

@@ -1,7 +1,7 @@
 """Figures of the cross-seed convergence chapters (2–4), drawn from the tables of :mod:`lmconv.lenses.kl`.
 
-Every curve table is a band table (size, step, value, lo, hi; see :func:`lmconv.stats.band`) with, for grouped
-curves, group and n_tokens; the lines are :func:`lmconv.plots.band_lines` on the book's symlog step axis.
+Every curve table is a band table (size, step, value, lo, hi; see :func:`lmconv.metrics.stats.band`) with, for grouped
+curves, group and n_tokens; the lines are :func:`lmconv.figures.plots.band_lines` on the book's symlog step axis.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .. import plots
-from ..provenance import builder
+from ..book.provenance import builder
+from . import plots
 
 PHASE_COLOURS = {
     "(i) uniform": "#999999",

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .. import plots
-from ..provenance import builder
+from ..book.provenance import builder
+from . import plots
 
 LOG = alt.Scale(type="log")
 HEIGHT = 220  # the height of these chapters' line panels
@@ -40,7 +40,7 @@ def _panel_lines(
     y_scale: alt.Scale | None = None,
     sort: Sequence[str] | None = None,
 ) -> alt.LayerChart:
-    """:func:`lmconv.plots.band_lines` as these chapters draw it: colours in ``sort`` order (default: sorted, as
+    """:func:`lmconv.figures.plots.band_lines` as these chapters draw it: colours in ``sort`` order (default: sorted, as
     Vega sorts), the legend below, one of ``n_panels`` side by side (a short x title when narrow)."""
     width = plots.panel_width(n_panels)
     return plots.band_lines(

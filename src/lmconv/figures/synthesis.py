@@ -5,9 +5,9 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .. import plots
+from ..book.provenance import builder
 from ..lenses.synthesis import EVENTS
-from ..provenance import builder
+from . import plots
 
 LENS_COLOURS = {"cross-seed KL": plots.PALETTE[0], "activations": plots.PALETTE[1], "spectra": plots.PALETTE[2]}
 

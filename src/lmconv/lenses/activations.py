@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import papers, params, stats
+from ..chapters import params
 from ..errors import LmconvError, choose
-from ..metrics import phases
+from ..findings import papers
+from ..metrics import phases, stats
 
 CIRCUITS = ("attention", "mlp")
 ATTENTION_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out")
@@ -31,7 +32,7 @@ ATTENTION_LABELS = {
 PER_POOLS = ("pooled", "heads", "layer")
 CI_LEVEL = 0.95  # bootstrap interval level used throughout
 
-# Parameters of chapters 5 and 6 beyond those lmconv.params already knows.
+# Parameters of chapters 5 and 6 beyond those lmconv.chapters.params already knows.
 params.register("cka_min_run", params.int_param(1, 50))
 params.register("cka_nearly_all", params.float_param(0.0, 1.0))
 params.register("per_pool", params.choice_param(PER_POOLS))
@@ -114,9 +115,9 @@ def box_stats(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
 
 
 def layer_band(df: pd.DataFrame, value: str, by: Sequence[str]) -> pd.DataFrame:
-    """The median over layers within each seed, then its band over seeds (:func:`lmconv.stats.band`: value =
+    """The median over layers within each seed, then its band over seeds (:func:`lmconv.metrics.stats.band`: value =
     median, lo–hi = min–max, n = seeds), one row per ``by`` group. Where each row of ``df`` is already one
-    seed's value (a per-layer series), call :func:`lmconv.stats.band` with ``centre="median"`` directly."""
+    seed's value (a per-layer series), call :func:`lmconv.metrics.stats.band` with ``centre="median"`` directly."""
     per_seed = df.groupby([*by, "seed"], sort=True)[value].median().reset_index()
     return stats.band(per_seed, value, by, centre="median")
 
@@ -220,7 +221,7 @@ def early_shares(
     stab: pd.DataFrame, within: float = papers.CKA_STABLE_FRACTION, sizes: Sequence[str] | None = None
 ) -> dict[str, list[float]]:
     """Per size (in ``sizes`` order, default the table's), per seed: the share of (layer, circuit) units whose
-    stabilisation fraction is ≤ ``within`` (the evidence of ``lmconv.claims.judge_early_stabilisation``)."""
+    stabilisation fraction is ≤ ``within`` (the evidence of ``lmconv.findings.claims.judge_early_stabilisation``)."""
     order = list(sizes) if sizes is not None else list(dict.fromkeys(stab["size"]))
     g = stab.assign(ok=stab.fraction <= within).groupby(["size", "seed"]).ok.mean()
     return {s: list(g.xs(s, level="size")) for s in order if s in g.index.get_level_values("size")}
@@ -228,7 +229,7 @@ def early_shares(
 
 def median_fractions(stab: pd.DataFrame, sizes: Sequence[str] | None = None) -> dict[str, list[float]]:
     """Per size, per seed: the median over its units of the stabilisation fraction (+inf when most never
-    stabilise; the evidence of ``lmconv.claims.judge_smaller_slower``)."""
+    stabilise; the evidence of ``lmconv.findings.claims.judge_smaller_slower``)."""
     order = list(sizes) if sizes is not None else list(dict.fromkeys(stab["size"]))
     g = stab.groupby(["size", "seed"]).fraction.median()
     return {s: list(g.xs(s, level="size")) for s in order if s in g.index.get_level_values("size")}

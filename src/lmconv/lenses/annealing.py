@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import analysis, params, profiles, stats
+from .. import analysis
+from ..chapters import params
 from ..errors import LmconvError
-from ..metrics import phases
+from ..metrics import phases, stats
+from ..training import profiles
 
 # The anneal companion of each main profile, used when the main profile names none under `companions`.
 COSINE = "cosine"  # label of the main suite's arm
@@ -83,14 +85,14 @@ def check_compatible(main: profiles.Profile, anneal: profiles.Profile) -> None:
     if bad:
         raise LmconvError(
             f"profile {anneal.name!r} is not a companion of {main.name!r}: they differ in {bad}",
-            f"copy those settings from lmconv/profiles/{main.name}.yaml",
+            f"copy those settings from lmconv/training/profiles/{main.name}.yaml",
         )
 
 
 def arm_specs(main: profiles.Profile, anneal: profiles.Profile) -> list[ArmSpec]:
     """The main profile's first arm (label "cosine" when its schedule is cosine), then the anneal arms, parents
     before the arms that branch from them."""
-    from ..train import arm_order
+    from ..training.train import arm_order
 
     m = main.arm()
     label = COSINE if m.train.schedule.kind == "cosine" else m.train.schedule.kind

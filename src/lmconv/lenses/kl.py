@@ -28,15 +28,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import corpus, papers, params, profiles, stats
-from .. import linguistics as L
-from .. import tokenizer as tok_mod
-from ..cache import TableCache, key_of
+from ..analysis.cache import TableCache, key_of
+from ..chapters import params
+from ..data import corpus
+from ..data import linguistics as L
+from ..data import tokenizer as tok_mod
+from ..data.probe import Probe
 from ..errors import LmconvError, choose
+from ..findings import papers
 from ..io import sha256_json
 from ..metrics import phases as ph
+from ..metrics import stats
 from ..metrics.kl import unigram_logprobs
-from ..probe import Probe
+from ..training import profiles
 
 params.register("icl_short", params.int_param(1, 100_000, optional=True))
 params.register("icl_long", params.int_param(1, 100_000, optional=True))
@@ -483,7 +487,7 @@ def is_most_convergent(curves: pd.DataFrame, sizes: Sequence[str], groups: Seque
 
 
 def frequency_labels(counts: np.ndarray, target_ids: np.ndarray) -> pd.Categorical:
-    """Decade bin of each target's training-split count (:func:`lmconv.linguistics.frequency_bins`)."""
+    """Decade bin of each target's training-split count (:func:`lmconv.data.linguistics.frequency_bins`)."""
     return L.frequency_bins(counts, target_ids)
 
 
@@ -508,7 +512,7 @@ def final_surprisal(surprisal: Cube, ref: str = "seed_mean") -> np.ndarray:
 
 
 def surprisal_labels(surprisal: dict[str, Cube], ref: str = "seed_mean") -> dict[str, pd.Categorical]:
-    """Per size, :func:`lmconv.linguistics.surprisal_bins` of :func:`final_surprisal`."""
+    """Per size, :func:`lmconv.data.linguistics.surprisal_bins` of :func:`final_surprisal`."""
     return {s: L.surprisal_bins(final_surprisal(c, ref)) for s, c in surprisal.items()}
 
 
@@ -580,7 +584,7 @@ def regression(
     Uncertainty: ``n_boot`` bootstrap resamples that draw the probe's documents (``docs``, one id per token;
     without it every token is its own document) with replacement — a token weighs as often as its document is
     drawn, the same for every size so sizes stay paired — and, independently, the seeds of each size (an
-    ordered pair (i, j) then weighs count(i)·count(j), :func:`lmconv.stats.seed_pair_weights`), so that neither
+    ordered pair (i, j) then weighs count(i)·count(j), :func:`lmconv.metrics.stats.seed_pair_weights`), so that neither
     the tokens of one document nor the pairs sharing a seed count as independent; resamples left with fewer
     than two distinct seeds are redrawn. ``lo``/``hi`` are the central ``ci`` percentile interval, ``sd`` the
     bootstrap SD.
@@ -741,7 +745,7 @@ def docs_sha(docs: Sequence[corpus.Document]) -> str:
 
 
 def spacy_words(docs: Sequence[corpus.Document], cache: TableCache | None = None) -> list[list[tuple]]:
-    """:func:`lmconv.linguistics.spacy_tag` of the documents, computed once and cached (``TableCache("pos")``)
+    """:func:`lmconv.data.linguistics.spacy_tag` of the documents, computed once and cached (``TableCache("pos")``)
     under the documents' sha256, the spaCy model name and the spaCy version."""
     cache = cache or TableCache("pos")
     try:
@@ -769,7 +773,7 @@ class ProbeTags:
     ptb: np.ndarray  # spaCy's Penn Treebank tag_
     upos: np.ndarray  # spaCy's UPOS pos_
     gold: np.ndarray | None  # Brown gold tags mapped to UPOS (None when the corpus has no gold tags)
-    accuracy: dict | None  # lmconv.linguistics.spacy_vs_gold on the probe documents
+    accuracy: dict | None  # lmconv.data.linguistics.spacy_vs_gold on the probe documents
     n_docs: int
     gold_ptb: np.ndarray | None = None  # Brown gold tags mapped to Penn Treebank tags (the paper's groups)
 
@@ -785,10 +789,10 @@ class ProbeTags:
 
 def probe_tags(corpus_spec: str, tokenizer, probe: Probe, accuracy: bool = True) -> ProbeTags:
     """Tag the probe documents (spaCy, cached) and align the tags to the probe stream's tokens by character
-    offsets (:func:`lmconv.linguistics.align`); Brown gold tags go to UPOS by
-    :func:`lmconv.linguistics.brown_tags_to_upos` and to Penn Treebank tags by
-    :func:`lmconv.linguistics.brown_tags_to_ptb` (so both sources fall into the paper's PTB groups); ``accuracy``
-    adds :func:`lmconv.linguistics.spacy_vs_gold`."""
+    offsets (:func:`lmconv.data.linguistics.align`); Brown gold tags go to UPOS by
+    :func:`lmconv.data.linguistics.brown_tags_to_upos` and to Penn Treebank tags by
+    :func:`lmconv.data.linguistics.brown_tags_to_ptb` (so both sources fall into the paper's PTB groups); ``accuracy``
+    adds :func:`lmconv.data.linguistics.spacy_vs_gold`."""
     docs = corpus.load(corpus_spec, "probe")
     words = spacy_words(docs)
     stream, doc_idx, spans = tok_mod.encode_documents(tokenizer, docs, with_offsets=True)
@@ -817,8 +821,8 @@ def position_tags(stream_tags: np.ndarray, targets: pd.DataFrame, position: str 
 
 def tag_groups(ptb: np.ndarray | None, upos: np.ndarray, grouping: str) -> np.ndarray:
     """Group label per token (None = not in the grouping): the paper's PTB groups
-    (:func:`lmconv.linguistics.pos_group`) when PTB tags are given (spaCy's, or the Brown gold tags mapped by
-    :func:`lmconv.linguistics.brown_tags_to_ptb`), else their UPOS counterparts ``UPOS_GROUPS`` (a source with
+    (:func:`lmconv.data.linguistics.pos_group`) when PTB tags are given (spaCy's, or the Brown gold tags mapped by
+    :func:`lmconv.data.linguistics.brown_tags_to_ptb`), else their UPOS counterparts ``UPOS_GROUPS`` (a source with
     UPOS tags only)."""
     choose("POS grouping", grouping, GROUPINGS)
     if ptb is not None:
@@ -829,8 +833,8 @@ def tag_groups(ptb: np.ndarray | None, upos: np.ndarray, grouping: str) -> np.nd
 
 def groups_table() -> pd.DataFrame:
     """The tag groups: the paper's Penn Treebank groups, used for spaCy's tags and for the Brown gold tags alike,
-    and the Brown tags that fall into each label (:func:`lmconv.linguistics.brown_ptb_table`, before the context
-    rules of :func:`lmconv.linguistics.brown_tags_to_ptb` and the ``-tl`` rule that makes nouns proper); each
+    and the Brown tags that fall into each label (:func:`lmconv.data.linguistics.brown_ptb_table`, before the context
+    rules of :func:`lmconv.data.linguistics.brown_tags_to_ptb` and the ``-tl`` rule that makes nouns proper); each
     cell lists the drawn labels, a merged label as "Label = tag, tag"."""
 
     def describe(table: dict[str, str]) -> str:
@@ -857,7 +861,7 @@ def groups_table() -> pd.DataFrame:
 
 
 def word_classes(upos: np.ndarray) -> np.ndarray:
-    """:func:`lmconv.linguistics.word_class` per token, with "other" left out (None)."""
+    """:func:`lmconv.data.linguistics.word_class` per token, with "other" left out (None)."""
     return np.array([c if (c := L.word_class(t)) != "other" else None for t in upos], dtype=object)
 
 

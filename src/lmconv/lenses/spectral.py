@@ -26,10 +26,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pandas as pd
 
-from .. import params, profiles, stats
+from ..chapters import params
 from ..errors import LmconvError
-from ..metrics import phases, spectrum
-from ..neox import ATTENTION_KINDS, EMBED_KINDS, MLP_KINDS, parse_matrix_name
+from ..metrics import phases, spectrum, stats
+from ..training import profiles
+from ..training.neox import ATTENTION_KINDS, EMBED_KINDS, MLP_KINDS, parse_matrix_name
 
 KIND_ORDER = (*ATTENTION_KINDS, *MLP_KINDS, *EMBED_KINDS)
 ELBOW_RULES = ("steepest", "hinge", "derivative")
@@ -542,7 +543,7 @@ def pick_steps(steps: Sequence[int], n: int = 6) -> list[int]:
 
 def norm_growth(ckpt: pd.DataFrame, kinds: Sequence[str] = (*ATTENTION_KINDS, *MLP_KINDS)) -> pd.DataFrame:
     """Norms relative to step 0 (``‖W_t‖ / ‖W_0‖`` for the Frobenius, spectral and nuclear norm), mean over
-    layer matrices, then a band over seeds (:func:`lmconv.stats.band`: value = mean, lo–hi = min–max)."""
+    layer matrices, then a band over seeds (:func:`lmconv.metrics.stats.band`: value = mean, lo–hi = min–max)."""
     d = ckpt[ckpt.kind.isin(kinds)].copy()
     first = d.groupby(["family", "size", "seed", "matrix"]).step.transform("min")
     for col in ("fro", "spectral", "nuclear"):
@@ -1029,7 +1030,7 @@ def factor_panels(df: pd.DataFrame, factor: dict[str, str], arm_col: str = "fami
 
 def complete_seeds(suite) -> list[int]:
     """Seeds whose runs have finished (``suites.run_finished``) in every arm and size of the suite."""
-    from ..suites import format_run, run_finished
+    from ..checkpoints.suites import format_run, run_finished
 
     prof = suite.profile
     out = [
@@ -1122,9 +1123,9 @@ def weight_decay_sentence(weight_decay: Sequence[float], final_norm: Sequence[fl
 
 def scaling_sentence(fit: dict, expected: float = 1.0, norm: str = "nuclear", tol: float | None = None) -> str:
     """Whether the pooled slope of :func:`scaling_fit` says that ΔΣ tracks η/‖W‖ (its interval lies within
-    ``expected`` ± ``tol``, by default ``lmconv.claims.PROPORTIONAL_TOL``), grows with it less or more than in
+    ``expected`` ± ``tol``, by default ``lmconv.findings.claims.PROPORTIONAL_TOL``), grows with it less or more than in
     proportion (the interval lies beyond that margin), runs against it, or cannot tell."""
-    from ..claims import PROPORTIONAL_TOL
+    from ..findings.claims import PROPORTIONAL_TOL
 
     tol = PROPORTIONAL_TOL if tol is None else tol
     sym = NORM_SYMBOLS.get(norm, "η/‖W‖")
@@ -1258,7 +1259,7 @@ def branch_sentence(profile: profiles.Profile, t_s: dict[str, float], tol_decade
 
 def fall_by_size(events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[float | None]]:
     """Per size, per run: the fall of ΔΣ from peak to floor in decades where a SoSD point was found, else None
-    (the evidence of ``lmconv.claims.judge_falls_to_floor``)."""
+    (the evidence of ``lmconv.findings.claims.judge_falls_to_floor``)."""
     found = events.t_S.notna()
     fall = pd.to_numeric(events.fall_decades, errors="coerce")
     return {
@@ -1359,7 +1360,7 @@ def sensitivity_sentence(sens: pd.DataFrame) -> str:
 def mlp_attention_ratio(deltas: pd.DataFrame, events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[float]]:
     """Per size, per run: log10 of the MLP matrices' mean ΔΣ per step over the attention matrices' after the
     run's split step (:func:`split_steps`: t_S, or the τ crossing where ΔΣ has no floor); runs with neither are
-    left out. The evidence of ``lmconv.claims.judge_mlp_below_attention``."""
+    left out. The evidence of ``lmconv.findings.claims.judge_mlp_below_attention``."""
     ev = events if "t_split" in events else split_steps(events)
     levels = phase_levels(run_curves(deltas, by=["group"]), ev, "group", at="t_split")
     if levels.empty:
@@ -1374,7 +1375,7 @@ def mlp_attention_ratio(deltas: pd.DataFrame, events: pd.DataFrame, sizes: Seque
 
 def saturation_gap(sat: pd.DataFrame, last_step: int, sizes: Sequence[str]) -> dict[str, list[float]]:
     """Per size, per run: log10(t_W / t_Σ) from :func:`saturation_steps`, a quantity that never saturates counting
-    as saturating just after ``last_step``. The evidence of ``lmconv.claims.judge_spectrum_before_weights``."""
+    as saturating just after ``last_step``. The evidence of ``lmconv.findings.claims.judge_spectrum_before_weights``."""
     w = np.log10(pd.to_numeric(sat.weights, errors="coerce").fillna(last_step + 1).astype(float))
     s = np.log10(pd.to_numeric(sat.spectrum, errors="coerce").fillna(last_step + 1).astype(float))
     gap = w - s

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import params
+from ..chapters import params
 from ..metrics import phases
 from . import activations, kl, spectral
 

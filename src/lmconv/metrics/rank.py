@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import neox
+from ..training import neox
 
 
 def effective_rank(singular_values, k: int | None = None) -> float:

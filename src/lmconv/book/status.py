@@ -9,9 +9,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from . import paths
-from .errors import LmconvError
-from .io import read_json, sha256_json
+from .. import paths
+from ..errors import LmconvError
+from ..io import read_json, sha256_json
 
 
 def suite_manifest(profile: str) -> dict[str, dict[str, str]]:
@@ -27,7 +27,7 @@ def suite_manifest(profile: str) -> dict[str, dict[str, str]]:
 
 def run_training_seconds(profile: str) -> dict[str, float]:
     """``{run: seconds}`` for every finished run of a suite: the ``train_seconds`` its ``run.json`` records."""
-    from .suites import RUN_FINISHED  # here: suites imports torch, which the status page needs not
+    from ..checkpoints.suites import RUN_FINISHED
 
     root = paths.suite_dir(profile)
     if not root.is_dir():

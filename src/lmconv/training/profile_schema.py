@@ -20,9 +20,9 @@ import typing_extensions
 from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from pydantic_core import PydanticCustomError
 
-from .errors import LmconvError
+from ..errors import LmconvError
 
-EXAMPLE = "lmconv/profiles/default.yaml"
+EXAMPLE = "lmconv/training/profiles/default.yaml"
 
 #: Decorator for a profile section: a key it does not define is an error, not ignored.
 closed = with_config(ConfigDict(extra="forbid"))

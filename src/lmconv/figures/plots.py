@@ -1,6 +1,6 @@
 """The book's chart theme and shared chart parts: colour-blind-safe palettes, chart sizes, the symlog step axis
 that shows step 0 (:func:`step_x`), and the one line-with-band chart (:func:`band_lines`) that every figure
-module uses to draw a band table of :func:`lmconv.stats.band`.
+module uses to draw a band table of :func:`lmconv.metrics.stats.band`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .provenance import builder
+from ..book.provenance import builder
 
 # Okabe–Ito, the colour-blind-safe palette (black dropped).
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -129,7 +129,7 @@ def band_lines(
     height: int = HEIGHT,
     title: str | None = None,
 ) -> alt.LayerChart:
-    """The book's line-with-band chart of a band table (:func:`lmconv.stats.band`: step, ``value``, ``lo``,
+    """The book's line-with-band chart of a band table (:func:`lmconv.metrics.stats.band`: step, ``value``, ``lo``,
     ``hi``): one line with points per ``colour`` value (colours in ``domain`` order, default order of
     appearance) and ``dash`` value, over the ``lo``–``hi`` band, on the symlog step axis. The data sit at the top
     level, so the chart can be faceted."""

@@ -2,7 +2,7 @@
 
 One task per checkpoint step (all seeds of it together, as in the one-pass engine): the final step runs first
 (every other step's CKA compares with it), then every other step runs on whichever worker is free. Workers
-read checkpoints from the source (a shared folder, or the hub cache for :class:`~lmconv.suites.HubSource`);
+read checkpoints from the source (a shared folder, or the hub cache for :class:`~lmconv.checkpoints.suites.HubSource`);
 tables come back to the client, which writes them to its own verified cache as each finishes, so an
 interrupted run resumes with what is done and results merge with in-process runs (same cache keys).
 
@@ -17,7 +17,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 
-from .errors import LmconvError
+from ..errors import LmconvError
 
 
 @contextlib.contextmanager

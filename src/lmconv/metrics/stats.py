@@ -15,7 +15,7 @@ enumerated exactly:
   independent).
 - :func:`band` — the book's one band table (keys, ``value``, ``lo``, ``hi``, ``n``): a centre over units (seeds,
   runs, pairs) with its min–max or ±1 SD band, the table every line-with-band chart
-  (:func:`lmconv.plots.band_lines`) draws.
+  (:func:`lmconv.figures.plots.band_lines`) draws.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from .errors import LmconvError
+from ..errors import LmconvError
 
 EXACT_MAX = 8  # n ≤ 8 units: enumerate the C(2n−1, n) ≤ 6,435 distinct resamples
 LEVEL = 0.90  # the book's default interval level (four seeds cannot support a narrower reading of 95%)
@@ -154,7 +154,7 @@ class Trend:
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    from .lenses.activations import spearman
+    from ..lenses.activations import spearman
 
     return float(spearman(x, y))
 

@@ -20,14 +20,14 @@ import pandas as pd
 import torch
 from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidgets)
 
-from . import neox
+from ..checkpoints.suites import CheckpointRef, CheckpointSource
+from ..data.probe import Probe
+from ..metrics import cka as cka_mod
+from ..metrics import kl as kl_mod
+from ..metrics import rank as rank_mod
+from ..metrics import spectrum
+from ..training import neox
 from .cache import TableCache, key_of
-from .metrics import cka as cka_mod
-from .metrics import kl as kl_mod
-from .metrics import rank as rank_mod
-from .metrics import spectrum
-from .probe import Probe
-from .suites import CheckpointRef, CheckpointSource
 
 ENGINE_VERSION = 6
 TABLES = ("tokens", "pairs", "cka", "weights", "rank")
@@ -414,7 +414,7 @@ def analyze(
     client=None,
 ) -> dict[str, pd.DataFrame]:
     """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each;
-    with a Dask ``client`` (see :mod:`lmconv.fanout`) the steps run as tasks on its workers."""
+    with a Dask ``client`` (see :mod:`lmconv.analysis.fanout`) the steps run as tasks on its workers."""
     job = _Pass(
         source,
         family,

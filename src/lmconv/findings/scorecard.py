@@ -1,4 +1,5 @@
-"""The scorecard: every claim of :mod:`lmconv.claims` judged on one suite, from the measurements its chapters make.
+"""The scorecard: every claim of :mod:`lmconv.findings.claims` judged on one suite, from the measurements its chapters
+make.
 
 :func:`evidence` gathers, with the chapters' default settings, what each judge needs (phases of the cross-seed
 KL, per-token effects, CKA stabilisation, effective rank, SoSD events, the schedule sweep); :func:`collect`
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import analysis, claims, papers, stats, suites, summaries
+from .. import analysis
+from ..checkpoints import suites, summaries
+from ..errors import LmconvError
+from ..lenses import activations as act
+from ..lenses import kl as K
+from ..lenses import spectral as sp
+from ..metrics import stats
+from . import claims, papers
 from .claims import Estimate, Verdict
-from .errors import LmconvError
-from .lenses import activations as act
-from .lenses import kl as K
-from .lenses import spectral as sp
 
 N_BOOT = 400  # resamples of documents × seeds for the per-token effects
 COS_THRESHOLD = 0.99  # chapter 7's default for the saturation of cos(σ_t, σ_T) and cos(W_t, W_T)
@@ -92,7 +96,7 @@ def token_effects(
 
 def frequency_effects(cubes: dict[str, K.Cube], targets: pd.DataFrame, **kw) -> dict[str, Estimate]:
     """Per size: :func:`token_effects` slope of E[conv] on log10(1 + training count) (``targets``: the probe's
-    scored tokens with ``frequency`` and ``doc``), the evidence of ``lmconv.claims.judge_frequency``."""
+    scored tokens with ``frequency`` and ``doc``), the evidence of ``lmconv.findings.claims.judge_frequency``."""
     x = np.log10(1.0 + targets["frequency"].to_numpy(dtype=float))
     return {s: token_effects(c, x, targets["doc"].to_numpy(), **kw) for s, c in cubes.items()}
 
@@ -101,7 +105,7 @@ def function_word_effects(
     cubes: dict[str, K.Cube], targets: pd.DataFrame, classes: np.ndarray, **kw
 ) -> dict[str, Estimate]:
     """Per size: :func:`token_effects` E[conv] of function words minus content words (``classes`` from
-    ``lmconv.lenses.kl.word_classes``), the evidence of ``lmconv.claims.judge_function_words``."""
+    ``lmconv.lenses.kl.word_classes``), the evidence of ``lmconv.findings.claims.judge_function_words``."""
     ab = np.array([{"function": "a", "content": "b"}.get(c) for c in classes], dtype=object)
     x = np.zeros(len(ab))
     return {s: token_effects(c, x, targets["doc"].to_numpy(), ab, **kw) for s, c in cubes.items()}
@@ -222,7 +226,8 @@ def evidence(profile: str = "default", *, rel_tol: float = 0.05, pos_source: str
 
 
 def collect(ev: Evidence) -> list[Verdict]:
-    """Judge every claim of :data:`lmconv.claims.CLAIMS` on the evidence (a claim without evidence is missing)."""
+    """Judge every claim of :data:`lmconv.findings.claims.CLAIMS` on the evidence (a claim without evidence is
+    missing)."""
     out = []
     for c in claims.CLAIMS:
         args = ev.by_claim.get(c.id)
@@ -341,8 +346,8 @@ def setting_table(profile: str) -> pd.DataFrame:
 
 def headline_figure(profile: str):
     """Chapter 9's figure of every lens's events on one log-step axis, with its default settings."""
-    from .figures import synthesis as fig
-    from .lenses import synthesis as syn
+    from ..figures import synthesis as fig
+    from ..lenses import synthesis as syn
 
     res = analysis.run(profile, progress=False)
     total = res.suite.profile.arm().train.steps

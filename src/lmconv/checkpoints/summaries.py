@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import papers, profiles
+from ..findings import papers
+from ..training import profiles
 
 
 def parameter_count(hidden: int, layers: int, vocab: int) -> tuple[int, int]:

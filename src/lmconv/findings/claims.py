@@ -22,9 +22,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import papers, stats
-from .errors import LmconvError
-from .stats import Interval
+from ..errors import LmconvError
+from ..metrics import stats
+from ..metrics.stats import Interval
+from . import papers
 
 Outcome = Literal["reproduced", "contradicted", "inconclusive"]
 REPRODUCED: Outcome = "reproduced"
@@ -198,7 +199,8 @@ def directional(
 
 
 def estimate(units: Sequence[float | None], *, stat: str = "mean") -> Estimate:
-    """An :class:`Estimate` from per-unit values: their mean (or median) and its :func:`lmconv.stats.mean_interval`."""
+    """An :class:`Estimate` from per-unit values: their mean (or median) and its
+    :func:`lmconv.metrics.stats.mean_interval`."""
     v = _finite(units)
     if not v:
         return Estimate(None, None, ())
@@ -289,7 +291,7 @@ def judge_reconvergence(spreads: Mapping[str, Any]) -> Verdict:
 
 def judge_frequency(per_size: Mapping[str, Estimate]) -> Verdict:
     """``per_size``: size → the slope of per-token E[conv] on log10(1 + training count) at the last checkpoint,
-    with its interval over documents and seeds (``lmconv.scorecard.token_effects``). The paper: frequent tokens
+    with its interval over documents and seeds (``lmconv.findings.scorecard.token_effects``). The paper: frequent tokens
     converge more (slope > 0)."""
     return directional(
         "kl.frequency",
@@ -304,7 +306,7 @@ def judge_frequency(per_size: Mapping[str, Estimate]) -> Verdict:
 
 def judge_function_words(per_size: Mapping[str, Estimate]) -> Verdict:
     """``per_size``: size → E[conv] of function-word tokens minus that of content-word tokens at the last
-    checkpoint (``lmconv.linguistics.word_class``), interval over documents and seeds. The paper: function
+    checkpoint (``lmconv.data.linguistics.word_class``), interval over documents and seeds. The paper: function
     words converge more (difference > 0)."""
     return directional(
         "kl.function_words",

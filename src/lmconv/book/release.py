@@ -10,9 +10,11 @@ import tarfile
 import time
 from pathlib import Path
 
-from . import __version__, analysis, book, engine, paths, status
-from .errors import LmconvError
-from .io import atomic_dir, read_json, sha256_file, write_json, write_text
+from .. import __version__, analysis, book, paths
+from ..analysis import engine
+from ..errors import LmconvError
+from ..io import atomic_dir, read_json, sha256_file, write_json, write_text
+from . import status
 
 README = """lmconv release bundle
 =====================

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import LmconvError
+from ..io import sha256_bytes, sha256_json
 from . import corpus
 from . import tokenizer as tok_mod
-from .errors import LmconvError
-from .io import sha256_bytes, sha256_json
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ from typing import Protocol, runtime_checkable
 import torch
 import transformers
 
-from . import papers
-from .errors import LmconvError, choose
-from .io import read_json, sha256_file
+from ..errors import LmconvError, choose
+from ..findings import papers
+from ..io import read_json, sha256_file
 
 HUB_ORG = "EleutherAI"
 HUB_FAMILY = "pythia"
@@ -61,7 +61,7 @@ KNOWN_BAD_REVISIONS: dict[str, dict] = {
 RUN_FINISHED = "run.json"  # written last when a run ends, after its logs: the one sign that a run is finished
 _RUN = re.compile(r"^(?P<family>[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+)*?)-(?P<size>[A-Za-z0-9_.]+)-seed(?P<seed>\d+)$")
 _STEP = re.compile(r"^step(?P<step>\d+)$")
-_RETRAIN_STEP = (  # what lmconv.train does with a run that lacks a scheduled checkpoint
+_RETRAIN_STEP = (  # what lmconv.training.train does with a run that lacks a scheduled checkpoint
     "rerun `lmconv train` with the suite's profile: it trains that run again from its last saved state before "
     "the step (from step 0 when none is kept) and writes the same files"
 )
@@ -487,7 +487,7 @@ def check_same_tokenizer(source: CheckpointSource, refs: list[CheckpointRef]) ->
 
     A verified local checkpoint's tokenizer is known by its files' sha256 in ``checksums.json``, so only one per
     distinct set of files is loaded and fingerprinted; any other checkpoint is fingerprinted itself."""
-    from .tokenizer import fingerprint
+    from ..data.tokenizer import fingerprint
 
     local = isinstance(source, LocalSource) and source.verify
     files = {r: (local and source.tokenizer_sha(r)) or f"unrecorded {r}" for r in refs}

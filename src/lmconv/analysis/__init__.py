@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import engine, paths, profiles, suites
-from . import probe as probe_mod
-from . import tokenizer as tok_mod
-from .errors import LmconvError, no_repeats
-from .io import read_json, sha256_json, write_json
-from .metrics import kl as kl_mod
+from .. import paths
+from ..checkpoints import suites
+from ..data import probe as probe_mod
+from ..data import tokenizer as tok_mod
+from ..errors import LmconvError, no_repeats
+from ..io import read_json, sha256_json, write_json
+from ..metrics import kl as kl_mod
+from ..training import profiles
+from . import engine
 
 
 @dataclass
@@ -166,7 +169,7 @@ def run(
     client=None,
 ) -> Results:
     """Analyse a trained local suite (every table of the engine), from the cache where possible; with a Dask
-    ``client`` (:func:`lmconv.fanout.client`) each checkpoint step runs as a task on its workers."""
+    ``client`` (:func:`lmconv.analysis.fanout.client`) each checkpoint step runs as a task on its workers."""
     suite = Suite.open(profile)
     prof = suite.profile
     family = suite.family(arm)
@@ -253,7 +256,7 @@ def run_hub(
 ) -> Results:
     """The PolyPythias (or any hub family) through the same engine: the probe is cut from our corpus with the
     hub tokenizer, and unigram counts come from our training split tokenised the same way."""
-    from . import corpus as corpus_mod
+    from ..data import corpus as corpus_mod
 
     no_repeats("step", list(steps), "list each step once (--steps)")
     check_ascending(list(steps))

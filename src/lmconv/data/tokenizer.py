@@ -8,9 +8,10 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from . import corpus, paths
-from .errors import LmconvError
-from .io import atomic_dir, read_json, sha256_file, write_json
+from .. import paths
+from ..errors import LmconvError
+from ..io import atomic_dir, read_json, sha256_file, write_json
+from . import corpus
 
 EOT = "<|endoftext|>"
 EOT_ID = 0
@@ -62,7 +63,7 @@ def load(folder: str | Path) -> PreTrainedTokenizerFast:
 
 def fingerprint(tok: PreTrainedTokenizerFast) -> str:
     """A hash of the vocabulary and merges: equal for tokenizers that split text identically."""
-    from .io import sha256_bytes
+    from ..io import sha256_bytes
 
     return sha256_bytes(tok.backend_tokenizer.to_str().encode())
 
@@ -96,7 +97,7 @@ def token_frequencies(corpus_spec: str, vocab_size: int) -> np.ndarray:
     if not path.exists():
         ids, _, _ = encode_documents(load(folder), corpus.load(corpus_spec, "train"))
         counts = np.bincount(ids, minlength=vocab_size).astype(np.int64)
-        from .io import atomic_path
+        from ..io import atomic_path
 
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, counts)

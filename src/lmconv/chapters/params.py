@@ -12,8 +12,8 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from . import profiles
-from .errors import LmconvError, no_repeats
+from ..errors import LmconvError, no_repeats
+from ..training import profiles
 
 
 def _fail(name: str, value: Any, want: str) -> LmconvError:
@@ -138,7 +138,7 @@ def validate(**values: Any) -> SimpleNamespace:
     out = {}
     for name, v in values.items():
         if name not in CHECKS:
-            raise LmconvError(f"parameter {name!r} has no check", "register it in lmconv.params.CHECKS")
+            raise LmconvError(f"parameter {name!r} has no check", "register it in lmconv.chapters.params.CHECKS")
         out[name] = CHECKS[name](name, v)
     return SimpleNamespace(**out)
 

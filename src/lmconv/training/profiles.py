@@ -17,9 +17,10 @@ import yaml
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from . import corpus, paths
-from .errors import LmconvError, choose, no_repeats
-from .io import sha256_json
+from .. import paths
+from ..data import corpus
+from ..errors import LmconvError, choose, no_repeats
+from ..io import sha256_json
 from .profile_schema import (
     EXAMPLE,
     Count,
@@ -201,7 +202,8 @@ class Profile:
         return self.arms[name]
 
     def size(self, name: str) -> Size:
-        choose("size", name, self.sizes, f"sizes of profile {self.name!r}: see lmconv/profiles/{self.name}.yaml")
+        where = f"sizes of profile {self.name!r}: see lmconv/training/profiles/{self.name}.yaml"
+        choose("size", name, self.sizes, where)
         return self.sizes[name]
 
 

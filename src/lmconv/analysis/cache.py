@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .errors import LmconvError
-from .io import atomic_dir, read_json, sha256_file, sha256_json, write_json
+from .. import paths
+from ..errors import LmconvError
+from ..io import atomic_dir, read_json, sha256_file, sha256_json, write_json
 
 
 class CacheCorruption(UserWarning):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from . import paths
-from .errors import LmconvError
-from .io import atomic_path
+from .. import paths
+from ..errors import LmconvError
+from ..io import atomic_path
 
 
 def toc_pages(book_dir: Path) -> list[str]:

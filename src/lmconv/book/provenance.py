@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from . import paths
+from .. import paths
 
 REPOSITORY = "https://github.com/lmconv/lmconv"
 COMMIT_ENV = "LMCONV_COMMIT"  # the publish workflow may name the commit; else ``git rev-parse HEAD``
@@ -128,7 +128,7 @@ def commit() -> str:
         )
         return out.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        from . import __version__
+        from .. import __version__
 
         return f"v{__version__}"
 

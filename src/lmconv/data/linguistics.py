@@ -1,6 +1,6 @@
 """Token frequency and part-of-speech labels for the per-token convergence analyses (spec §5, §6, §9).
 
-Everything here labels tokens of the evaluation stream (from :func:`lmconv.tokenizer.encode_documents`):
+Everything here labels tokens of the evaluation stream (from :func:`lmconv.data.tokenizer.encode_documents`):
 
 - :func:`frequency_bins` and :func:`surprisal_bins`: decade bins of the target token's training count and
   bins of final surprisal, as ordered categoricals with the true interval as label (the paper's code labels
@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..errors import LmconvError
 from .corpus import Document
-from .errors import LmconvError
 
 if TYPE_CHECKING:
     from spacy.language import Language
@@ -53,7 +53,7 @@ def frequency_bins(counts: np.ndarray, token_ids: np.ndarray) -> pd.Categorical:
 
     Bins are [0,10), [10,100), [100,1e3), [1e3,1e4), [1e4,1e5), [1e5,inf), labelled by their true range
     (so a count of exactly 10 is in "[10, 100)" and 1e5 in "[1e5, inf)"). ``counts`` is indexed by token id
-    (e.g. :func:`lmconv.tokenizer.token_frequencies`); ``token_ids`` are the *predicted* tokens.
+    (e.g. :func:`lmconv.data.tokenizer.token_frequencies`); ``token_ids`` are the *predicted* tokens.
     """
     counts = np.asarray(counts)
     ids = np.asarray(token_ids)
@@ -437,7 +437,7 @@ def align(
 ) -> np.ndarray:
     """Give each token the tag of the word it overlaps most, by character offsets; else ``"UNK"``.
 
-    ``doc_index``/``spans`` are per token, as :func:`lmconv.tokenizer.encode_documents` returns them
+    ``doc_index``/``spans`` are per token, as :func:`lmconv.data.tokenizer.encode_documents` returns them
     (separators have doc index -1). ``word_spans_per_doc[d]`` lists document d's words as
     ``(start, end, ...)`` (extra fields ignored, so Brown ``words`` and :func:`spacy_tag` output work as is),
     in text order and not overlapping; ``tags_per_doc[d]`` gives their tags. Overlap is

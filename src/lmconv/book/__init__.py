@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from . import paths
-from .errors import LmconvError
-from .io import atomic_dir, write_text
+from .. import paths
+from ..errors import LmconvError
+from ..io import atomic_dir, write_text
 
 CHAPTER_PREFIX = "chapters/"
 
@@ -35,7 +35,7 @@ def glue(name: str, value, display: bool = False) -> None:
 
     if isinstance(value, np.generic):
         value = value.item()
-    _glue(name, stamp(value), display=display)  # a builder's chart names its builder (lmconv.provenance)
+    _glue(name, stamp(value), display=display)  # a builder's chart names its builder (lmconv.book.provenance)
 
 
 _RANDOM_IDS = (
@@ -148,8 +148,8 @@ def notebook_source(name: str) -> Path:
 def input_hash(name: str, parameters: dict) -> str:
     """What an executed chapter depends on: its source, its parameters, the ``lmconv`` code, the pinned
     environment and the manifests of the suites it reads. Equal hash → re-executing would change nothing."""
+    from ..io import sha256_file, sha256_json
     from . import status
-    from .io import sha256_file, sha256_json
 
     code = {
         str(f.relative_to(paths.ROOT)): sha256_file(f)
@@ -197,7 +197,7 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
     import nbformat
     import papermill
 
-    from . import params
+    from ..chapters import params
 
     book_dir = book_dir or paths.BOOK
     src = notebook_source(name)
@@ -258,7 +258,7 @@ def run_chapter(name: str, parameters: dict, book_dir: Path | None = None, quiet
 def offline_outputs(notebook: Path, vega_url: str = "../_static/vega/") -> None:
     """Rewrite an executed notebook's HTML outputs so they name no CDN: Altair's fallback loader points at the
     book's vendored Vega (``vega_url``, relative to ``book/chapters``), as the built pages do
-    (:func:`lmconv.vendor.offline_page`)."""
+    (:func:`lmconv.book.vendor.offline_page`)."""
     from .vendor import offline_page
 
     nb = json.loads(notebook.read_text())
@@ -333,8 +333,8 @@ def build(
     extra: dict | None = None,
 ) -> Path:
     """The whole pipeline: train the profile's suite(s), execute every chapter, render the HTML."""
-    from . import profiles
-    from . import train as train_mod
+    from ..training import profiles
+    from ..training import train as train_mod
 
     book_dir = book_dir or paths.BOOK
     names = chapters or toc_chapters(book_dir)
@@ -354,6 +354,6 @@ def build(
 
 def companion_profiles(profile: str) -> list[str]:
     """Suites a book profile needs besides its own (the sweep and annealing experiments), from its YAML."""
-    from . import profiles
+    from ..training import profiles
 
     return list((profiles.load(profile).raw.get("companions") or {}).values())  # see profiles.companion
