@@ -14,13 +14,14 @@ from lmconv.checkpoints import suites
 from lmconv.data import probe
 from lmconv.data import tokenizer as tok_mod
 from lmconv.metrics import kl as kl_mod
+from lmconv.training.profiles import ProbeSettings
 
 
 @pytest.fixture(scope="module")
 def setup(smoke_suite, tmp_path_factory):
     src = smoke_suite.source
     tok = src.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
-    pr = probe.build(tok, "brown", 512, 64, 32)
+    pr = probe.build(tok, "brown", ProbeSettings(512, 64, 32))
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies("brown", 1024))
     cache = TableCache("engine", tmp_path_factory.mktemp("cache"))
     return src, pr, uni, cache
@@ -101,7 +102,7 @@ def test_corrupt_cache_entries_are_recomputed(setup):
 
 def test_probe_windows_cover_each_target_once(smoke_suite):
     tok = smoke_suite.source.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
-    pr = probe.build(tok, "brown", 1000, 64, 16)
+    pr = probe.build(tok, "brown", ProbeSettings(1000, 64, 16))
     t = pr.targets
     assert len(t) == 1000 and t.target_index.is_unique
     assert (pr.starts[t.window] + t.offset + 1 == t.target_index).all()
@@ -109,4 +110,4 @@ def test_probe_windows_cover_each_target_once(smoke_suite):
     later = t[t.window.map(lambda w: w not in set(t.groupby("window").window.first().index[:1]))]
     assert later.context_len.min() >= 1
     with pytest.raises(Exception, match="stride 80 exceeds"):
-        probe.build(tok, "brown", 1000, 64, 80)
+        probe.build(tok, "brown", ProbeSettings(1000, 64, 80))

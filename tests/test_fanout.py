@@ -12,6 +12,7 @@ from lmconv.data import probe
 from lmconv.data import tokenizer as tok_mod
 from lmconv.errors import LmconvError
 from lmconv.metrics import kl as kl_mod
+from lmconv.training.profiles import ProbeSettings
 
 STEPS = [0, 4, 16, 48, 96]
 
@@ -20,7 +21,7 @@ STEPS = [0, 4, 16, 48, 96]
 def inputs(smoke_suite):
     src = smoke_suite.source
     tok = src.load_tokenizer(suites.CheckpointRef("lmconv", "s", 1, 96))
-    pr = probe.build(tok, "brown", 512, 64, 32)
+    pr = probe.build(tok, "brown", ProbeSettings(512, 64, 32))
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies("brown", 1024))
     return src, pr, uni
 

@@ -8,6 +8,7 @@ import torch
 from lmconv.checkpoints import hubcache, suites
 from lmconv.checkpoints.suites import CheckpointRef
 from lmconv.errors import LmconvError
+from lmconv.training.profiles import ProbeSettings
 
 
 @pytest.fixture(scope="module")
@@ -59,16 +60,14 @@ def test_the_engine_runs_on_the_hub_source(hub_cache, smoke_suite, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub = suites.HubSource(cache_dir=hub_cache, known_only=False)
     res = analysis.run_hub(
-        ["s"], [0, 2], [0, 96], probe_tokens=256, probe_context=64, probe_stride=32, source=hub, progress=False
+        ["s"], [0, 2], [0, 96], probe=ProbeSettings(256, 64, 32), source=hub, progress=False
     )
     local = analysis.run(
         "smoke",
         sizes=["s"],
         seeds=[1, 2],
         steps=[0, 96],
-        probe_tokens=256,
-        probe_context=64,
-        probe_stride=32,
+        probe=ProbeSettings(256, 64, 32),
         progress=False,
     )
     hub_kl = res.pairs.groupby("step").kl.mean()

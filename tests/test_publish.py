@@ -112,7 +112,7 @@ def test_a_release_that_fails_leaves_no_half_bundle(tmp_path):
     (book_dir / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: chapters/ch\n")
     (book_dir / "chapters").mkdir()
     request = {"profile": "no-such-profile", "arm": None, "sizes": ["a"], "seeds": [1, 2], "steps": [0]}
-    request |= {"probe_tokens": 8, "probe_context": 8, "probe_stride": 8, "options": {}}
+    request |= {"probe": {"tokens": 8, "context": 8, "stride": 8}, "options": {}}
     (book_dir / "chapters" / "ch.analyses.json").write_text(json.dumps([{"bad": "entry"}, request]))
     out = tmp_path / "release"
     old = out / f"lmconv-{__version__}-{__import__('time').strftime('%Y%m%d')}"

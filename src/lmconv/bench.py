@@ -130,7 +130,7 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
     steps = sorted({all_steps[int(i)] for i in np.linspace(0, len(all_steps) - 1, n_steps)})
     ref = suites.CheckpointRef(fam, size, seeds[0], steps[-1])
     tok = src.load_tokenizer(ref)
-    pr = probe.build(tok, prof.corpus, prof.probe.tokens, prof.probe.context, prof.probe.stride)
+    pr = probe.build(tok, prof.corpus, prof.probe)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies(prof.corpus, prof.vocab_size))
     # the floor: load each checkpoint and run it forward over the probe windows, nothing else
     x = torch.from_numpy(pr.window_inputs(slice(0, len(pr.starts))))

@@ -101,7 +101,8 @@ def cmd_analyze(a) -> None:
             from .analysis import fanout
 
             kw["client"] = stack.enter_context(fanout.client(a.scheduler, a.workers or 2))
-        r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, a.probe_tokens, **kw)
+        probe = analysis.probe_settings(a.profile, a.probe_tokens)
+        r = analysis.run(a.profile, a.arm, a.sizes, a.seeds, a.steps, probe, **kw)
     print(
         f"analysed {r.family}: sizes {r.sizes}, seeds {r.seeds}, {len(r.steps)} steps, "
         f"{r.probe.n_tokens} probe tokens; tables: " + ", ".join(f"{k} {len(v)} rows" for k, v in r.tables.items())

@@ -3,6 +3,7 @@ tidy tables with the probe's per-token annotations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -17,6 +18,7 @@ from ..checkpoints import suites
 from ..data import probe as probe_mod
 from ..data import tokenizer as tok_mod
 from ..errors import LmconvError, no_repeats
+from ..findings import papers
 from ..io import read_json, sha256_json, write_json
 from ..metrics import kl as kl_mod
 from ..training import profiles
@@ -161,15 +163,14 @@ def run(
     sizes: list[str] | None = None,
     seeds: list[int] | None = None,
     steps: list[int] | None = None,
-    probe_tokens: int | None = None,
-    probe_context: int | None = None,
-    probe_stride: int | None = None,
+    probe: profiles.ProbeSettings | None = None,
     options: engine.EngineOptions | None = None,
     progress: bool = True,
     client=None,
 ) -> Results:
-    """Analyse a trained local suite (every table of the engine), from the cache where possible; with a Dask
-    ``client`` (:func:`lmconv.analysis.fanout.client`) each checkpoint step runs as a task on its workers."""
+    """Analyse a trained local suite (every table of the engine) on ``probe`` (default: the profile's), from the
+    cache where possible; with a Dask ``client`` (:func:`lmconv.analysis.fanout.client`) each checkpoint step
+    runs as a task on its workers."""
     suite = Suite.open(profile)
     prof = suite.profile
     family = suite.family(arm)
@@ -184,13 +185,8 @@ def run(
     ref0 = suites.CheckpointRef(family, sizes[0], seeds[0], steps[-1])
     suites.check_consistent(src, [suites.CheckpointRef(family, s, k, st) for s in sizes for k in seeds for st in steps])
     tok = src.load_tokenizer(ref0)
-    pr = probe_mod.build(
-        tok,
-        prof.corpus,
-        probe_tokens or prof.probe.tokens,
-        probe_context or prof.probe.context,
-        probe_stride or prof.probe.stride,
-    )
+    probe = probe or prof.probe
+    pr = probe_mod.build(tok, prof.corpus, probe)
     counts = tok_mod.token_frequencies(prof.corpus, prof.vocab_size)
     uni = kl_mod.unigram_logprobs(counts)
     options = options or engine.EngineOptions(device=prof.arm(family).train.device)
@@ -207,9 +203,7 @@ def run(
             "sizes": sizes,
             "seeds": [int(k) for k in seeds],
             "steps": [int(st) for st in steps],
-            "probe_tokens": probe_tokens or prof.probe.tokens,
-            "probe_context": probe_context or prof.probe.context,
-            "probe_stride": probe_stride or prof.probe.stride,
+            "probe": asdict(probe),
             "options": asdict(options),
         }
         record(Path(os.environ[paths.LEDGER_ENV]), request)
@@ -231,14 +225,24 @@ def record(ledger: Path, request: dict) -> None:
 def replay(request: dict) -> Results:
     """Run a recorded request again (from the cache when the build's entries are still there)."""
     r = dict(request)
-    keys = {"profile", "arm", "sizes", "seeds", "steps", "probe_tokens", "probe_context", "probe_stride", "options"}
+    keys = {"profile", "arm", "sizes", "seeds", "steps", "probe", "options"}
     if set(r) != keys:
         raise LmconvError(
             f"not a recorded analysis request: {json.dumps(request)[:200]}",
             "rebuild the book (make book) so that each chapter records its analyses again",
         )
     options = engine.EngineOptions(**r.pop("options"))
-    return run(**r, options=options, progress=False)
+    return run(**r | {"probe": profiles.ProbeSettings(**r["probe"])}, options=options, progress=False)
+
+
+def probe_settings(profile: str, tokens: int | None = None) -> profiles.ProbeSettings:
+    """The probe of ``profile``, with ``tokens`` scored positions instead of its own where given."""
+    own = profiles.load(profile).probe
+    return dataclasses.replace(own, tokens=tokens) if tokens else own
+
+
+# the PolyPythias' probe: the cross-seed paper's sliding windows over 4,096 scored tokens of our corpus
+HUB_PROBE = profiles.ProbeSettings(tokens=4096, context=papers.KL_CONTEXT, stride=papers.KL_STRIDE)
 
 
 def run_hub(
@@ -246,9 +250,7 @@ def run_hub(
     seeds: list[int],
     steps: list[int],
     corpus_spec: str = "brown",
-    probe_tokens: int = 4096,
-    probe_context: int = 2048,
-    probe_stride: int = 1024,
+    probe: profiles.ProbeSettings = HUB_PROBE,
     source: suites.HubSource | None = None,
     options: engine.EngineOptions | None = None,
     progress: bool = True,
@@ -267,7 +269,7 @@ def run_hub(
     suites.check_same_tokenizer(src, refs)
     tok = src.load_tokenizer(refs[0])
     vocab = len(tok)
-    pr = probe_mod.build(tok, corpus_spec, probe_tokens, probe_context, probe_stride)
+    pr = probe_mod.build(tok, corpus_spec, probe)
     ids, _, _ = tok_mod.encode_documents(tok, corpus_mod.load(corpus_spec, "train"))
     counts = np.bincount(ids, minlength=vocab)[:vocab].astype(np.int64)
     uni = kl_mod.unigram_logprobs(counts)

@@ -83,7 +83,13 @@ def reference_curves(r: analysis.Results, n_tok: int) -> pd.DataFrame:
 
 def load(P: SimpleNamespace) -> KLConvergenceData:
     """Run (or read from the cache) the engine on ``P``'s suite and compute what several sections share."""
-    r = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, probe_tokens=P.probe_tokens, progress=False)
+    r = analysis.run(
+        profile=P.profile,
+        sizes=P.sizes,
+        seeds=P.seeds,
+        probe=analysis.probe_settings(P.profile, P.probe_tokens),
+        progress=False,
+    )
     prof = r.suite.profile
     n_tok = r.probe.n_tokens
     cubes = K.pair_cubes(r.pairs, P.kl_direction, n_tok)

@@ -41,8 +41,7 @@ def load(P: SimpleNamespace) -> MethodsData:
     suite = analysis.Suite.open(P.profile)
     smallest = next(iter(prof.sizes))
     ref = suites.CheckpointRef(suite.family(), smallest, prof.seeds[0], prof.checkpoint_steps()[-1])
-    pr = probe.build(suite.source.load_tokenizer(ref), prof.corpus, prof.probe.tokens, prof.probe.context,
-                     prof.probe.stride)
+    pr = probe.build(suite.source.load_tokenizer(ref), prof.corpus, prof.probe)
     return MethodsData(prof, pr, engine.EngineOptions())
 
 

@@ -61,7 +61,13 @@ class WhatConvergesFirstData:
 
 def load(P: SimpleNamespace) -> WhatConvergesFirstData:
     """Run the engine for ``P``, build the cubes and the bins, and tag the probe."""
-    r = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, probe_tokens=P.probe_tokens, progress=False)
+    r = analysis.run(
+        profile=P.profile,
+        sizes=P.sizes,
+        seeds=P.seeds,
+        probe=analysis.probe_settings(P.profile, P.probe_tokens),
+        progress=False,
+    )
     n_tok = r.probe.n_tokens
     cubes = K.pair_cubes(r.pairs, P.kl_direction, n_tok)
     surprisal = K.token_cubes(r.tokens, "surprisal", n_tok)

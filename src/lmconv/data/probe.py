@@ -10,6 +10,7 @@ later windows only the positions the previous window did not reach, so every sco
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ from ..errors import LmconvError
 from ..io import sha256_bytes, sha256_json
 from . import corpus
 from . import tokenizer as tok_mod
+
+if TYPE_CHECKING:
+    from ..training.profiles import ProbeSettings
 
 
 @dataclass(frozen=True)
@@ -40,8 +44,10 @@ class Probe:
         return self.stream[s[:, None] + np.arange(self.context)[None, :]]
 
 
-def build(tokenizer, corpus_spec: str, tokens: int, context: int, stride: int, segment: int | None = None) -> Probe:
-    """Cut ``tokens`` scored positions from the probe split (``segment`` defaults to 4 × context)."""
+def build(tokenizer, corpus_spec: str, spec: ProbeSettings, segment: int | None = None) -> Probe:
+    """Cut ``spec.tokens`` scored positions from the probe split, in windows of ``spec.context`` tokens moving by
+    ``spec.stride`` (``segment`` defaults to 4 × context)."""
+    tokens, context, stride = spec.tokens, spec.context, spec.stride
     for name, v in (("tokens", tokens), ("context", context), ("stride", stride)):
         if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < 1:
             raise LmconvError(f"probe {name} must be a positive integer, got {v!r}")
