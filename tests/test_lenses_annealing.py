@@ -282,7 +282,8 @@ def test_figure_one_panel_per_size_plus_schedule_and_small_data():
     assert [p["title"] for p in spec_["vconcat"][:2]] == ["size s", "size m"]
     top = spec_["vconcat"][0]["layer"]
     assert top[0]["mark"]["type"] == "line" and top[1]["mark"]["type"] == "area"  # legend from the lines
-    assert top[0]["encoding"]["x"]["scale"]["type"] == "symlog" and top[2]["mark"]["type"] == "rule"
+    assert top[0]["encoding"]["x"]["scale"]["type"] == "symlog" and top[2]["mark"]["type"] == "circle"
+    assert top[3]["mark"]["type"] == "rule"
     rows = sum(len(v) for v in spec_["datasets"].values())
     assert rows < 2000
     late = fig.conv_by_arm(m, lr, 192, sizes=["s", "m"], min_step=64, linear=True).to_dict()

@@ -65,11 +65,13 @@ def conv_by_arm(
     panels = []
     for size in sizes or list(dict.fromkeys(c["size"])):
         d = c[c["size"] == size]
-        base = alt.Chart(d).encode(x=x_top)
-        band = base.mark_area(opacity=0.16).encode(y="conv_lo:Q", y2="conv_hi:Q", color=colour)
-        line = base.mark_line(point=alt.OverlayMarkDef(size=16)).encode(
-            color=colour,
-            y=alt.Y("conv:Q", title="E[conv] = −KL (nats)", scale=alt.Scale(zero=False)),
+        band, line, points = plots.band_layers(
+            alt.Chart(d).encode(x=x_top),
+            y_title="E[conv] = −KL (nats)",
+            colour=colour,
+            value="conv",
+            lo="conv_lo",
+            hi="conv_hi",
             tooltip=[
                 "arm",
                 "size",
@@ -81,7 +83,7 @@ def conv_by_arm(
             ],
         )
         # the line layer first, so that the merged legend shows the lines' symbols, not the faint band's
-        layers = [line, band] + ([dash] if (dash := rule(top_axis)) is not None else [])
+        layers = [line, band, points] + ([dash] if (dash := rule(top_axis)) is not None else [])
         panels.append(alt.layer(*layers).properties(width=width, height=height, title=f"size {size}"))
     schedule = (
         alt.Chart(r)

@@ -86,13 +86,12 @@ def phase_panels(
                 tooltip=["phase", "start", "end"],
             )
         )
-        base = alt.Chart(d).encode(x=plots.step_x())
-        colour = plots.PALETTE[k % len(plots.PALETTE)]
-        band = base.mark_area(opacity=0.2, color=colour).encode(
-            y=alt.Y("lo:Q", scale=y_scale), y2="hi:Q"
-        )
-        line = base.mark_line(color=colour, point=alt.OverlayMarkDef(size=14, color=colour)).encode(
-            y=alt.Y("value:Q", title=y_title, scale=y_scale), tooltip=plots.band_tooltip(["size"])
+        curve = plots.band_layers(
+            alt.Chart(d).encode(x=plots.step_x()),
+            y_title=y_title,
+            y_scale=y_scale,
+            colour=plots.PALETTE[k % len(plots.PALETTE)],
+            tooltip=plots.band_tooltip(["size"]),
         )
         paper = pd.DataFrame({"step": list(paper_lines), "line": "paper (absolute step)"})
         scaled = pd.DataFrame({"step": list(scaled_lines), "line": "paper (same fraction of training)"})
@@ -106,7 +105,7 @@ def phase_panels(
             .mark_rule(color="#555", strokeDash=[1, 2])
             .encode(x=plots.step_x(), tooltip=["line", alt.Tooltip("step:Q", format=".3g")])
         )
-        panels.append(alt.layer(rect, band, line, r1, r2).properties(width=width, height=height, title=f"size {size}"))
+        panels.append(alt.layer(rect, *curve, r1, r2).properties(width=width, height=height, title=f"size {size}"))
     return alt.concat(*panels, columns=columns).configure_legend(orient="bottom")
 
 

@@ -110,6 +110,40 @@ def _dash(field: str, df: pd.DataFrame, domain: Sequence[str] | None) -> alt.Str
     )
 
 
+def band_layers(
+    base: alt.Chart,
+    *,
+    y_title: str | None,
+    y_scale: alt.Scale | None = None,
+    colour: alt.Color | str | None = None,
+    tooltip: Sequence = (),
+    points: bool = True,
+    axis: alt.Axis | None = None,
+    value: str = "value",
+    lo: str = "lo",
+    hi: str = "hi",
+    line_channels: dict | None = None,
+    band_channels: dict | None = None,
+) -> list[alt.Chart]:
+    """The layers of the book's line-with-band, on ``base`` (a chart that carries the x encoding and, if any, the
+    data): the ``lo``–``hi`` band, the ``value`` line, and its points unless ``points`` is false. ``colour`` is an
+    encoding or one fixed colour; ``line_channels`` / ``band_channels`` add encodings (a dash, a detail). Every
+    line-with-band chart of the book is drawn from these layers."""
+    ys = y_scale or alt.Scale(zero=False)
+    marks = {"color": colour} if isinstance(colour, str) else {}
+    channels = {"color": colour} if isinstance(colour, alt.Color) else {}
+    y = alt.Y(f"{value}:Q", title=y_title, scale=ys, **({"axis": axis} if axis is not None else {}))
+    tips = {"tooltip": list(tooltip)} if tooltip else {}
+    band = base.mark_area(opacity=BAND_OPACITY, **marks).encode(
+        y=alt.Y(f"{lo}:Q", scale=ys), y2=f"{hi}:Q", **channels, **(band_channels or {})
+    )
+    line = base.mark_line(**marks).encode(y=y, **channels, **tips, **(line_channels or {}))
+    layers = [band, line]
+    if points:  # in their own layer (no line style), so a line-style legend draws dashes, not dots
+        layers.append(base.mark_circle(size=POINT_SIZE, opacity=1, **marks).encode(y=y, **channels, **tips))
+    return layers
+
+
 @builder
 def band_lines(
     df: pd.DataFrame,
@@ -136,17 +170,17 @@ def band_lines(
     dom = list(domain) if domain is not None else list(dict.fromkeys(df[colour]))
     leg = legend if legend is not None else alt.Legend(**STROKE_LEGEND)
     col = alt.Color(f"{colour}:N", scale=colour_scale(dom), title=legend_title or colour, sort=dom, legend=leg)
-    ys = y_scale or alt.Scale(zero=False)
-    base = alt.Chart().encode(x=step_x(title=x_title), color=col)
-    y = alt.Y("value:Q", title=y_title, scale=ys)
     tips = band_tooltip([c for c in dict.fromkeys([colour, *([dash] if dash else []), *tooltip])])
-    enc = {"y": y, "tooltip": tips} | ({"strokeDash": _dash(dash, df, dash_domain)} if dash else {})
-    # points in their own layer (no line style), so the line-style legend draws dashes, not dots
-    layers = [base.mark_line().encode(**enc), base.mark_circle(size=POINT_SIZE, opacity=1).encode(y=y, tooltip=tips)]
-    if band:
-        area = {"y": alt.Y("lo:Q", scale=ys), "y2": "hi:Q"} | ({"detail": f"{dash}:N"} if dash else {})
-        layers.insert(0, base.mark_area(opacity=BAND_OPACITY).encode(**area))
-    chart = alt.layer(*layers, data=df).properties(width=width, height=height)
+    layers = band_layers(
+        alt.Chart().encode(x=step_x(title=x_title)),
+        y_title=y_title,
+        y_scale=y_scale,
+        colour=col,
+        tooltip=tips,
+        line_channels={"strokeDash": _dash(dash, df, dash_domain)} if dash else None,
+        band_channels={"detail": f"{dash}:N"} if dash else None,
+    )
+    chart = alt.layer(*(layers if band else layers[1:]), data=df).properties(width=width, height=height)
     return chart.properties(title=title) if title else chart
 
 

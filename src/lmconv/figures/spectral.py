@@ -83,13 +83,13 @@ def delta_with_loss(
         c = curves[curves["size"] == size]
         v = val[val["size"] == size]
         e = events[events["size"] == size]
-        base = alt.Chart(c).encode(x=plots.step_x())
-        band = base.mark_area(opacity=0.2, color=plots.PALETTE[0]).encode(
-            y=alt.Y("lo:Q", scale=LOG, title=f"{value_title} (log)", axis=alt.Axis(titleColor=plots.PALETTE[0])),
-            y2="hi:Q",
-        )
-        line = base.mark_line(color=plots.PALETTE[0]).encode(
-            y=alt.Y("value:Q", scale=LOG),
+        curve = plots.band_layers(
+            alt.Chart(c).encode(x=plots.step_x()),
+            y_title=f"{value_title} (log)",
+            y_scale=LOG,
+            axis=alt.Axis(titleColor=plots.PALETTE[0]),
+            colour=plots.PALETTE[0],
+            points=False,
             tooltip=[
                 "step:Q",
                 alt.Tooltip("value:Q", title=value_title, format=".3g"),
@@ -124,7 +124,7 @@ def delta_with_loss(
                 tooltip=["event:N", alt.Tooltip("step:Q", format=".0f")],
             )
         )
-        left = alt.layer(band, line, rules)
+        left = alt.layer(*curve, rules)
         rows.append(
             alt.layer(left, loss).resolve_scale(y="independent").properties(width=440, height=190, title=str(size))
         )
@@ -265,18 +265,14 @@ def arm_panels(
         legend=_legend("arm"),
     )
     base = alt.Chart().encode(x=x)
-    line = base.mark_line().encode(
-        color=col,
-        y=alt.Y("value:Q", title=y_title, scale=y_scale or alt.Scale(zero=False)),
-        tooltip=[
-            "arm:N",
-            "step:Q",
-            alt.Tooltip("value:Q", title="mean", format=".4g"),
-            alt.Tooltip("lo:Q", title="min", format=".4g"),
-            alt.Tooltip("hi:Q", title="max", format=".4g"),
-        ],
-    )
-    band = base.mark_area(opacity=0.15).encode(y="lo:Q", y2="hi:Q", color=col)
+    tips = [
+        "arm:N",
+        "step:Q",
+        alt.Tooltip("value:Q", title="mean", format=".4g"),
+        alt.Tooltip("lo:Q", title="min", format=".4g"),
+        alt.Tooltip("hi:Q", title="max", format=".4g"),
+    ]
+    band, line = plots.band_layers(base, y_title=y_title, y_scale=y_scale, colour=col, tooltip=tips, points=False)
     layers: list = [band, line]
     data = df.assign(kind="curve")
     if events is not None and len(events):
