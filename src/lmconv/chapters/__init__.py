@@ -14,9 +14,17 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from .. import analysis
 from ..book.provenance import name_of, stamp
 
 Glued = dict[str, Any]
+
+
+def analysed(P: Any) -> analysis.Results:
+    """The engine's tables for a page's suite, sizes and seeds, on its probe (the profile's, with the page's
+    ``probe_tokens`` where it has that parameter); from the cache when the book has run them before."""
+    probe = analysis.probe_settings(P.profile, getattr(P, "probe_tokens", None))
+    return analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, probe=probe, progress=False)
 
 
 def ends(sizes: Sequence[str]) -> dict[str, str]:

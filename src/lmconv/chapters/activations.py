@@ -21,7 +21,7 @@ from ..figures import activations as fig
 from ..findings import claims, papers
 from ..lenses import activations as act
 from ..metrics import stats
-from . import Glued, ends, section
+from . import Glued, analysed, ends, section
 
 VARIANT_WORDS = {"last": "the last position of each probe window", "all": "a fixed sample of scored positions"}
 LAYER_ORDER_WORDS = {
@@ -60,7 +60,7 @@ class ActivationsData:
 
 def load(P: SimpleNamespace) -> ActivationsData:
     """Run the engine for ``P`` and apply the chapter's CKA definition and stabilisation rule."""
-    res = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, progress=False)
+    res = analysed(P)
     total_steps = res.suite.profile.arm(None).train.steps
     within = papers.CKA_STABLE_FRACTION
     cka = act.select_cka(res.cka, P.attention_activation, P.cka_variant, P.cka_estimator)

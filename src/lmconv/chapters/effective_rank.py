@@ -18,7 +18,7 @@ from ..checkpoints import summaries
 from ..figures import activations as fig
 from ..findings import claims, papers
 from ..lenses import activations as act
-from . import Glued, ends, section
+from . import Glued, analysed, ends, section
 
 POOL_WORDS = {
     "pooled": "every per-head OV matrix together with the whole-layer one, as the original figures",
@@ -55,7 +55,7 @@ class EffectiveRankData:
 
 def load(P: SimpleNamespace) -> EffectiveRankData:
     """Run (or read from the cache) the engine for the chapter's sizes and seeds; select CKA and PER."""
-    res = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, progress=False)
+    res = analysed(P)
     total_steps = res.suite.profile.arm(None).train.steps
     cka = act.select_cka(res.cka, P.attention_activation, P.cka_variant, P.cka_estimator)
     stab = act.stabilisation(cka, total_steps, threshold=P.cka_threshold, min_run=P.cka_min_run)

@@ -23,7 +23,7 @@ from ..findings import claims, papers
 from ..lenses import kl as K
 from ..metrics import phases as ph
 from ..training import profiles
-from . import Glued, ends, section
+from . import Glued, analysed, ends, section
 
 PAIR_WORDS = {"ordered": "ordered seed pairs", "symmetric": "unordered seed pairs"}
 # how a phase boundary of our pair-mean curve compares with the paper's line, both as a fraction of training
@@ -83,13 +83,7 @@ def reference_curves(r: analysis.Results, n_tok: int) -> pd.DataFrame:
 
 def load(P: SimpleNamespace) -> KLConvergenceData:
     """Run (or read from the cache) the engine on ``P``'s suite and compute what several sections share."""
-    r = analysis.run(
-        profile=P.profile,
-        sizes=P.sizes,
-        seeds=P.seeds,
-        probe=analysis.probe_settings(P.profile, P.probe_tokens),
-        progress=False,
-    )
+    r = analysed(P)
     prof = r.suite.profile
     n_tok = r.probe.n_tokens
     cubes = K.pair_cubes(r.pairs, P.kl_direction, n_tok)

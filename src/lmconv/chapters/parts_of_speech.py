@@ -18,7 +18,7 @@ from ..figures import kl as F
 from ..figures import plots
 from ..findings import claims, scorecard
 from ..lenses import kl as K
-from . import Glued, ends, section
+from . import Glued, analysed, ends, section
 
 if TYPE_CHECKING:
     import altair as alt
@@ -52,13 +52,7 @@ class PartsOfSpeechData:
 def load(P: SimpleNamespace) -> PartsOfSpeechData:
     """Run the engine for ``P``'s sizes, seeds and probe; tag the probe text (spaCy, cached) and take the stream
     tags of ``P.pos_source``."""
-    r = analysis.run(
-        profile=P.profile,
-        sizes=P.sizes,
-        seeds=P.seeds,
-        probe=analysis.probe_settings(P.profile, P.probe_tokens),
-        progress=False,
-    )
+    r = analysed(P)
     n_tok = r.probe.n_tokens
     tok = r.suite.source.load_tokenizer(suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
     tags = K.probe_tags(r.suite.profile.corpus, tok, r.probe)

@@ -23,7 +23,7 @@ from ..findings import claims, papers
 from ..lenses import spectral as sp
 from ..metrics import stats
 from ..training import profiles
-from . import Glued, section
+from . import Glued, analysed, section
 
 RUN = sp.RUN
 ELBOW_WORDS = {
@@ -94,7 +94,7 @@ class SpectralData:
 def load(P: SimpleNamespace) -> SpectralData:
     """Open the suite of ``P.profile``, run the engine on its sizes and seeds and place the SoSD events."""
     suite = analysis.Suite.open(P.profile)
-    res = analysis.run(P.profile, sizes=P.sizes, seeds=P.seeds, progress=False)
+    res = analysed(P)
     rule = sp.SosdRule.from_params(P)
     rec = spectral_records(suite, res.family, rule, res.sizes, res.seeds)
     ckpt = sp.checkpoint_spectra(res.weights)

@@ -16,7 +16,7 @@ from .. import analysis
 from ..figures import synthesis as fig
 from ..lenses import spectral as sp
 from ..lenses import synthesis as syn
-from . import Glued, section
+from . import Glued, analysed, section
 
 LABELS = {e: label for e, (_, label) in syn.EVENTS.items()}
 
@@ -48,7 +48,7 @@ def events(res: analysis.Results, P: SimpleNamespace, total: int) -> pd.DataFram
 
 def load(P: SimpleNamespace) -> ThreeLensesData:
     """Run (or read from the cache) the engine for the chapter's sizes and seeds; detect and summarise events."""
-    res = analysis.run(profile=P.profile, sizes=P.sizes, seeds=P.seeds, progress=False)
+    res = analysed(P)
     total = res.suite.profile.arm().train.steps
     ev = events(res, P, total)
     summary = syn.summarise(ev, res.sizes)

@@ -18,7 +18,7 @@ from ..data import linguistics as L
 from ..figures import kl as F
 from ..findings import claims, papers, scorecard
 from ..lenses import kl as K
-from . import Glued, ends, section
+from . import Glued, analysed, ends, section
 
 MIN_BIN = 20  # bins with fewer tokens are drawn but not quoted in the text
 FREQ_TITLE = "target frequency"
@@ -61,13 +61,7 @@ class WhatConvergesFirstData:
 
 def load(P: SimpleNamespace) -> WhatConvergesFirstData:
     """Run the engine for ``P``, build the cubes and the bins, and tag the probe."""
-    r = analysis.run(
-        profile=P.profile,
-        sizes=P.sizes,
-        seeds=P.seeds,
-        probe=analysis.probe_settings(P.profile, P.probe_tokens),
-        progress=False,
-    )
+    r = analysed(P)
     n_tok = r.probe.n_tokens
     cubes = K.pair_cubes(r.pairs, P.kl_direction, n_tok)
     surprisal = K.token_cubes(r.tokens, "surprisal", n_tok)
