@@ -51,6 +51,27 @@ def _rewrite(folder: Path, name: str, data: bytes) -> None:
 # item 10 ------------------------------------------------------------------------------------------------------
 
 
+def test_the_cache_key_follows_the_config_as_well_as_the_weights(suite_copy):
+    """Item 12: the same weights read as another network (config.json edited, its checksum updated) get another
+    engine cache key, so no table of the old network is served for them; the key is stable otherwise."""
+    from lmconv.io import sha256_file
+
+    folder = suite_copy / S1_96.run / S1_96.revision
+    before = LocalSource(suite_copy).sha(S1_96)
+    assert LocalSource(suite_copy).sha(S1_96) == before
+    config = json.loads((folder / "config.json").read_text())
+    config["layer_norm_eps"] = config["layer_norm_eps"] * 10
+    (folder / "config.json").write_text(json.dumps(config))
+    sums = json.loads((folder / "checksums.json").read_text())
+    sums["config.json"] = sha256_file(folder / "config.json")
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    assert LocalSource(suite_copy).sha(S1_96) != before
+    del sums["config.json"]
+    (folder / "checksums.json").write_text(json.dumps(sums))
+    with pytest.raises(LmconvError, match=r"checksums.json records no config.json \(only "):
+        LocalSource(suite_copy).sha(S1_96)
+
+
 def test_checksums_without_the_weights_or_malformed_are_named(suite_copy):
     folder = suite_copy / S1_96.run / S1_96.revision
     sums = json.loads((folder / "checksums.json").read_text())

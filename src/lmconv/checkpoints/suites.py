@@ -23,7 +23,7 @@ import transformers
 
 from ..errors import LmconvError, choose
 from ..findings import papers
-from ..io import read_json, sha256_file
+from ..io import read_json, sha256_file, sha256_json
 
 HUB_ORG = "EleutherAI"
 HUB_FAMILY = "pythia"
@@ -155,7 +155,8 @@ class CheckpointSource(Protocol):
         ...
 
     def sha(self, ref: CheckpointRef) -> str:
-        """A key that changes whenever the checkpoint's weights do (caches are keyed by it)."""
+        """A key that changes whenever the checkpoint's weights or its architecture (``config.json``) do (caches are
+        keyed by it)."""
         ...
 
     def load_model(self, ref: CheckpointRef, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
@@ -234,11 +235,13 @@ class LocalSource:
         return sums
 
     def sha(self, ref: CheckpointRef) -> str:
-        """The weights' sha256 as recorded when the checkpoint was written (a cache key)."""
+        """A cache key from the sha256 of the weights and of ``config.json``, as recorded when the checkpoint was
+        written: the same weights read as another network (a config edited by hand) are another checkpoint."""
         sums = self.checksums(ref)
-        if "model.safetensors" not in sums:
-            raise self._bad_checksums(ref, f"records no model.safetensors (only {', '.join(sorted(sums))})")
-        return sums["model.safetensors"]
+        for name in ("model.safetensors", "config.json"):
+            if name not in sums:
+                raise self._bad_checksums(ref, f"records no {name} (only {', '.join(sorted(sums)) or 'nothing'})")
+        return sha256_json({"weights": sums["model.safetensors"], "config": sums["config.json"]})
 
     def _bad_checksums(self, ref: CheckpointRef, what: str) -> LmconvError:
         folder = self.path(ref)
