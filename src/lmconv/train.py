@@ -522,7 +522,7 @@ def _train_step(run: RunSpec, data: TrainData, tr: Training) -> float:
         for g in o.param_groups:
             g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
     x = data.batch(run.seed, step, s.batch_size).to(next(tr.model.parameters()).device)
-    out = _lm_loss(tr.model, x)
+    out = _lm_loss(tr.model, x, s.precision)
     out.backward()
     gn = torch.nn.utils.clip_grad_norm_(tr.model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
     for o in tr.opts:
@@ -577,6 +577,7 @@ def finish_run(run: RunSpec, tr: Training) -> None:
             "steps": s.steps,
             "train_seconds": round(tr.seconds(), 1),
             "threads": s.threads,
+            "precision": s.precision,
             "tokens": s.steps * s.batch_size * run.profile.context,
         },
     )
@@ -597,8 +598,19 @@ def _link_checkpoints(src_run: Path, dst_run: Path, steps: list[int]) -> None:
                     shutil.copy2(f, tmp / f.name)
 
 
-def _lm_loss(model, x: torch.Tensor) -> torch.Tensor:
-    logits = model(x[:, :-1]).logits
+def autocast(precision: str, device: torch.device | str):
+    """The context a training step's forward runs in: bf16 autocast for ``"bf16"``, nothing for ``"fp32"``."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def _lm_loss(model, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Next-token cross-entropy of ``x``; the forward in ``precision``, the loss always in fp32 (outside autocast,
+    so the backward that follows runs outside it too)."""
+    with autocast(precision, x.device):
+        logits = model(x[:, :-1]).logits
+    logits = logits.float()  # a no-op in fp32
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
 
@@ -626,6 +638,7 @@ def suite_info(profile: Profile, data: TrainData) -> dict:
         "corpus": corpus.manifest(profile.corpus)["splits"],
         "torch": torch.__version__,
         "threads": {a.family: a.train.threads for a in profile.arms.values()},
+        "precision": {a.family: a.train.precision for a in profile.arms.values()},
     }
 
 
