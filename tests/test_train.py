@@ -512,6 +512,7 @@ def test_bf16_really_autocasts_yet_agrees_with_fp32_and_keeps_fp32_checkpoints(t
     (fp32_run, fp32), (bf16_run, bf16) = tiny_reference, bf16_reference
     assert bf16["step0/model.safetensors"] == fp32["step0/model.safetensors"]
     assert bf16["step48/model.safetensors"] != fp32["step48/model.safetensors"]
+    assert bf16["step48/config.json"] == fp32["step48/config.json"]  # the bf16 step's attention is not recorded
     a, b = (pd.read_parquet(r / "val_log.parquet").val_loss for r in (fp32_run, bf16_run))
     assert a.iloc[0] == b.iloc[0]  # step 0: validation itself is fp32 in both
     assert (a.iloc[1:] != b.iloc[1:]).any() and abs(a.iloc[-1] - b.iloc[-1]) < 0.01
