@@ -5,6 +5,24 @@ from __future__ import annotations
 from lmconv import bench
 
 
+def training(shares=(0.2, 0.5)) -> list[dict]:
+    """bench_training's rows: one size in both precisions, each against its own matmul rate, then those rates."""
+    peak = {"fp32": 100.0, "bf16": 400.0}
+    rows = [
+        {
+            "size": "small",
+            "precision": p,
+            "tokens_per_s": 1000.0 * (i + 1),
+            "gflops": share * peak[p],
+            "matmul_gflops": peak[p],
+            "fraction_of_matmul_peak": share,
+        }
+        for i, (p, share) in enumerate(zip(peak, shares, strict=True))
+    ]
+    rows[1]["time_vs_fp32"] = 0.5
+    return rows + [{"size": "matmul", "precision": p, "gflops": g} for p, g in peak.items()]
+
+
 def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6), stacked=0.9) -> dict:
     kl = [
         {
@@ -32,7 +50,7 @@ def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6), stacked=0.9) -> dict:
         "date": "2026-12-01",
         "kl": kl,
         "analysis": analysis,
-        "training": [{"size": "small", "tokens_per_s": 1000.0, "gflops": 5.0}, {"size": "matmul", "gflops": 100.0}],
+        "training": training(),
         "stacked": {"size": "small", "speedup": stacked, "unbatched_ops": ["aten::sdpa"]},
         "rebuild": {"seconds": 30.0},
     }
@@ -47,9 +65,33 @@ def test_summary_has_a_row_per_case_and_judges_each_goal():
     assert t.loc["warm rebuild of the book", "met"]
 
 
+def test_training_rows_judge_each_precision_against_its_own_matmul_rate():
+    t = bench.summary_table(results())
+    rows = t[t.index.str.startswith("training small in")]
+    assert list(rows.index.str.split(" in ").str[1].str.split(":").str[0]) == ["fp32", "bf16"]
+    assert list(rows.measured) == ["1,000, 20.0, 20%", "2,000, 200.0, 50%"]
+    assert not rows.met.any() and rows.goal.eq("≥ 70%").all()
+    assert t.loc["training small: bf16 step time / fp32 step time", "measured"] == "0.50x"
+    met = results()
+    met["training"] = training(shares=(0.7, 0.8))
+    assert bench.summary_table(met).loc[rows.index[1], "met"]
+
+
+def test_bench_training_times_every_size_in_both_precisions(smoke_profile):
+    rows = bench.bench_training("smoke", steps=2)
+    runs = [(r["size"], r["precision"]) for r in rows if r["size"] != "matmul"]
+    assert runs == [(s, p) for s in smoke_profile.sizes for p in ("fp32", "bf16")]
+    peak = {r["precision"]: r["gflops"] for r in rows if r["size"] == "matmul"}
+    assert set(peak) == {"fp32", "bf16"}
+    for r in rows[: len(runs)]:
+        assert r["matmul_gflops"] == peak[r["precision"]]  # each against the rate of its own precision
+        assert ("time_vs_fp32" in r) == (r["precision"] == "bf16")
+    assert bench.summary_table(results() | {"training": rows}).index.str.startswith("training").sum() == 6
+
+
 def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     causes = bench.gap_causes(results())
-    assert len(causes) == 3
+    assert len(causes) == 4
     assert "missed at S=4, V=8192" in causes[0] and "met at S=10, V=8192" in causes[0]
     # the anchor's 16 passes at S=4 make 20x unreachable; the sentence says so only where the numbers show it
     assert "fewer than 20 passes (S=4, V=8192 (16))" in causes[0]
@@ -57,9 +99,14 @@ def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     slower_anchor["kl"][0]["anchor_passes"] = 24.0
     assert "less than one pass" not in bench.gap_causes(slower_anchor)[0]
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
-    assert "0.90x" in causes[2] and "no batching rule for aten::sdpa" in causes[2]
-    assert bench.gap_causes(results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)) == []
-    slow = {**results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)}
+    assert causes[2].startswith("Training runs below 70% of the dense matmul rate of its precision (fp32: small 20%; "
+                                "bf16: small 50%)")  # fmt: skip
+    assert "bf16 matrix products run 4.0x as fast as fp32 here, while a bf16 step takes 0.50x (small)" in causes[2]
+    assert "0.90x" in causes[3] and "no batching rule for aten::sdpa" in causes[3]
+    good = results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)
+    good["training"] = training(shares=(0.7, 0.8))
+    assert bench.gap_causes(good) == []
+    slow = good
     slow["rebuild"] = {"seconds": 200.0, "chapters_executed": ["02_kl_convergence"]}
     (cause,) = bench.gap_causes(slow)
     assert cause.startswith("The warm rebuild took 200 s: it executed 02_kl_convergence again")

@@ -196,6 +196,10 @@ def test_choices_and_cross_key_rules(tmp_path):
     raw = base()
     raw["train"]["device"] = "tpu"
     rejected(tmp_path, raw, "train.device", "unknown device 'tpu'")
+    raw = base()
+    raw["arms"]["wsd"]["precision"] = "fp16"
+    err = rejected(tmp_path, raw, "arms.wsd.precision", "unknown precision 'fp16'")
+    assert "fp32, bf16" in err.fix and "did you mean" in err.fix, err.fix  # the allowed values, named
     raw = base() | {"seeds": [1, 2, 1]}
     rejected(tmp_path, raw, "seeds", "seed 1 listed more than once")
     raw = base()

@@ -38,6 +38,7 @@ from .profile_schema import (
 SCHEDULES = ("cosine", "constant", "wsd", "step")
 OPTIMIZERS = ("adamw", "muon")
 DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")  # of a training step's matrix products; weights, optimizer, loss and checkpoints: fp32
 COMPANION_ROLES = ("anneal", "sweep")  # the suites a book profile may name (see companion)
 ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
 # A byte-level BPE starts from 256 byte tokens plus <|endoftext|>; a smaller vocabulary gives ids the model's
@@ -49,6 +50,7 @@ Beta = Annotated[float, Field(strict=True, ge=0, lt=1)]  # Adam's moment decay r
 ScheduleKind = one_of("schedule", SCHEDULES)
 Optimizer = one_of("optimizer", OPTIMIZERS)
 Device = one_of("device", DEVICES)
+Precision = one_of("precision", PRECISIONS)
 CompanionRole = one_of("companion role", COMPANION_ROLES)
 
 
@@ -125,6 +127,9 @@ class TrainSettings:
     schedule: Schedule = field(default_factory=Schedule)
     threads: Positive = 2
     device: Device = "cpu"  # "cuda" trains (and analyses) on a GPU; the project's checks run on the CPU
+    # "bf16": each step's forward runs under bf16 autocast (fp32 master weights and optimizer, loss in fp32, backward
+    # outside the autocast); validation loss, spectra and checkpoints stay fp32. Part of a checkpoint's identity.
+    precision: Precision = "fp32"
     val_every: Positive = 50
     val_tokens: Positive = 16384
     spectra_every: Count = 0  # record singular values of every weight matrix every N steps (0: never)
