@@ -44,7 +44,7 @@ quicktest: setup
 	$(RUN) $(PY) -m pytest -q -m "not slow and not browser" tests
 
 bench: setup
-	$(RUN) $(PY) -m lmconv.bench
+	$(RUN) $(PY) -m benchmarks.bench
 
 release: setup
 	$(RUN) $(PY) -m lmconv release

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from lmconv import bench
+from benchmarks import bench
+from lmconv.book import bench_report
 
 
 def training(shares=(0.2, 0.5)) -> list[dict]:
@@ -57,7 +58,7 @@ def results(kl_speedups=(8.0, 25.0), ratios=(2.4, 1.6), stacked=0.9) -> dict:
 
 
 def test_summary_has_a_row_per_case_and_judges_each_goal():
-    t = bench.summary_table(results())
+    t = bench_report.summary_table(results())
     kl_rows = t[t.index.str.startswith("all-pairs KL")]
     assert list(kl_rows.met) == [False, True]
     an = t[t.index.str.startswith("whole analysis")]
@@ -66,7 +67,7 @@ def test_summary_has_a_row_per_case_and_judges_each_goal():
 
 
 def test_training_rows_judge_each_precision_against_its_own_matmul_rate():
-    t = bench.summary_table(results())
+    t = bench_report.summary_table(results())
     rows = t[t.index.str.startswith("training small in")]
     assert list(rows.index.str.split(" in ").str[1].str.split(":").str[0]) == ["fp32", "bf16"]
     assert list(rows.measured) == ["1,000, 20.0, 20%", "2,000, 200.0, 50%"]
@@ -74,7 +75,7 @@ def test_training_rows_judge_each_precision_against_its_own_matmul_rate():
     assert t.loc["training small: bf16 step time / fp32 step time", "measured"] == "0.50x"
     met = results()
     met["training"] = training(shares=(0.7, 0.8))
-    assert bench.summary_table(met).loc[rows.index[1], "met"]
+    assert bench_report.summary_table(met).loc[rows.index[1], "met"]
 
 
 def test_bench_training_times_every_size_in_both_precisions(smoke_profile):
@@ -86,18 +87,18 @@ def test_bench_training_times_every_size_in_both_precisions(smoke_profile):
     for r in rows[: len(runs)]:
         assert r["matmul_gflops"] == peak[r["precision"]]  # each against the rate of its own precision
         assert ("time_vs_fp32" in r) == (r["precision"] == "bf16")
-    assert bench.summary_table(results() | {"training": rows}).index.str.startswith("training").sum() == 6
+    assert bench_report.summary_table(results() | {"training": rows}).index.str.startswith("training").sum() == 6
 
 
 def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
-    causes = bench.gap_causes(results())
+    causes = bench_report.gap_causes(results())
     assert len(causes) == 4
     assert "missed at S=4, V=8192" in causes[0] and "met at S=10, V=8192" in causes[0]
     # the anchor's 16 passes at S=4 make 20x unreachable; the sentence says so only where the numbers show it
     assert "fewer than 20 passes (S=4, V=8192 (16))" in causes[0]
     slower_anchor = results()
     slower_anchor["kl"][0]["anchor_passes"] = 24.0
-    assert "less than one pass" not in bench.gap_causes(slower_anchor)[0]
+    assert "less than one pass" not in bench_report.gap_causes(slower_anchor)[0]
     assert "small 2.40x" in causes[1] and "large 1.60x" in causes[1]
     assert causes[2].startswith("Training runs below 70% of the dense matmul rate of its precision (fp32: small 20%; "
                                 "bf16: small 50%)")  # fmt: skip
@@ -105,10 +106,10 @@ def test_gap_causes_name_the_missed_cases_and_vanish_when_goals_are_met():
     assert "0.90x" in causes[3] and "no batching rule for aten::sdpa" in causes[3]
     good = results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3)
     good["training"] = training(shares=(0.7, 0.8))
-    assert bench.gap_causes(good) == []
+    assert bench_report.gap_causes(good) == []
     slow = good
     slow["rebuild"] = {"seconds": 200.0, "chapters_executed": ["02_kl_convergence"]}
-    (cause,) = bench.gap_causes(slow)
+    (cause,) = bench_report.gap_causes(slow)
     assert cause.startswith("The warm rebuild took 200 s: it executed 02_kl_convergence again")
 
 

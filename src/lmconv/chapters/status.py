@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 from IPython.display import Markdown, display
 
-from .. import bench, book, paths
+from .. import book
+from ..book import bench_report
 from ..book import status as status_mod
 from . import Glued, section
 
@@ -91,13 +92,13 @@ def lock_note(d: StatusData) -> Markdown:
 def benchmarks(d: StatusData, bench_file: Path | None = None) -> list[Any]:
     """What the page shows of the last ``make bench`` (default file: ``<data home>/bench/latest.json``): its
     summary table and gaps, or a sentence (a ``str``) saying why there is none."""
-    bench_file = bench_file or paths.data_home() / "bench" / "latest.json"
+    bench_file = bench_file or bench_report.results_file()
     if not bench_file.exists():
         return [NO_BENCH]
     try:
         results = json.loads(bench_file.read_text())
-        table = bench.summary_table(results)
-        gaps = bench.gap_causes(results)
+        table = bench_report.summary_table(results)
+        gaps = bench_report.gap_causes(results)
     except (KeyError, TypeError):
         return [OLD_BENCH]
     return [table.assign(met=table.met.map({True: "yes", False: "no"}).fillna("—")),

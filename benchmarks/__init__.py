@@ -1,0 +1,1 @@
+"""The project's benchmarks (``make bench``), beside the package they measure."""
