@@ -521,3 +521,39 @@ def test_bf16_really_autocasts_yet_agrees_with_fp32_and_keeps_fp32_checkpoints(t
     assert {t.dtype for t in load_file(str(bf16_run / "step48" / "model.safetensors")).values()} == {torch.float32}
     assert io.read_json(bf16_run / "run.json")["precision"] == "bf16"
     assert io.read_json(bf16_run.parent / "suite.json")["precision"] == {"lmconv": "bf16"}
+
+
+def _run_hashes(root: Path) -> dict[str, dict[str, str]]:
+    return {run.name: tree_hashes(run) for run in sorted(root.iterdir()) if (run / "run.json").exists()}
+
+
+def test_two_jobs_train_the_same_files_as_one_at_a_time():
+    """The smoke suite at one thread per run: trained two runs at once (spawned processes) or one after another,
+    every file of every run is the same."""
+    smoke = profiles.load("smoke").raw
+    one_thread = smoke | {"train": smoke["train"] | {"threads": 1}}
+    hashes = {}
+    for jobs in (1, 2):
+        prof = profiles.parse(one_thread, f"smokejobs{jobs}")
+        shutil.rmtree(paths.suite_dir(prof.name), ignore_errors=True)
+        hashes[jobs] = _run_hashes(train.train_profile(prof, progress=False, jobs=jobs))
+    assert len(hashes[1]) == 6 and hashes[2] == hashes[1]
+    with pytest.raises(LmconvError, match="jobs must be a whole number ≥ 1, got 0"):
+        train.train_profile(prof, progress=False, jobs=0)
+
+
+def test_jobs_wait_for_the_run_a_branch_starts_from_and_stop_with_a_workers_error():
+    wsd = {"schedule": {"kind": "wsd", "decay_fraction": 0.5, "final_ratio": 0.0}}
+    arms = {"constant": {}, "wsd": wsd | {"branch_from": {"arm": "constant", "step": 16}}}
+    over = {"steps": 32, "schedule": {"kind": "constant", "warmup": 8}, "threads": 1}
+    ref = _run_hashes(train.train_profile(_tiny("tinyjobs1", arms, **over), progress=False))
+    prof = _tiny("tinyjobs2", arms, **over)
+    root = train.train_profile(prof, progress=False, jobs=2)  # wsd started early would find no state to start from
+    assert _run_hashes(root) == ref
+    # a worker's error comes back as itself (its fix included), and stops the call
+    shutil.rmtree(root / "wsd-xs-seed1")
+    weights = root / "constant-xs-seed1" / "step16" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(LmconvError, match=r"step16/model\.safetensors does not match its recorded sha256") as e:
+        train.train_profile(prof, progress=False, jobs=2)
+    assert e.value.fix.startswith("delete ")

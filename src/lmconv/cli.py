@@ -79,7 +79,7 @@ def cmd_train(a) -> None:
     profile = profiles.load(a.profile)
     for arm in a.arms or []:
         choose("arm", arm, profile.arms, f"pick arms of profile {profile.name}: --arms {','.join(profile.arms)}")
-    root = train.train_profile(profile, a.arms, a.sizes, a.seeds, progress=not a.quiet)
+    root = train.train_profile(profile, a.arms, a.sizes, a.seeds, progress=not a.quiet, jobs=a.jobs)
     print(f"suite ready: {root}")
 
 
@@ -189,6 +189,13 @@ def parser() -> argparse.ArgumentParser:
     sp = add("train", cmd_train, "train (or resume) a profile's suite of checkpoints")
     selection(sp)
     sp.add_argument("--arms", type=_csv(str), help="comma-separated arms (default: all)")
+    sp.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="train up to N runs at once, each in its own process at the profile's thread count (same files as "
+        "one at a time; on 2 cores, with a profile of threads: 1)",
+    )
     sp = add("analyze", cmd_analyze, "run the one-pass engine over a suite and fill the metric cache")
     selection(sp)
     sp.add_argument("--arm", default=None, help="the arm to analyse (default: the profile's first)")

@@ -690,8 +690,15 @@ def train_profile(
     sizes: list[str] | None = None,
     seeds: list[int] | None = None,
     progress: bool = True,
+    jobs: int = 1,
 ) -> Path:
-    """Train (or finish) every run of the profile; return the suite root ``{data}/suites/{profile}``."""
+    """Train (or finish) every run of the profile; return the suite root ``{data}/suites/{profile}``.
+
+    ``jobs`` > 1 trains up to that many runs at once, each in a process of its own (spawned) at the profile's own
+    thread count, so every file is the one training them one after another writes. A run of a branched arm starts
+    once the run it branches from is finished; the first run that fails stops the others, with its error. (A
+    script that calls this with ``jobs`` > 1 needs the ``if __name__ == "__main__":`` guard that spawned processes
+    need; ``lmconv train --jobs N``, notebooks and tests do not.)"""
     for kind, values in (("arm", arms), ("size", sizes), ("seed", seeds)):
         no_repeats(kind, values or [], f"list each {kind} once (--{kind}s)")
     for name in sizes or []:
@@ -699,12 +706,34 @@ def train_profile(
     for k in seeds or []:
         if k not in profile.seeds:
             raise LmconvError(f"seed {k} is not in profile {profile.name} (seeds {list(profile.seeds)})")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise LmconvError(f"jobs must be a whole number ≥ 1, got {jobs!r}", "pass --jobs 1 (one run at a time) or more")
     for arm in profile.arms.values():
         training_device(arm.train)  # a GPU profile on a machine without one stops before anything is written
     root = paths.suite_dir(profile.name)
     data = prepare_data(profile)
     record_suite(root, profile, data)
     t0 = time.time()
+    runs = selected_runs(profile, root, arms, sizes, seeds)
+    if jobs == 1 or len(runs) < 2:
+        for run in runs:
+            train_run(run, data, progress)
+    else:
+        _train_in_parallel(runs, data, progress, jobs)
+    timing = root / "timing.json"
+    with contextlib.suppress(Exception):
+        prev = read_json(timing) if timing.exists() else {}
+        prev[time.strftime("%Y-%m-%dT%H:%M:%S")] = round(time.time() - t0, 1)
+        write_json(timing, prev)
+    return root
+
+
+def selected_runs(
+    profile: Profile, root: Path, arms: list[str] | None, sizes: list[str] | None, seeds: list[int] | None
+) -> list[RunSpec]:
+    """The runs to train, in training order: arms after the arm they branch from (which counts as selected with
+    them), then sizes, then seeds."""
+    out = []
     for arm in arm_order(profile):
         if (
             arms
@@ -714,10 +743,37 @@ def train_profile(
             continue
         for size_name in sizes or list(profile.sizes):
             for seed in seeds or list(profile.seeds):
-                train_run(RunSpec(profile, arm, profile.sizes[size_name], seed, root), data, progress)
-    timing = root / "timing.json"
-    with contextlib.suppress(Exception):
-        prev = read_json(timing) if timing.exists() else {}
-        prev[time.strftime("%Y-%m-%dT%H:%M:%S")] = round(time.time() - t0, 1)
-        write_json(timing, prev)
-    return root
+                out.append(RunSpec(profile, arm, profile.sizes[size_name], seed, root))
+    return out
+
+
+def _train_in_parallel(runs: list[RunSpec], data: TrainData, progress: bool, jobs: int) -> None:
+    """Train ``runs`` in up to ``jobs`` spawned processes, in their order, each once the run it branches from is
+    done. The first error stops the rest (their workers are ended; a rerun resumes them) and is raised here."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    selected = {r.dir for r in runs}
+    waits_for = {r.dir: src for r in runs if r.branch_source and (src := r.branch_source[0]) in selected}
+    waiting, running, done = list(runs), {}, set()
+    pool = ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while waiting or running:
+            for run in [r for r in waiting if r.dir not in waits_for or waits_for[r.dir] in done]:
+                if len(running) == jobs:
+                    break
+                waiting.remove(run)
+                running[pool.submit(train_run, run, data, progress)] = run
+            if not running:  # cannot happen: arm_order puts every parent first
+                raise RuntimeError(f"runs wait for one another: {[r.dir.name for r in waiting]}")
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                run = running.pop(f)
+                f.result()  # the worker's error, raised in this process
+                done.add(run.dir)
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # the others' runs resume on a rerun
+            proc.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
