@@ -2,8 +2,9 @@
 ``{data}/bench/latest.json``, whose summary and missed goals :mod:`lmconv.book.bench_report` states (the status
 page shows them). It lives beside the package: ``python -m benchmarks.bench`` from the checkout.
 
-1. all-pairs KL, batched (the engine's path) vs the anchor's per-pair loop over the same log-probs;
-2. the whole analysis of checkpoints vs their forward passes alone (the floor), with load counts;
+1. all-pairs KL, batched (the engine's path), in passes over the block of log-probs and vs the anchor's per-pair loop;
+2. the whole analysis of checkpoints vs its floor (their forward passes and the gradient batch's backward),
+   with load counts;
 3. bytes stored per analysed checkpoint vs the anchor's 469 MB;
 4. training throughput per size and precision (tokens/s, GFLOP/s) vs this machine's dense matmul rate in that
    precision, the bf16 step time over the fp32 one, and training all seeds of a size at once (stacked with
@@ -111,7 +112,8 @@ def bench_kl(seeds=(4, 5, 10), vocabs=(8192, 50304), n: int = 256) -> list[dict]
 
 
 def bench_analysis(profile: str = "default", size: str | None = None, n_steps: int = 6) -> dict:
-    """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs forward alone.
+    """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs its floor: the
+    forward passes over the probe plus the one forward and backward of the gradient batch that gradient PER needs.
 
     The forward pass's cost grows with the model, the statistics over the full vocabulary and the spectra do
     not (much): the ratio is the fixed cost of the analysis over the floor, and it falls with size."""
@@ -133,16 +135,24 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
     tok = src.load_tokenizer(ref)
     pr = probe.build(tok, prof.corpus, prof.probe)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies(prof.corpus, prof.vocab_size))
-    # the floor: load each checkpoint and run it forward over the probe windows, nothing else
+    # the floor: load each checkpoint, run it forward over the probe windows, and once forward and backward over
+    # a gradient batch of the engine's size; nothing else
     x = torch.from_numpy(pr.window_inputs(slice(0, len(pr.starts))))
-    t0 = time.perf_counter()
+    g = engine.EngineOptions().grad_windows
+    xg = torch.from_numpy(pr.stream[pr.starts[:g, None] + np.arange(pr.context + 1)[None, :]])
+    forward_s = backward_s = 0.0
     for st in steps:
         for k in seeds:
+            t0 = time.perf_counter()
             m = src.load_model(suites.CheckpointRef(fam, size, k, st))
             with torch.no_grad():
                 for i in range(0, len(x), 16):
                     m(x[i : i + 16])
-    forward_s = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            logits = m(xg[:, :-1]).logits
+            torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), xg[:, 1:].reshape(-1)).backward()
+            forward_s, backward_s = forward_s + t1 - t0, backward_s + time.perf_counter() - t1
+    floor_s = forward_s + backward_s
     with tempfile.TemporaryDirectory() as tmp:
         cache = TableCache("engine", Path(tmp))
         engine.LOADS.counts.clear()
@@ -159,15 +169,18 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
         "steps": steps,
         "probe_tokens": pr.n_tokens,
         "forward_s": forward_s,
+        "gradient_batch_s": backward_s,
+        "floor_s": floor_s,
         "analysis_s": analysis_s,
-        "ratio": analysis_s / forward_s,
+        "ratio": analysis_s / floor_s,
         "loads_per_checkpoint": loads,
         "bytes_per_checkpoint": stored / n_ckpt,
         "bytes_fraction_of_anchor": stored / n_ckpt / (papers.KL_STORAGE_MB_PER_CHECKPOINT * 2**20),
     }
     print(
-        f"  analysis of {n_ckpt} checkpoints ({size}, {len(seeds)} seeds): {analysis_s:.1f} s vs forward alone "
-        f"{forward_s:.1f} s = {out['ratio']:.2f}x; loads per checkpoint {loads}; "
+        f"  analysis of {n_ckpt} checkpoints ({size}, {len(seeds)} seeds): {analysis_s:.1f} s vs its floor "
+        f"{floor_s:.1f} s (forward {forward_s:.1f} s, gradient batch {backward_s:.1f} s) = {out['ratio']:.2f}x; "
+        f"loads per checkpoint {loads}; "
         f"{out['bytes_per_checkpoint'] / 1e6:.2f} MB stored per checkpoint "
         f"({100 * out['bytes_fraction_of_anchor']:.3f}% of the anchor's 469 MB)",
         flush=True,
@@ -388,8 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     results["rebuild"] = bench_rebuild(a.profile) if not a.quick else {"seconds": None}
     kl_min = min(r["speedup_batched64_vs_anchor"] for r in results["kl"] if r["speedup_batched64_vs_anchor"])
     verdict = {
+        "kl_passes_max": max(r["batched64_passes"] or 0.0 for r in results["kl"]),
         "kl_speedup_min": kl_min,
-        "analysis_over_forward": {r["size"]: r["ratio"] for r in results["analysis"]},
+        "analysis_over_floor": {r["size"]: r["ratio"] for r in results["analysis"]},
         "bytes_fraction": max(r["bytes_fraction_of_anchor"] for r in results["analysis"]),
         "warm_rebuild_s": results["rebuild"]["seconds"],
         "train_fraction_of_matmul": {
@@ -403,9 +417,10 @@ def main(argv: list[str] | None = None) -> int:
     results["causes"] = gap_causes(results)
     write_json(results_file(), results)
     print("[bench] summary (goal in brackets):")
+    print(f"  all-pairs KL in passes, worst       {verdict['kl_passes_max']:8.2f}    [≤ {GOALS['kl_passes']}]")
     print(f"  all-pairs KL vs the anchor, worst   {kl_min:8.1f}x   [≥ {GOALS['kl_speedup']:.0f}x]")
-    for size, ratio in verdict["analysis_over_forward"].items():
-        print(f"  analysis / forward passes, {size:8s} {ratio:8.2f}x   [≤ 1.15x]")
+    for size, ratio in verdict["analysis_over_floor"].items():
+        print(f"  analysis / its floor, {size:13s} {ratio:8.2f}x   [≤ {GOALS['analysis_over_floor']}x]")
     print(f"  bytes per checkpoint / 469 MB       {100 * verdict['bytes_fraction']:8.3f}%   [≤ 1%]")
     train_goal = 100 * GOALS["train_fraction_of_matmul"]
     for run, frac in verdict["train_fraction_of_matmul"].items():
