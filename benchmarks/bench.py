@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lmconv import paths
+from lmconv import book, paths
 from lmconv.book.bench_report import GOALS, gap_causes, results_file
 from lmconv.findings import papers
 from lmconv.io import write_json
@@ -397,8 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] 4. training", flush=True)
     results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)
     results["stacked"] = bench_stacked(a.profile, steps=3 if a.quick else 10)
-    print("[bench] 5. warm rebuild", flush=True)
+    print("[bench] 5. warm rebuild; the recorded builds", flush=True)
     results["rebuild"] = bench_rebuild(a.profile) if not a.quick else {"seconds": None}
+    results["builds"] = book.build_records()  # the first build of this data home, stage by stage, and the latest
+    for kind, b in results["builds"].items():
+        print(f"  {kind} make book ({b['date']}): {b['total_s'] / 60:.0f} min", flush=True)
     kl_min = min(r["speedup_batched64_vs_anchor"] for r in results["kl"] if r["speedup_batched64_vs_anchor"])
     verdict = {
         "kl_passes_max": max(r["batched64_passes"] or 0.0 for r in results["kl"]),

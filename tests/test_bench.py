@@ -124,3 +124,28 @@ def test_each_kl_case_runs_in_its_child_process():
     for method in bench.METHODS:
         r = bench._child(bench.KL_CASE.format(S=2, V=64, n=8, method=method))
         assert "error" not in r and r["seconds"] > 0 and r["input_mb"] > 0, (method, r)
+
+
+def build(total_train: float, profile: str = "default") -> dict:
+    stages = [
+        {"stage": f"train {profile}", "seconds": total_train},
+        {"stage": "chapter 01_suite", "seconds": 120.0, "ran": True},
+        {"stage": "chapter status", "seconds": 60.0, "ran": True},
+        {"stage": "html", "seconds": 60.0},
+    ]
+    return {"date": "2026-12-02 07:00:00", "profile": profile, "stages": stages, "total_s": total_train + 240.0}
+
+
+def test_the_first_build_is_judged_stage_by_stage():
+    slow = results(kl_speedups=(21.0, 30.0), ratios=(1.1, 1.05), stacked=1.3, passes=(1.2, 1.0))
+    slow["training"] = training(shares=(0.7, 0.8))
+    slow["builds"] = {"first": build(5160.0), "latest": build(0.0)}
+    t = bench_report.summary_table(slow)
+    first = t.loc["first make book (default, 2026-12-02 07:00:00): training, chapters, HTML"]
+    assert first.measured == "90 min (86, 3, 1 min)" and first.goal == "≤ 60 min" and not first.met
+    assert t.loc["latest make book (default, 2026-12-02 07:00:00): training, chapters, HTML", "met"] is None
+    (cause,) = bench_report.gap_causes(slow)
+    assert cause.startswith("The first make book took 90 min, over the goal of 60; its longest stages were "
+                            "train default (86 min), chapter 01_suite (2 min)")  # fmt: skip
+    slow["builds"]["first"] = build(3000.0)
+    assert bench_report.gap_causes(slow) == []

@@ -190,3 +190,17 @@ def test_nbval_reruns_the_executed_chapters(built_book):
     )
     assert r.returncode == 0, r.stdout[-3000:]
     assert " passed" in r.stdout
+
+
+def test_the_build_records_the_time_of_every_stage(built_book):
+    """make bench reports a first build stage by stage: every suite trained, every chapter, the HTML."""
+    from lmconv import book
+
+    records = book.build_records()
+    assert set(records) == {"first", "latest"}  # the first build of a data home is kept
+    rec = records["latest"]  # the build of this fixture
+    names = [s["stage"] for s in rec["stages"]]
+    assert names[0] == "train smoke" and names[-1] == "html"
+    assert [n.removeprefix("chapter ") for n in names if n.startswith("chapter ")] == book.toc_chapters(built_book)
+    assert rec["total_s"] == pytest.approx(sum(s["seconds"] for s in rec["stages"]), abs=0.1 * len(names))
+    assert all(s["seconds"] >= 0 for s in rec["stages"]) and rec["profile"] == "smoke"

@@ -20,7 +20,7 @@ import yaml
 
 from .. import paths
 from ..errors import LmconvError
-from ..io import atomic_dir, write_text
+from ..io import atomic_dir, read_json, write_json, write_text
 
 CHAPTER_PREFIX = "chapters/"
 
@@ -332,24 +332,59 @@ def build(
     chapters: list[str] | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """The whole pipeline: train the profile's suite(s), execute every chapter, render the HTML."""
+    """The whole pipeline: train the profile's suite(s), execute every chapter, render the HTML. The time of
+    each stage is recorded (:func:`record_build`)."""
     from ..training import profiles
     from ..training import train as train_mod
 
     book_dir = book_dir or paths.BOOK
     names = chapters or toc_chapters(book_dir)
+    stages: list[dict] = []
     if train:
         for p in dict.fromkeys([profile, *companion_profiles(profile)]):
-            t0 = time.time()
+            t0 = time.perf_counter()
             train_mod.train_profile(profiles.load(p))
-            print(f"[book] suite {p!r} ready ({time.time() - t0:.0f} s)", flush=True)
+            stages.append({"stage": f"train {p}", "seconds": round(time.perf_counter() - t0, 1)})
+            print(f"[book] suite {p!r} ready ({stages[-1]['seconds']:.0f} s)", flush=True)
     for name in names:
         params = {"profile": profile, **(extra or {})}
-        if name != "status" and is_current(name, params, book_dir):  # the status page always reports this build
+        t0 = time.perf_counter()
+        current = name != "status" and is_current(name, params, book_dir)  # the status page reports every build
+        if current:
             print(f"[chapter] {name} is up to date (same notebook, parameters, code and suites)", flush=True)
-            continue
-        run_chapter(name, params, book_dir)
-    return build_html(book_dir)
+        else:
+            run_chapter(name, params, book_dir)
+        stages.append({"stage": f"chapter {name}", "seconds": round(time.perf_counter() - t0, 1), "ran": not current})
+    t0 = time.perf_counter()
+    html = build_html(book_dir)
+    stages.append({"stage": "html", "seconds": round(time.perf_counter() - t0, 1)})
+    record_build(profile, stages)
+    return html
+
+
+def builds_dir() -> Path:
+    """Where the stage times of the book's builds are kept: ``first.json`` (the first build in this data home, the
+    one a newcomer waits for) and ``latest.json``."""
+    return paths.data_home() / "builds"
+
+
+def record_build(profile: str, stages: list[dict]) -> dict:
+    """Write one build's stage times as the latest build, and as the first when this data home has none yet."""
+    record = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "profile": profile,
+        "stages": stages,
+        "total_s": round(sum(s["seconds"] for s in stages), 1),
+    }
+    write_json(builds_dir() / "latest.json", record)
+    if not (builds_dir() / "first.json").exists():
+        write_json(builds_dir() / "first.json", record)
+    return record
+
+
+def build_records() -> dict[str, dict]:
+    """The recorded builds of this data home that exist: ``{"first": …, "latest": …}``."""
+    return {k: read_json(f) for k in ("first", "latest") if (f := builds_dir() / f"{k}.json").exists()}
 
 
 def companion_profiles(profile: str) -> list[str]:
