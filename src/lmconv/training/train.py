@@ -608,13 +608,6 @@ def _link_checkpoints(src_run: Path, dst_run: Path, steps: list[int]) -> None:
 BF16_ATTENTION = {"cpu": "eager"}
 
 
-def autocast(precision: str, device: torch.device | str):
-    """The context a training step's forward runs in: bf16 autocast for ``"bf16"``, nothing for ``"fp32"``."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
-
-
 @contextlib.contextmanager
 def _attention(model, implementation: str | None):
     """Run the block with the model's attention set to ``implementation`` (None: unchanged), then restore it."""
@@ -633,7 +626,8 @@ def _lm_loss(model, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     if precision == "fp32":
         logits = model(x[:, :-1]).logits
     else:
-        with autocast(precision, x.device), _attention(model, BF16_ATTENTION.get(x.device.type)):
+        bf16 = torch.autocast(x.device.type, dtype=torch.bfloat16)
+        with bf16, _attention(model, BF16_ATTENTION.get(x.device.type)):
             logits = model(x[:, :-1]).logits
     logits = logits.float()  # a no-op in fp32
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
