@@ -50,6 +50,16 @@ def smoke_sweep(smoke_profile):
 
 
 @pytest.fixture(scope="session")
+def smoke_decoupled(smoke_profile):
+    """The smoke profile's decoupled companion (``smoke-decoupled``, section 2b's suite), trained once per session."""
+    from lmconv.training import profiles, train
+
+    decoupled = profiles.load(profiles.companion(smoke_profile.name, "decoupled"))
+    train.train_profile(decoupled, progress=False)
+    return decoupled
+
+
+@pytest.fixture(scope="session")
 def smoke_results(smoke_suite):
     from lmconv import analysis
 
@@ -69,7 +79,7 @@ def netless(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def built_book(smoke_suite, smoke_sweep, tmp_path_factory) -> Path:
+def built_book(smoke_suite, smoke_sweep, smoke_decoupled, tmp_path_factory) -> Path:
     """The whole book built from the smoke suite, with the network cut, in a copy of book/ (the build finds the
     sweep trained and trains only what is still missing)."""
     book = tmp_path_factory.mktemp("book") / "book"

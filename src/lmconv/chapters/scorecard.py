@@ -49,3 +49,11 @@ def the_claims(d: ScorecardData) -> Glued:
         "tab_scorecard": Markdown(scorecard.markdown(d.verdicts, d.P.profile)),
         "tab_setting": scorecard.setting_table(d.P.profile).set_index("lens"),
     }
+
+
+@section
+def beyond_the_papers(d: ScorecardData) -> Glued:
+    """The answers of the book's own controlled experiments (:func:`lmconv.findings.scorecard.beyond`)."""
+    from IPython.display import Markdown
+
+    return {"tab_beyond": Markdown(scorecard.beyond_markdown(scorecard.beyond(d.P.profile)))}

@@ -45,9 +45,10 @@ def build(
     org: str = "EleutherAI",
     hub_family: str = "pythia",
     seed_map: dict[int, int] | None = None,
+    variant: str | None = None,
 ) -> list[str]:
-    """Mirror a local suite as hub repos ``{org}/{hub_family}-{size}[-seed{k}]``; returns the repo ids. A size,
-    seed or step the suite lacks stops it before anything is copied."""
+    """Mirror a local suite as hub repos ``{org}/{hub_family}-{size}[-{variant}][-seed{k}]``; returns the repo
+    ids. A size, seed or step the suite lacks stops it before anything is copied."""
     for size in sizes:
         for seed in seeds:
             for step in steps:
@@ -56,7 +57,7 @@ def build(
     for size in sizes:
         for seed in seeds:
             hub_seed = (seed_map or {}).get(seed, seed)
-            repo_id = format_hub_repo(size, hub_seed, org, hub_family)
+            repo_id = format_hub_repo(size, hub_seed, org, hub_family, variant)
             for step in steps:
                 add_checkpoint(cache, source, CheckpointRef(family, size, seed, step), repo_id, main=step == max(steps))
             repos.append(repo_id)

@@ -51,10 +51,18 @@ ARCHITECTURE_KEYS = (
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a checkpoint's tokenizer, as checksums.json names it
 # Hub models with revisions known to serve the wrong weights. ``revisions`` None: which ones is not published in
 # a form we can read offline, so the weights-hash check of HubSource.sha is what finds them.
+HUB_VARIANTS = ("data", "weight")  # the decoupled PolyPythias: only the data order / only the initialisation varies
 KNOWN_BAD_REVISIONS: dict[str, dict] = {
     "EleutherAI/pythia-2.8b": {
         "revisions": None,
         "note": "EleutherAI/pythia#205: 86 of its 154 step revisions serve final-era weights",
+    },
+    **{
+        f"EleutherAI/pythia-160m-weight-seed{k}": {
+            "revisions": ("step0",),
+            "note": "EleutherAI/pythia#203: the later checkpoints do not descend from this published step 0",
+        }
+        for k in (1, 2, 3)
     },
 }
 
@@ -128,15 +136,32 @@ def parse_revision(revision: str, final_step: int = papers.PYTHIA_STEPS) -> int:
     return int(m["step"])
 
 
-def format_hub_repo(size: str, seed: int, org: str = HUB_ORG, family: str = HUB_FAMILY) -> str:
-    """The PolyPythia repository: seed 0 is the original run, with no suffix."""
+def format_hub_repo(
+    size: str, seed: int, org: str = HUB_ORG, family: str = HUB_FAMILY, variant: str | None = None
+) -> str:
+    """The PolyPythia repository: seed 0 is the original run, with no suffix; a decoupled run (``variant`` "data"
+    or "weight") is ``{family}-{size}-{variant}-seed{k}``, k ≥ 1."""
     base = f"{org}/{family}-{size}"
-    return base if int(seed) == 0 else f"{base}-seed{int(seed)}"
+    if variant is None:
+        return base if int(seed) == 0 else f"{base}-seed{int(seed)}"
+    choose("hub variant", variant, HUB_VARIANTS)
+    if int(seed) < 1:
+        raise LmconvError(f"a {variant}-seed run has a seed of at least 1, not {seed}", "pass seeds 1, 2, 3")
+    return f"{base}-{variant}-seed{int(seed)}"
+
+
+def hub_variant(repo_id: str) -> str | None:
+    """``'EleutherAI/pythia-160m-data-seed1'`` → ``'data'``; None for a repository of the main runs."""
+    m = re.search(r"-(?P<variant>[a-z]+)-seed\d+$", repo_id)
+    return m["variant"] if m and m["variant"] in HUB_VARIANTS else None
 
 
 def parse_hub_repo(repo_id: str) -> tuple[str, str, int]:
-    """``'EleutherAI/pythia-160m-seed3'`` → ``('pythia', '160m', 3)``; no suffix means seed 0."""
+    """``'EleutherAI/pythia-160m-seed3'`` → ``('pythia', '160m', 3)``; no suffix means seed 0; a decoupled run's
+    variant is dropped (``'pythia-160m-data-seed1'`` → ``('pythia', '160m', 1)``, see :func:`hub_variant`)."""
     _, _, name = repo_id.rpartition("/")
+    if (variant := hub_variant(name)) is not None:
+        name = name.replace(f"-{variant}-seed", "-seed")
     if re.search(r"-seed\d+$", name):
         return parse_run(name)
     family, _, size = name.rpartition("-")
@@ -321,24 +346,34 @@ class HubSource:
     """The PolyPythias through ``from_pretrained(repo, revision="step{N}")``.
 
     Needs a network or a Hugging Face cache that already holds the checkpoints (then set ``HF_HUB_OFFLINE=1``).
-    Loads safetensors only unless ``allow_pickle`` is set (old Pythia revisions ship only pickled weights).
+    Loads safetensors only unless ``allow_pickle`` is set (old Pythia revisions ship only pickled weights). With
+    ``variant`` "data" or "weight" it reads the decoupled runs ``{family}-{size}-{variant}-seed{k}`` instead.
     """
 
     org: str = HUB_ORG
     family: str = HUB_FAMILY
+    variant: str | None = None
     cache_dir: Path | None = None
     allow_pickle: bool = False
     known_only: bool = True  # reject sizes, seeds and steps the PolyPythias do not have
     _weights: dict = field(default_factory=dict, repr=False)  # {repo: {weights sha256: revision}} seen so far
 
     def repo(self, ref: CheckpointRef) -> str:
-        return format_hub_repo(ref.size, ref.seed, self.org, self.family)
+        return format_hub_repo(ref.size, ref.seed, self.org, self.family, self.variant)
 
     def check(self, ref: CheckpointRef) -> None:
+        if self.variant is not None:
+            choose("hub variant", self.variant, HUB_VARIANTS)
         if self.known_only and self.family == HUB_FAMILY and self.org == HUB_ORG:
-            choose("PolyPythia size", ref.size, papers.POLYPYTHIA_SIZES)
-            choose("PolyPythia seed", ref.seed, papers.POLYPYTHIA_SEEDS)
-            choose("PolyPythia step", ref.step, papers.POLYPYTHIA_STEPS)
+            decoupled = self.variant is not None
+            what = f"{self.variant}-seed PolyPythia" if decoupled else "PolyPythia"
+            choose(
+                f"{what} size", ref.size, papers.POLYPYTHIA_DECOUPLED_SIZES if decoupled else papers.POLYPYTHIA_SIZES
+            )
+            choose(
+                f"{what} seed", ref.seed, papers.POLYPYTHIA_DECOUPLED_SEEDS if decoupled else papers.POLYPYTHIA_SEEDS
+            )
+            choose(f"{what} step", ref.step, papers.POLYPYTHIA_STEPS)
         bad = KNOWN_BAD_REVISIONS.get(self.repo(ref))
         if bad and bad["revisions"] is not None and ref.revision in bad["revisions"]:
             raise LmconvError(

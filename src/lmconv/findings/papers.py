@@ -49,6 +49,10 @@ PYTHIA_VOCAB = 50304  # embedding and logit rows (the tokenizer's 50,277 padded)
 POLYPYTHIA_SIZES = ("14m", "31m", "70m", "160m", "410m")
 POLYPYTHIA_SEEDS = tuple(range(10))
 POLYPYTHIA_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, PYTHIA_STEPS + 1, 1000))
+# The decoupled 160M runs (van der Wal et al. 2025): only the data order (variant "data") or only the initial weights
+# (variant "weight") vary with the seed; repositories pythia-160m-{variant}-seed{k}.
+POLYPYTHIA_DECOUPLED_SIZES = ("160m",)
+POLYPYTHIA_DECOUPLED_SEEDS = (1, 2, 3)
 # model-card shapes: layers, d_model, heads
 POLYPYTHIA_SHAPES = {
     "14m": (6, 128, 4),

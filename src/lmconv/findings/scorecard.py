@@ -130,9 +130,7 @@ def _kl_evidence(res: analysis.Results, prof, rel_tol: float, pos_source: str) -
     cubes = K.pair_cubes(res.pairs, "ordered", res.probe.n_tokens)
     spreads = K.phase_spreads(cubes, rel_tol)
     targets = res.targets
-    tok = res.suite.source.load_tokenizer(
-        suites.CheckpointRef(res.family, res.sizes[0], res.seeds[0], res.steps[-1])
-    )
+    tok = res.suite.source.load_tokenizer(suites.CheckpointRef(res.family, res.sizes[0], res.seeds[0], res.steps[-1]))
     tags = K.probe_tags(prof.corpus, tok, res.probe, accuracy=False)
     ptb, upos = tags.stream_tags(pos_source)
     cur = K.position_tags(upos, targets, "current")
@@ -362,6 +360,65 @@ def headline_figure(profile: str):
     return fig.events_chart(events, syn.summarise(events, res.sizes), res.sizes)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# beyond the papers: the controlled experiments of our own
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The answer of one experiment the papers did not run, as its section's tested function words it."""
+
+    question: str
+    answer: str  # the section's conclusion, or what is missing to measure it
+    figure: str  # label of the section that shows it
+    function: str  # the function that wrote ``answer``
+
+
+def beyond(profile: str) -> list[Finding]:
+    """The answers of the book's own experiments on ``profile`` and its companion suites (annealing, section 2a;
+    initialisation or data order, section 2b); a companion not trained gives an answer that says so."""
+    from ..lenses import annealing as A
+    from ..lenses import seed_sources as S
+
+    def anneal() -> str:
+        return A.conclusion(A.summarise(A.load(profile)))
+
+    def sources() -> str:
+        return S.conclusion(S.summarise(S.load(profile).curves))
+
+    experiments = (
+        (
+            "Is late reconvergence learned, or an effect of the decaying learning rate?",
+            "ch-annealing",
+            anneal,
+            "lmconv.lenses.annealing.conclusion",
+        ),
+        (
+            "Which source of a seed drives each phase of the cross-seed KL?",
+            "ch-seed-sources",
+            sources,
+            "lmconv.lenses.seed_sources.conclusion",
+        ),
+    )
+    out = []
+    for question, figure, measure, function in experiments:
+        try:
+            answer = measure()
+        except LmconvError as e:  # a companion suite not trained: the row says so, and how to train it
+            answer = f"Not measured in this build: {e.problem}" + (f" ({e.fix})" if e.fix else "")
+        out.append(Finding(question, answer, figure, function))
+    return out
+
+
+def beyond_markdown(findings: Sequence[Finding]) -> str:
+    """The findings in MyST: one row per question, its answer and the section that shows it."""
+    lines = ["| question | answer | shown in |", "|---|---|---|"]
+    for f in findings:
+        lines.append(f"| {_cell(f.question)} | {_cell(f.answer)} ({{py:func}}`{f.function}`) | {{ref}}`{f.figure}` |")
+    return "\n".join(lines)
+
+
 def counts(verdicts: Sequence[Verdict]) -> dict[str, int]:
     """How many claims got each outcome."""
     return {o: sum(v.outcome == o for v in verdicts) for o in claims.OUTCOMES}
@@ -391,6 +448,9 @@ def headline(verdicts: Sequence[Verdict], profile: str) -> str:
 
 __all__ = [
     "Evidence",
+    "Finding",
+    "beyond",
+    "beyond_markdown",
     "collect",
     "counts",
     "evidence",

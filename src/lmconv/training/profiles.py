@@ -39,7 +39,7 @@ SCHEDULES = ("cosine", "constant", "wsd", "step")
 OPTIMIZERS = ("adamw", "muon")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # of a training step's matrix products; weights, optimizer, loss and checkpoints: fp32
-COMPANION_ROLES = ("anneal", "sweep")  # the suites a book profile may name (see companion)
+COMPANION_ROLES = ("anneal", "sweep", "decoupled")  # the suites a book profile may name (see companion)
 ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
 # A byte-level BPE starts from 256 byte tokens plus <|endoftext|>; a smaller vocabulary gives ids the model's
 # embedding lacks. The upper bound is far above any vocabulary trained here (Pythia's: 50,304); much larger ones
@@ -134,6 +134,10 @@ class TrainSettings:
     val_tokens: Positive = 16384
     spectra_every: Count = 0  # record singular values of every weight matrix every N steps (0: never)
     branch_from: Branch | None = None  # {"arm": name, "step": N}: start from another arm's state at step N
+    # The two sources of a run's randomness, fixed for every run of the arm (None: the run's own seed sets it, as
+    # in the PolyPythias' main runs): the initial weights, and the order of the training batches.
+    init_seed: Count | None = None
+    data_seed: Count | None = None
 
 
 @closed

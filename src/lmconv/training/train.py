@@ -1,7 +1,8 @@
 """Training a profile's suite: GPT-NeoX models × arms × sizes × seeds, deterministic and resumable.
 
-The seed sets both the initialisation and the data order (as in the PolyPythias): the batch of step ``t`` is
-drawn by a generator seeded with ``(seed, t)``, so it needs no saved RNG state. At every checkpoint step the
+The seed sets both the initialisation and the data order (as in the PolyPythias), unless the arm fixes one of
+them (``init_seed``, ``data_seed``): the batch of step ``t`` is drawn by a generator seeded with
+``(data seed, t)``, so it needs no saved RNG state. At every checkpoint step the
 weights are written (``save_pretrained``, safetensors) into ``step{N}/`` by an atomic rename, then the resume
 state (optimizer state and logs up to that step) likewise. Rerunning the command after a kill continues from
 the last complete checkpoint and ends with files identical to an uninterrupted run (at the same thread count).
@@ -261,6 +262,16 @@ class RunSpec:
     def settings(self) -> TrainSettings:
         return self.arm.train
 
+    @property
+    def init_seed(self) -> int:
+        """The seed of the initial weights: the arm's fixed ``init_seed``, else the run's seed."""
+        return self.seed if self.settings.init_seed is None else int(self.settings.init_seed)
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the batch order: the arm's fixed ``data_seed``, else the run's seed."""
+        return self.seed if self.settings.data_seed is None else int(self.settings.data_seed)
+
     @cached_property
     def checkpoints(self) -> frozenset[int]:
         """The steps whose checkpoints the run keeps (the profile's schedule)."""
@@ -461,8 +472,8 @@ def resume_training(run: RunSpec, state: SavedState, dev: torch.device) -> Train
 
 
 def fresh_training(run: RunSpec, dev: torch.device) -> Training:
-    """A new model (initialised by the seed) with fresh optimizers, at step 0."""
-    model = init_model(run.profile, run.size, run.seed).to(dev)
+    """A new model (initialised by the run's initialisation seed) with fresh optimizers, at step 0."""
+    model = init_model(run.profile, run.size, run.init_seed).to(dev)
     return Training(model, make_optimizers(model, run.settings), RunLog(), 0)
 
 
@@ -517,13 +528,13 @@ def _train_steps(run: RunSpec, data: TrainData, tr: Training, progress: bool) ->
 
 
 def _train_step(run: RunSpec, data: TrainData, tr: Training) -> float:
-    """One optimizer step (learning rate from the schedule, batch from the seed and step); returns the loss."""
+    """One optimizer step (learning rate from the schedule, batch from the data seed and step); returns the loss."""
     s, step = run.settings, tr.step
     lr_mult = s.schedule.multiplier(step, s.steps)
     for o in tr.opts:
         for g in o.param_groups:
             g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
-    x = data.batch(run.seed, step, s.batch_size).to(next(tr.model.parameters()).device)
+    x = data.batch(run.data_seed, step, s.batch_size).to(next(tr.model.parameters()).device)
     out = _lm_loss(tr.model, x, s.precision)
     out.backward()
     gn = torch.nn.utils.clip_grad_norm_(tr.model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
@@ -580,6 +591,8 @@ def finish_run(run: RunSpec, tr: Training) -> None:
             "train_seconds": round(tr.seconds(), 1),
             "threads": s.threads,
             "precision": s.precision,
+            "init_seed": run.init_seed,
+            "data_seed": run.data_seed,
             "tokens": s.steps * s.batch_size * run.profile.context,
         },
     )
