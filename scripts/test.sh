@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 export LMCONV_TEST_HOME=${LMCONV_TEST_HOME:-$(mktemp -d /tmp/lmconv-test.XXXXXX)}
 status=0
 python -m ruff check . || status=1
-python -m pytest -q tests "$@"
+python -m pytest -q --durations=15 tests "$@"
 rc=$?
 # pytest exit 5 means "no tests were collected": that is a failure of the set-up, never a pass.
 if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests"; rc=1; fi

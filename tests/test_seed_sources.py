@@ -170,7 +170,7 @@ def test_final_spectra_pair_only_runs_of_one_kind():
 
     by_hand = np.mean([spectrum.delta_sigma(rec["data", "xs", 1][m], rec["data", "xs", 3][m]) for m in range(2)])
     assert row.delta_sigma == pytest.approx(by_hand)
-    assert S.spectra_summary(t)["xs"]["source"] in ("data", "weight", "neither")
+    assert S.pair_summary(t, "delta_sigma")["xs"]["source"] in ("data", "weight", "neither")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,3 +267,30 @@ def test_the_engine_reads_data_seed_runs_from_a_hub_cache(smoke_decoupled, tmp_p
     hub_kl, local_kl = res.pairs.groupby("step").kl.mean(), local.pairs.groupby("step").kl.mean()
     assert hub_kl.to_numpy() == pytest.approx(local_kl.to_numpy(), rel=1e-6) and hub_kl[0] == 0.0
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_seed_cka_is_the_cka_of_two_seeds_activations():
+    """The engine's seed_cka rows against the plain CKA of the two activation matrices (and CKA's symmetry)."""
+    from lmconv.analysis import engine
+    from lmconv.metrics import cka as cka_mod
+
+    rng = np.random.default_rng(1)
+    keys = [("last", "mlp", 0), ("last", "attn_ov", 1)]
+    acts = {k: {key: rng.normal(size=(48, 6)) for key in keys} for k in (1, 2, 3)}
+    refs = {k: {key: cka_mod.Reference(a) for key, a in acts[k].items()} for k in acts}
+    t = engine._seed_cka_table(acts, refs)
+    assert len(t) == 3 * len(keys) * 2 and set(zip(t.seed_i, t.seed_j, strict=True)) == {(1, 2), (1, 3), (2, 3)}
+    for row in t.itertuples():
+        x, y = (
+            acts[row.seed_i][row.variant, row.module, row.layer],
+            acts[row.seed_j][row.variant, row.module, row.layer],
+        )
+        debiased = row.estimator == "debiased"
+        assert row.cka == pytest.approx(cka_mod.cka(x, y, debiased=debiased), rel=1e-6)
+        assert row.cka == pytest.approx(cka_mod.cka(y, x, debiased=debiased), rel=1e-6)
+
+
+def test_seed_cka_rows_come_only_from_the_final_step(sources):
+    t = analysis.run("smoke", sizes=["xs"], progress=False).seed_cka
+    assert set(t.step) == {96} and t.cka.between(0, 1 + 1e-9)[t.estimator == "biased"].all()
+    assert set(sources.cka.kind) == set(S.KINDS) and (sources.cka.cka_distance > 0).all()

@@ -29,8 +29,9 @@ from ..metrics import spectrum
 from ..training import neox
 from .cache import TableCache, key_of
 
-ENGINE_VERSION = 6
-TABLES = ("tokens", "pairs", "cka", "weights", "rank")
+ENGINE_VERSION = 7  # 7: the seed_cka table
+TABLES = ("tokens", "pairs", "cka", "seed_cka", "weights", "rank")
+SEED_CKA_COLUMNS = ("seed_i", "seed_j", "layer", "module", "variant", "estimator", "cka")
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 TOKEN_STATISTICS = ("surprisal", "entropy", "kl_uniform", "kl_unigram")
 
@@ -265,6 +266,20 @@ def _cka_table(acts: dict[int, dict], refs: dict[int, dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _seed_cka_table(acts: dict[int, dict], refs: dict[int, dict]) -> pd.DataFrame:
+    """Biased and debiased CKA between the activations of every two seeds (i < j; CKA is symmetric) at the final
+    step, per layer, module and variant: how alike the seeds' representations end up."""
+    rows = []
+    seeds = sorted(acts)
+    for n, i in enumerate(seeds):
+        for j in seeds[n + 1 :]:
+            for (variant, module, layer), a in acts[i].items():
+                biased, debiased = cka_mod.cka_both(a, refs[j][(variant, module, layer)])
+                for est, value in (("biased", biased), ("debiased", debiased)):
+                    rows.append((i, j, layer, module, variant, est, value))
+    return pd.DataFrame(rows, columns=list(SEED_CKA_COLUMNS))
+
+
 def _weight_tables(
     models: dict[int, torch.nn.Module], probe: Probe, options: EngineOptions, compare: dict[str, dict | None]
 ) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -311,6 +326,8 @@ def process_step(
     # the final checkpoint's activations, with their CKA statistics computed once
     refs = final["refs"] if final else {k: {key: cka_mod.Reference(a) for key, a in acts[k].items()} for k in seeds}
     tables = {**_token_tables(seeds, tok_cols, pair_kl), "cka": _cka_table(acts, refs)}
+    # between seeds only at the final step (the one analysed without a final state): empty at the others
+    tables["seed_cka"] = _seed_cka_table(acts, refs) if final is None else _seed_cka_table({}, {})
     weight_tables, weights_now = _weight_tables(models, probe, options, {"final": final, "prev": prev, "init": init})
     tables.update(weight_tables)
     return tables, {"refs": refs, "weights": weights_now}

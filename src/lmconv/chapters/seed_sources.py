@@ -20,11 +20,13 @@ from . import Glued, section
 
 @dataclass
 class SourcesPage:
-    """The pair curves (:func:`lmconv.lenses.seed_sources.load`), their per-size summary and the spectra's."""
+    """The pair curves (:func:`lmconv.lenses.seed_sources.load`), their per-size summary, and the final spectra's
+    and activations' distances between seeds summarised the same way."""
 
     data: S.SourcesData
     summary: dict[str, dict[str, Any]]
     spectra: dict[str, dict[str, Any]]
+    cka: dict[str, dict[str, Any]]
     curves: pd.DataFrame  # mean over seed pairs, per kind, size and step
     rel_tol: float
 
@@ -33,7 +35,8 @@ def load(P: SimpleNamespace) -> SourcesPage:
     """Analyse the main suite of ``P.profile`` at its decoupled companion's seeds, and every arm of the companion."""
     data = S.load(P.profile, P.decoupled_profile, P.sizes)
     summary = S.summarise(data.curves, rel_tol=P.rel_tol)
-    return SourcesPage(data, summary, S.spectra_summary(data.spectra), S.mean_curves(data.curves), P.rel_tol)
+    spectra, cka = S.pair_summary(data.spectra, "delta_sigma"), S.pair_summary(data.cka, "cka_distance")
+    return SourcesPage(data, summary, spectra, cka, S.mean_curves(data.curves), P.rel_tol)
 
 
 @section
@@ -100,15 +103,25 @@ def sources(d: SourcesPage) -> Glued:
     }
 
 
-@section
-def final_spectra(d: SourcesPage) -> Glued:
-    """ΔΣ between the seeds' final singular distributions per kind of pair, and which source dominates it."""
+def distance_lines(per_size: dict[str, dict[str, Any]], what: str) -> Markdown:
+    """One line per size: the dominant source of a distance between two runs' final states, and each kind's mean
+    with its min–max over unordered seed pairs."""
     lines = []
-    for size, s in d.spectra.items():
+    for size, s in per_size.items():
         k = s["kinds"]
         nums = ", ".join(
             f"{S.KIND_WORDS[kind]} {k[kind]['value']:.4f} ({k[kind]['lo']:.4f}–{k[kind]['hi']:.4f})" for kind in S.KINDS
         )
         who = "neither source dominates" if s["source"] == "neither" else f"{S.SOURCE_WORDS[s['source']]} dominates"
-        lines.append(f"- **{size}**: {who} (ΔΣ {nums})")
-    return {"spectra_verdicts": Markdown("\n".join(lines))}
+        lines.append(f"- **{size}**: {who} ({what} {nums})")
+    return Markdown("\n".join(lines))
+
+
+@section
+def final_states(d: SourcesPage) -> Glued:
+    """1 − CKA between the seeds' final activations and ΔΣ between their final singular distributions, per kind
+    of pair, and which source dominates each."""
+    return {
+        "cka_verdicts": distance_lines(d.cka, "1 − CKA"),
+        "spectra_verdicts": distance_lines(d.spectra, "ΔΣ"),
+    }

@@ -45,6 +45,7 @@ MOMENTS = ("start", "peak", "end")
 MOMENT_WORDS = {"start": "at step 0", "peak": "at the peak", "end": "at the end"}
 SAME_KEYS = ("corpus", "vocab_size", "context", "probe")  # must equal the main profile's
 RANGE_WORDS = "min–max over ordered seed pairs"
+CKA_MODULES, CKA_VARIANT, CKA_ESTIMATOR = ("attn_ov", "mlp"), "last", "biased"  # chapter 5's default CKA
 
 params.register("decoupled_profile", params.choice_param((None, *profiles.available())))
 
@@ -211,18 +212,30 @@ def final_spectra(records: dict[tuple[str, str, int], np.ndarray]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def spectra_summary(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
-    """Per size: each kind's mean ΔΣ with its min–max over pairs, and the dominant source (:func:`dominant`)."""
+def final_cka(seed_cka: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """1 − CKA between two seeds' final activations, per unordered pair: the mean over layers and over the
+    attention (OV) and MLP circuits of the biased CKA on each window's last token (chapter 5's default
+    definition). ``seed_cka`` is the engine's table of one kind; rows (kind, size, seed_i, seed_j,
+    cka_distance)."""
+    sel = seed_cka[
+        (seed_cka.variant == CKA_VARIANT) & (seed_cka.estimator == CKA_ESTIMATOR) & seed_cka.module.isin(CKA_MODULES)
+    ]
+    if sel.empty:
+        raise LmconvError("no CKA between seeds at the final step", "analyse the suites up to their last checkpoint")
+    g = sel.groupby(["size", "seed_i", "seed_j"], as_index=False, observed=True).cka.mean()
+    g.insert(0, "kind", kind)
+    g["cka_distance"] = 1.0 - g.pop("cka")
+    return g
+
+
+def pair_summary(table: pd.DataFrame, column: str) -> dict[str, dict[str, Any]]:
+    """Per size: each kind's mean ``column`` (a distance between two runs) with its min–max over pairs, and the
+    dominant source (:func:`dominant`)."""
     out = {}
     for size, d in table.groupby("size", sort=False):
-        kinds = {
-            k: {
-                "value": float(g.delta_sigma.mean()),
-                "lo": float(g.delta_sigma.min()),
-                "hi": float(g.delta_sigma.max()),
-            }
-            for k, g in d.groupby("kind")
-        }
+        kinds = {}
+        for k, g in d.groupby("kind"):
+            kinds[k] = {"value": float(g[column].mean()), "lo": float(g[column].min()), "hi": float(g[column].max())}
         out[str(size)] = {"kinds": kinds, "source": dominant(kinds["data"], kinds["weight"])}
     return out
 
@@ -307,6 +320,7 @@ class SourcesData:
     seeds: list[int]
     curves: pd.DataFrame  # kind, size, step, seed_i, seed_j, kl
     spectra: pd.DataFrame  # kind, size, seed_i, seed_j, delta_sigma (final singular distributions)
+    cka: pd.DataFrame  # kind, size, seed_i, seed_j, cka_distance (final activations)
 
     def fixed_seed(self, kind: str) -> int:
         """The seed the arm of ``kind`` holds fixed (of the initialisation for ``data``, of the order for
@@ -326,13 +340,15 @@ def load(profile: str, decoupled_profile: str | None = None, sizes: list[str] | 
     if unknown:
         raise LmconvError(f"sizes {unknown} are not in both {main.name} and {comp.name}", f"pick from {avail}")
     sizes, seeds = list(sizes or avail), list(comp.seeds)
-    curves, records = [], {}
+    curves, cka, records = [], [], {}
     for kind, prof, arm in (("both", main, None), *((k, comp, a) for k, a in arms.items())):
         r = analysis.run(prof.name, arm=arm, sizes=sizes, seeds=seeds, progress=False)
         curves.append(pair_curves(r.pairs, kind))
+        cka.append(final_cka(r.seed_cka, kind))
         family = r.family
         for size in sizes:
             for k in seeds:
                 _, values, _ = r.suite.spectra_records(family, size, k)
                 records[kind, size, k] = values[-1]
-    return SourcesData(main, comp, arms, sizes, seeds, pd.concat(curves, ignore_index=True), final_spectra(records))
+    cat = lambda frames: pd.concat(frames, ignore_index=True)  # noqa: E731
+    return SourcesData(main, comp, arms, sizes, seeds, cat(curves), final_spectra(records), cat(cka))
