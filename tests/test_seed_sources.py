@@ -94,6 +94,10 @@ def test_a_seed_fixed_at_the_runs_own_value_trains_the_same_bytes(smoke_suite, s
 def test_an_arm_fixing_both_seeds_or_other_settings_is_no_decoupled_companion():
     main, comp = profiles.load("smoke"), profiles.load("smoke-decoupled")
     assert S.check_design(main, comp) == {"data": "data", "weight": "weight"}
+    assert S.check_design(profiles.load("default"), profiles.load(S.companion("default"))) == {
+        "data": "data",
+        "weight": "weight",
+    }
     raw = comp.raw | {"arms": {"data": {"init_seed": 1, "data_seed": 1}, "weight": {"data_seed": 1}}}
     with pytest.raises(LmconvError, match="fixes both seeds") as e:
         S.check_design(main, profiles.parse(raw, "bothfixed"))

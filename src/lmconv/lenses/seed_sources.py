@@ -45,6 +45,7 @@ MOMENTS = ("start", "peak", "end")
 MOMENT_WORDS = {"start": "at step 0", "peak": "at the peak", "end": "at the end"}
 SAME_KEYS = ("corpus", "vocab_size", "context", "probe")  # must equal the main profile's
 RANGE_WORDS = "min–max over ordered seed pairs"
+PHASE_NUMERALS = dict(zip(phases.PHASE_KEYS, ("(i)", "(ii)", "(iii)", "(iv)"), strict=True))
 CKA_MODULES, CKA_VARIANT, CKA_ESTIMATOR = ("attn_ov", "mlp"), "last", "biased"  # chapter 5's default CKA
 
 params.register("decoupled_profile", params.choice_param((None, *profiles.available())))
@@ -74,7 +75,8 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
 
     Rule: corpus, vocabulary, context and probe equal; its sizes a subset of the main profile's with equal
     shapes; its seeds among the main profile's (those runs are the ``both`` pairs); every arm's training settings
-    equal to the main arm's except the fixed seed; one arm per kind, each with at least two seeds.
+    equal to the main arm's except the fixed seed (and the device and thread count, which change bits, not the
+    training); one arm per kind, each with at least two seeds.
     """
     bad = [k for k in SAME_KEYS if main.raw.get(k) != comp.raw.get(k)]
     bad += [f"sizes.{n}" for n, s in comp.sizes.items() if main.sizes.get(n) != s]
@@ -86,7 +88,7 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
         if kind in kinds:
             bad.append(f"arms {kinds[kind]} and {a.family} are both of kind {kind}")
         kinds[kind] = a.family
-        if replace(a.train, init_seed=None, data_seed=None) != m:
+        if replace(a.train, init_seed=None, data_seed=None, device=m.device, threads=m.threads) != m:
             bad.append(f"arms.{a.family} (training settings other than the fixed seed)")
         if comp.checkpoint_steps(a.family) != main.checkpoint_steps():
             bad.append(f"arms.{a.family} checkpoints")
@@ -145,6 +147,7 @@ def kind_summary(curves: pd.DataFrame, moments: dict[str, int], rel_tol: float =
     out: dict[str, Any] = {
         "n_pairs": by_pair.n_pairs,
         "phases": ph.observed(),
+        "spans": {k: v for k, v in ph.spans().items() if v is not None},  # (start, end) step of each phase seen
         "peak_step": ph.peak_step,
         "has_divergence": ph.has_divergence,
         "has_reconvergence": ph.has_reconvergence,
@@ -291,14 +294,16 @@ def conclusion(summary: dict[str, dict[str, Any]]) -> str:
 
 def table(summary: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per (size, kind): KL at each moment as "mean (min–max over pairs)" (the peak is the joint curve's,
-    at "peak step"), the phases the detector sees on the pair mean, and how many pairs reconverge."""
+    at "peak step"), the phases the detector sees on the kind's pair mean with their steps, and how many pairs
+    reconverge."""
     rows = []
     for size, s in summary.items():
         for kind in KINDS:
             k = s["kinds"][kind]
             row = {"size": size, "pair differs in": KIND_WORDS[kind], "peak step": s["moments"]["peak"]}
             row |= {f"KL {MOMENT_WORDS[m]}": _range(k[m]) for m in MOMENTS}
-            row["phases seen (pair mean)"] = ", ".join(k["phases"]) or "none"
+            spans = [f"{PHASE_NUMERALS[p]} {a}–{b}" for p, (a, b) in k["spans"].items()]
+            row["phases seen (steps)"] = ", ".join(spans) or "none"
             row["pairs reconverging"] = f"{k['pairs_reconverge']}/{k['n_pairs']}"
             rows.append(row)
     return pd.DataFrame(rows)
