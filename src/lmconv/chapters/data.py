@@ -4,7 +4,6 @@ inputs of the book, with their terms and checksums."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import metadata
 from types import SimpleNamespace
 
 import pandas as pd
@@ -70,4 +69,4 @@ def tokenizer_section(d: DataData) -> Glued:
 @section
 def other_inputs(d: DataData) -> Glued:
     """The installed spaCy pipeline and its version."""
-    return {"spacy_model": f"{linguistics.SPACY_MODEL} {metadata.version(linguistics.SPACY_MODEL)}"}
+    return {"spacy_model": linguistics.spacy_model_label()}

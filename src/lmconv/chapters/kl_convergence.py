@@ -144,7 +144,7 @@ def choices(d: KLConvergenceData) -> Glued:
         "n_probe_docs": tags.n_docs,
         "spacy_acc": acc["accuracy"] if acc else float("nan"),
         "spacy_words": acc["n_words"] if acc else 0,
-        "spacy_model": L.SPACY_MODEL,
+        "spacy_model": L.spacy_model_name(),
         "rel_tol": d.P.rel_tol,
         "surprisal_ref": d.P.surprisal_ref,
         "paper_seed1": papers.KL_SEEDS[0],

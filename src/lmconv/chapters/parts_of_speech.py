@@ -99,7 +99,7 @@ def tagging(d: PartsOfSpeechData) -> Glued:
     worst = per[per["words"] >= MIN_WORDS].sort_values("spaCy agrees").head(2)
     cur_tags = K.position_tags(d.ptb if d.ptb is not None else d.upos, d.r.targets, "current")
     return {
-        "spacy_model": L.SPACY_MODEL,
+        "spacy_model": L.spacy_model_name(),
         "n_docs": d.tags.n_docs,
         "acc": acc["accuracy"],
         "acc_1to1": acc["accuracy_one_to_one"],

@@ -158,7 +158,8 @@ def hub_variant(repo_id: str) -> str | None:
 
 def parse_hub_repo(repo_id: str) -> tuple[str, str, int]:
     """``'EleutherAI/pythia-160m-seed3'`` → ``('pythia', '160m', 3)``; no suffix means seed 0; a decoupled run's
-    variant is dropped (``'pythia-160m-data-seed1'`` → ``('pythia', '160m', 1)``, see :func:`hub_variant`)."""
+    variant is dropped (``'pythia-160m-data-seed1'`` → ``('pythia', '160m', 1)``; see
+    :func:`lmconv.checkpoints.suites.hub_variant`)."""
     _, _, name = repo_id.rpartition("/")
     if (variant := hub_variant(name)) is not None:
         name = name.replace(f"-{variant}-seed", "-seed")

