@@ -26,9 +26,51 @@ def test_environment_yml_matches_lock():
     assert "python=3.11" in env["dependencies"]
 
 
-def test_pyproject_pins_torch():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert '"torch==2.13.0"' in text
+def test_the_package_accepts_a_preinstalled_torch_while_the_lock_pins_it():
+    """``pip install lmconv`` (Colab, Binder) keeps the torch it finds; ``make setup`` installs the lock's exact one."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    torch = next(Requirement(d) for d in meta["dependencies"] if Requirement(d).name == "torch")
+    assert all(torch.specifier.contains(v) for v in ("2.13.0", "2.6.0", "2.9.1")) and not torch.specifier.contains(
+        "3.0"
+    )
+    assert "torch==2.13.0" in lock_pins()
+
+
+def test_every_import_of_the_package_is_declared():
+    """Each third-party module the package imports belongs to a distribution named in its dependencies or extras
+    (the notebooks extra for what a chapter needs)."""
+    import ast
+    import sys
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {Requirement(d).name.lower().replace("_", "-") for d in meta["dependencies"]}
+    declared |= {Requirement(d).name.lower() for extra in meta["optional-dependencies"].values() for d in extra}
+    dist = {
+        "yaml": "pyyaml",
+        "IPython": "ipython",
+        "myst_nb": "myst-nb",
+        "pydantic_core": "pydantic",
+        "docutils": "jupyter-book",
+        "dask": "dask",
+        "huggingface_hub": "huggingface-hub",
+    }  # import → distribution
+    used = set()
+    for f in (ROOT / "src" / "lmconv").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                used |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                used.add(node.module.split(".")[0])
+    third = {m for m in used if m not in sys.stdlib_module_names and m != "lmconv"}
+    missing = {m for m in third if dist.get(m, m).lower().replace("_", "-") not in declared}
+    assert not missing, missing
 
 
 def test_allocator_preload_is_decided_when_the_command_runs(tmp_path):
