@@ -65,22 +65,11 @@ def conv_by_arm(
     panels = []
     for size in sizes or list(dict.fromkeys(c["size"])):
         d = c[c["size"] == size]
-        band, line, points = plots.band_layers(
+        band, line, points = plots.conv_band_layers(
             alt.Chart(d).encode(x=x_top),
-            y_title="E[conv] = −KL (nats)",
             colour=colour,
-            value="conv",
-            lo="conv_lo",
-            hi="conv_hi",
-            tooltip=[
-                "arm",
-                "size",
-                "step",
-                alt.Tooltip("kl:Q", title="mean KL", format=".4f"),
-                alt.Tooltip("kl_min:Q", title="min over pairs", format=".4f"),
-                alt.Tooltip("kl_max:Q", title="max over pairs", format=".4f"),
-                alt.Tooltip("kl_rel:Q", title="KL / KL at step 0", format=".2f"),
-            ],
+            label="arm",
+            tooltip=[alt.Tooltip("kl_rel:Q", title="KL / KL at step 0", format=".2f")],
         )
         # the line layer first, so that the merged legend shows the lines' symbols, not the faint band's
         layers = [line, band, points] + ([dash] if (dash := rule(top_axis)) is not None else [])

@@ -144,6 +144,29 @@ def band_layers(
     return layers
 
 
+def conv_band_layers(base: alt.Chart, *, colour: alt.Color, label: str, tooltip: Sequence = ()) -> list[alt.Chart]:
+    """:func:`band_layers` for E[conv] = −KL over seed pairs (columns conv, conv_lo, conv_hi, kl, kl_min, kl_max),
+    with the tooltip each such chart shows: ``label`` (the field that names the line), size, step, the mean KL and
+    its range over pairs, then ``tooltip``."""
+    return band_layers(
+        base,
+        y_title="E[conv] = −KL (nats)",
+        colour=colour,
+        value="conv",
+        lo="conv_lo",
+        hi="conv_hi",
+        tooltip=[
+            label,
+            "size",
+            "step",
+            alt.Tooltip("kl:Q", title="mean KL", format=".4f"),
+            alt.Tooltip("kl_min:Q", title="min over pairs", format=".4f"),
+            alt.Tooltip("kl_max:Q", title="max over pairs", format=".4f"),
+            *tooltip,
+        ],
+    )
+
+
 @builder
 def band_lines(
     df: pd.DataFrame,

@@ -34,22 +34,11 @@ def conv_by_kind(
     panels = []
     for size in sizes or list(dict.fromkeys(c["size"])):
         d = c[c["size"] == size]
-        band, line, points = plots.band_layers(
+        band, line, points = plots.conv_band_layers(
             alt.Chart(d).encode(x=x),
-            y_title="E[conv] = −KL (nats)",
             colour=colour,
-            value="conv",
-            lo="conv_lo",
-            hi="conv_hi",
-            tooltip=[
-                "pair",
-                "size",
-                "step",
-                alt.Tooltip("kl:Q", title="mean KL", format=".4f"),
-                alt.Tooltip("kl_min:Q", title="min over pairs", format=".4f"),
-                alt.Tooltip("kl_max:Q", title="max over pairs", format=".4f"),
-                alt.Tooltip("pairs:Q", title="ordered pairs"),
-            ],
+            label="pair",
+            tooltip=[alt.Tooltip("pairs:Q", title="ordered pairs")],
         )
         rule = (
             alt.Chart(pd.DataFrame({"step": [peaks[size]]}))

@@ -255,7 +255,7 @@ def _range(x: dict[str, float], fmt: str = ".4f") -> str:
 def source_sentence(source: str, moment: str) -> str:
     """What :func:`dominant` found at one moment, in words."""
     if source == "neither":
-        return f"{MOMENT_WORDS[moment]} neither source dominates (the two single-source ranges overlap)"
+        return f"{MOMENT_WORDS[moment]} neither source dominates, the two single-source ranges overlapping"
     return f"{MOMENT_WORDS[moment]} {SOURCE_WORDS[source]} dominates"
 
 
