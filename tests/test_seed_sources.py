@@ -155,6 +155,7 @@ def test_the_summary_finds_the_planted_sources():
     assert k["data"]["start"] == {"kl": 0.0, "lo": 0.0, "hi": 0.0, "step": 0}
     assert k["both"]["has_reconvergence"] and k["data"]["has_reconvergence"] and not k["weight"]["has_reconvergence"]
     text = S.verdict("xs", s)
+    assert "(step 64, the end of the joint curve's divergence: KL" in text
     assert text.startswith("**xs**: at step 0 the initialisation dominates") and "at the peak the data order" in text
     assert "those of initialisation and data order, data order only." in text
     assert S.conclusion({"xs": s}) == (
@@ -226,7 +227,7 @@ def test_the_page_glues_what_it_uses_from_the_smoke_suites(smoke_decoupled):
     d = page_module.load(P)
     g = chapters.collect(page_module, d, book.page_sections(PAGE))
     assert book.glue_names(PAGE) == set(g)
-    assert g["step0_data_max"] == 0.0 and g["step0_weight_gap"] < 1e-9
+    assert g["step0_data_max"] == 0.0 and g["step0_weight_gap"] < 1e-9 and g["step0_words"] == "as the design requires"
     assert (g["n_pairs"], g["data_fixed"], g["weight_fixed"], g["n_runs"]) == (6, 1, 1, 12)
     assert g["source_verdicts"].data.count("\n- ") == 1 and g["tab_sources"].shape[0] == 2 * 3
     assert set(d.summary) == {"xs", "s"}
@@ -298,3 +299,16 @@ def test_seed_cka_rows_come_only_from_the_final_step(sources):
     t = analysis.run("smoke", sizes=["xs"], progress=False).seed_cka
     assert set(t.step) == {96} and t.cka.between(0, 1 + 1e-9)[t.estimator == "biased"].all()
     assert set(sources.cka.kind) == set(S.KINDS) and (sources.cka.cka_distance > 0).all()
+
+
+def test_a_broken_step_zero_and_a_peak_without_divergence_are_said():
+    """Planted: data pairs that do not start equal break the design, and the page says so; a joint curve that only
+    falls has no divergence, and its "peak" is called its highest point."""
+    c = synthetic_curves()
+    c.loc[(c.kind == "data") & (c.step == 0), "kl"] = 0.002
+    z = S.step_zero(c)
+    assert not z["holds"] and z["data_max"] == pytest.approx(0.002) and "breaks the design" in z["words"]
+    flat = c.assign(kl=np.where(c.kind == "both", 0.05 / (1 + c.step), c.kl))
+    s = S.summarise(flat)["xs"]
+    assert not s["kinds"]["both"]["has_divergence"]
+    assert "the detector sees no divergence phase in it" in S.verdict("xs", s)

@@ -63,14 +63,9 @@ def design(d: SourcesPage) -> Glued:
 
 @section
 def step_zero(d: SourcesPage) -> Glued:
-    """What the design fixes at step 0, measured: the data-order-only pairs share their weights (KL 0), and the
-    initialisation-only pairs are the joint pairs' models (the same KL)."""
-    c = d.data.curves
-    first = c[c.step == c.step.min()].pivot_table(index=["size", "seed_i", "seed_j"], columns="kind", values="kl")
-    return {
-        "step0_data_max": float(first["data"].abs().max()),
-        "step0_weight_gap": float((first["weight"] - first["both"]).abs().max()),
-    }
+    """What the design fixes at step 0, measured (:func:`lmconv.lenses.seed_sources.step_zero`)."""
+    z = S.step_zero(d.data.curves)
+    return {"step0_data_max": z["data_max"], "step0_weight_gap": z["weight_gap"], "step0_words": z["words"]}
 
 
 @section

@@ -117,10 +117,11 @@ def decay_start(specs: list[ArmSpec]) -> int | None:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def pair_curves(pairs: pd.DataFrame, label: str) -> pd.DataFrame:
-    """Mean KL over probe positions per (size, step, ordered seed pair), labelled with the arm."""
+def pair_curves(pairs: pd.DataFrame, label: str, column: str = "arm") -> pd.DataFrame:
+    """Mean KL over probe positions per (size, step, ordered seed pair), labelled ``label`` in ``column`` (the arm
+    here; the kind of pair in :mod:`lmconv.lenses.seed_sources`)."""
     g = pairs.groupby(["size", "step", "seed_i", "seed_j"], as_index=False, observed=True).kl.mean()
-    g.insert(0, "arm", label)
+    g.insert(0, column, label)
     return g
 
 
@@ -142,14 +143,15 @@ def splice(parent: pd.DataFrame, branch: pd.DataFrame, step: int) -> pd.DataFram
     )
 
 
-def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
-    """Per (arm, size, step): mean, min and max of KL over seed pairs, E[conv] = −mean, and mean/KL at step 0."""
-    g = stats.band(curves, "kl", ["arm", "size", "step"])
+def mean_curves(curves: pd.DataFrame, column: str = "arm") -> pd.DataFrame:
+    """Per (``column``, size, step): mean, min and max of KL over seed pairs, E[conv] = −mean, and mean/KL at step 0
+    (NaN where KL at step 0 is 0)."""
+    g = stats.band(curves, "kl", [column, "size", "step"])
     g = g.rename(columns={"value": "kl", "lo": "kl_min", "hi": "kl_max", "n": "pairs"})
-    first = g.sort_values("step").groupby(["arm", "size"]).kl.transform("first")
-    g["kl_rel"] = g.kl / first
+    first = g.sort_values("step").groupby([column, "size"]).kl.transform("first")
+    g["kl_rel"] = g.kl / first.where(first > 0)
     g["conv"], g["conv_lo"], g["conv_hi"] = -g.kl, -g.kl_max, -g.kl_min
-    return g.sort_values(["arm", "size", "step"], ignore_index=True)
+    return g.sort_values([column, "size", "step"], ignore_index=True)
 
 
 def _at(steps: np.ndarray, values: np.ndarray, step: int) -> float:

@@ -31,8 +31,9 @@ import pandas as pd
 from .. import analysis
 from ..chapters import params
 from ..errors import LmconvError
-from ..metrics import phases, spectrum, stats
+from ..metrics import phases, spectrum
 from ..training import profiles
+from . import annealing as A
 
 KINDS = ("both", "data", "weight")  # what differs between the two runs of a pair
 KIND_WORDS = {
@@ -44,7 +45,6 @@ SOURCE_WORDS = {"data": "the data order", "weight": "the initialisation"}
 MOMENTS = ("start", "peak", "end")
 MOMENT_WORDS = {"start": "at step 0", "peak": "at the peak", "end": "at the end"}
 SAME_KEYS = ("corpus", "vocab_size", "context", "probe")  # must equal the main profile's
-RANGE_WORDS = "min–max over ordered seed pairs"
 PHASE_NUMERALS = dict(zip(phases.PHASE_KEYS, ("(i)", "(ii)", "(iii)", "(iv)"), strict=True))
 CKA_MODULES, CKA_VARIANT, CKA_ESTIMATOR = ("attn_ov", "mlp"), "last", "biased"  # chapter 5's default CKA
 
@@ -108,17 +108,25 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
 
 def pair_curves(pairs: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Mean KL over probe positions per (size, step, ordered seed pair), labelled with the kind."""
-    g = pairs.groupby(["size", "step", "seed_i", "seed_j"], as_index=False, observed=True).kl.mean()
-    g.insert(0, "kind", kind)
-    return g
+    return A.pair_curves(pairs, kind, column="kind")
 
 
 def mean_curves(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (kind, size, step): mean, min and max KL over the kind's seed pairs, and E[conv] = −KL with its band."""
-    g = stats.band(curves, "kl", ["kind", "size", "step"])
-    g = g.rename(columns={"value": "kl", "lo": "kl_min", "hi": "kl_max", "n": "pairs"})
-    g["conv"], g["conv_lo"], g["conv_hi"] = -g.kl, -g.kl_max, -g.kl_min
-    return g
+    return A.mean_curves(curves, column="kind")
+
+
+def step_zero(curves: pd.DataFrame, tol: float = 1e-9) -> dict[str, Any]:
+    """What the design fixes at the first checkpoint, measured: the data-order-only pairs share their weights (KL
+    0), and the initialisation-only pairs hold the joint pairs' models (the same KL). ``holds`` says whether both
+    are true to within ``tol`` nats, ``words`` says so for the page."""
+    first = curves[curves.step == curves.step.min()]
+    wide = first.pivot_table(index=["size", "seed_i", "seed_j"], columns="kind", values="kl")
+    data_max = float(wide["data"].abs().max())
+    weight_gap = float((wide["weight"] - wide["both"]).abs().max())
+    holds = data_max <= tol and weight_gap <= tol
+    words = "as the design requires" if holds else f"which breaks the design (more than {tol:g} nats): check the arms"
+    return {"data_max": data_max, "weight_gap": weight_gap, "holds": holds, "words": words}
 
 
 def _wide(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +144,14 @@ def moment_steps(curves: pd.DataFrame, size: str, rel_tol: float = 0.05) -> dict
     steps, kp = _wide(c)
     peak = phases.kl_phases(steps, np.nanmean(kp, axis=0), rel_tol=rel_tol).peak_step
     return {"start": int(steps[0]), "peak": int(peak), "end": int(steps[-1])}
+
+
+def peak_words(summary: dict[str, Any]) -> str:
+    """How the moment "at the peak" of one size was found: the end of the joint curve's phase (iii), or, when the
+    detector sees no divergence there, only its highest point."""
+    if summary["kinds"]["both"]["has_divergence"]:
+        return "the end of the joint curve's divergence"
+    return "the joint curve's highest point: the detector sees no divergence phase in it"
 
 
 def kind_summary(curves: pd.DataFrame, moments: dict[str, int], rel_tol: float = 0.05) -> dict[str, Any]:
@@ -266,7 +282,8 @@ def verdict(size: str, s: dict[str, Any]) -> str:
     parts = []
     for moment in MOMENTS:
         nums = ", ".join(f"{KIND_WORDS[kind]} {_range(k[kind][moment])}" for kind in KINDS)
-        parts.append(f"{source_sentence(a[moment]['source'], moment)} (step {m[moment]}: KL {nums} nats)")
+        where = f"step {m[moment]}, {peak_words(s)}" if moment == "peak" else f"step {m[moment]}"
+        parts.append(f"{source_sentence(a[moment]['source'], moment)} ({where}: KL {nums} nats)")
     rec = [KIND_WORDS[kind] for kind in KINDS if k[kind]["has_reconvergence"]]
     tail = (
         f"by the phase (iv) rule, the pairs that reconverge are those of {', '.join(rec)}"
@@ -334,6 +351,11 @@ class SourcesData:
         return int(t.init_seed if kind == "data" else t.data_seed)
 
 
+def _among(pairs: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """The rows of a seed-pair table whose two seeds are both in ``seeds``."""
+    return pairs[pairs.seed_i.isin(seeds) & pairs.seed_j.isin(seeds)]
+
+
 def load(profile: str, decoupled_profile: str | None = None, sizes: list[str] | None = None) -> SourcesData:
     """Analyse the main suite at the companion's seeds and every arm of the companion (through
     :func:`lmconv.analysis.run`, cached), and reduce the tables to pair curves and final-spectra distances."""
@@ -347,9 +369,10 @@ def load(profile: str, decoupled_profile: str | None = None, sizes: list[str] | 
     sizes, seeds = list(sizes or avail), list(comp.seeds)
     curves, cka, records = [], [], {}
     for kind, prof, arm in (("both", main, None), *((k, comp, a) for k, a in arms.items())):
-        r = analysis.run(prof.name, arm=arm, sizes=sizes, seeds=seeds, progress=False)
-        curves.append(pair_curves(r.pairs, kind))
-        cka.append(final_cka(r.seed_cka, kind))
+        # the main suite with all its seeds: the cached pass chapter 2 makes, not a second one over a subset
+        r = analysis.run(prof.name, arm=arm, sizes=sizes, seeds=None if arm is None else seeds, progress=False)
+        curves.append(pair_curves(_among(r.pairs, seeds), kind))
+        cka.append(final_cka(_among(r.seed_cka, seeds), kind))
         family = r.family
         for size in sizes:
             for k in seeds:
