@@ -113,7 +113,8 @@ def bench_kl(seeds=(4, 5, 10), vocabs=(8192, 50304), n: int = 256) -> list[dict]
 
 def bench_analysis(profile: str = "default", size: str | None = None, n_steps: int = 6) -> dict:
     """Engine pass over ``n_steps`` checkpoints × all seeds of one size, into a fresh cache, vs its floor: the
-    forward passes over the probe plus the one forward and backward of the gradient batch that gradient PER needs.
+    forward passes over the probe and over the downstream sets, plus the one forward and backward of the gradient
+    batch that gradient PER needs (the downstream forwards are also reported alone: what the sets cost).
 
     The forward pass's cost grows with the model, the statistics over the full vocabulary and the spectra do
     not (much): the ratio is the fixed cost of the analysis over the floor, and it falls with size."""
@@ -135,12 +136,14 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
     tok = src.load_tokenizer(ref)
     pr = probe.build(tok, prof.corpus, prof.probe)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies(prof.corpus, prof.vocab_size))
-    # the floor: load each checkpoint, run it forward over the probe windows, and once forward and backward over
-    # a gradient batch of the engine's size; nothing else
+    evals = analysis.downstream_sets(tok, prof.corpus, prof.downstream, prof.context)
+    ds_batches = [torch.from_numpy(b) for _, b in evals.batches(engine.DOWNSTREAM_BATCH_TOKENS)] if evals else []
+    # the floor: load each checkpoint, run it forward over the probe windows and the downstream batches, and once
+    # forward and backward over a gradient batch of the engine's size; nothing else
     x = torch.from_numpy(pr.window_inputs(slice(0, len(pr.starts))))
     g = engine.EngineOptions().grad_windows
     xg = torch.from_numpy(pr.stream[pr.starts[:g, None] + np.arange(pr.context + 1)[None, :]])
-    forward_s = backward_s = 0.0
+    forward_s = backward_s = downstream_s = 0.0
     for st in steps:
         for k in seeds:
             t0 = time.perf_counter()
@@ -148,16 +151,20 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
             with torch.no_grad():
                 for i in range(0, len(x), 16):
                     m(x[i : i + 16])
-            t1 = time.perf_counter()
+                t1 = time.perf_counter()
+                for b in ds_batches:
+                    m(b)
+            t2 = time.perf_counter()
             logits = m(xg[:, :-1]).logits
             torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), xg[:, 1:].reshape(-1)).backward()
-            forward_s, backward_s = forward_s + t1 - t0, backward_s + time.perf_counter() - t1
-    floor_s = forward_s + backward_s
+            forward_s, downstream_s = forward_s + t1 - t0, downstream_s + t2 - t1
+            backward_s += time.perf_counter() - t2
+    floor_s = forward_s + downstream_s + backward_s
     with tempfile.TemporaryDirectory() as tmp:
         cache = TableCache("engine", Path(tmp))
         engine.LOADS.counts.clear()
         t0 = time.perf_counter()
-        engine.analyze(src, fam, size, seeds, steps, pr, uni, len(tok), cache=cache, progress=False)
+        engine.analyze(src, fam, size, seeds, steps, pr, uni, len(tok), cache=cache, progress=False, evals=evals)
         analysis_s = time.perf_counter() - t0
         stored = cache.bytes_used()
     loads = sorted(set(engine.LOADS.counts.values()))
@@ -169,6 +176,7 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
         "steps": steps,
         "probe_tokens": pr.n_tokens,
         "forward_s": forward_s,
+        "downstream_forward_s": downstream_s,
         "gradient_batch_s": backward_s,
         "floor_s": floor_s,
         "analysis_s": analysis_s,
@@ -179,7 +187,8 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
     }
     print(
         f"  analysis of {n_ckpt} checkpoints ({size}, {len(seeds)} seeds): {analysis_s:.1f} s vs its floor "
-        f"{floor_s:.1f} s (forward {forward_s:.1f} s, gradient batch {backward_s:.1f} s) = {out['ratio']:.2f}x; "
+        f"{floor_s:.1f} s (forward {forward_s:.1f} s, downstream sets {downstream_s:.1f} s, gradient batch "
+        f"{backward_s:.1f} s) = {out['ratio']:.2f}x; "
         f"loads per checkpoint {loads}; "
         f"{out['bytes_per_checkpoint'] / 1e6:.2f} MB stored per checkpoint "
         f"({100 * out['bytes_fraction_of_anchor']:.3f}% of the anchor's 469 MB)",

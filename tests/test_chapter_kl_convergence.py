@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lmconv import book, chapters
@@ -108,3 +109,24 @@ def test_learning_rate_numbers(data, glued):
     assert glued["warmup_frac"] == arm.train.schedule.warmup / glued["total_steps"]
     assert 0 < glued["lr_at_peak_large"] <= 1
     assert glued["tokens_seen"] == glued["total_steps"] * arm.train.batch_size * data.prof.context
+
+
+def test_downstream_convergence_by_hand(data, glued):
+    """The paper's estimator at the last step: per phenomenon and unordered seed pair, KL between the seeds'
+    mean 2-way distributions, from the engine's log-probabilities with plain loops."""
+    t = data.r.downstream
+    size, last = data.ends["small"], max(data.r.steps)
+    sub = t[(t["size"] == size) & (t.step == last)]
+    kls = []
+    for phen in ("agreement", "determiner"):
+        p = {}
+        for seed in data.r.seeds:
+            s = sub[(sub.seed == seed) & (sub.set == phen)]
+            good = s[s.role == "good"].sort_values("item").logp.to_numpy()
+            bad = s[s.role == "bad"].sort_values("item").logp.to_numpy()
+            p[seed] = float(np.mean(np.exp(good) / (np.exp(good) + np.exp(bad))))
+        for i, a in enumerate(data.r.seeds):
+            for b in data.r.seeds[i + 1 :]:
+                kls.append(p[a] * np.log(p[a] / p[b]) + (1 - p[a]) * np.log((1 - p[a]) / (1 - p[b])))
+    assert glued["ds_final_small"] == pytest.approx(-np.mean(kls), rel=1e-9)
+    assert glued["ds_seed_pairs"] == len(data.r.seeds) * (len(data.r.seeds) - 1) // 2

@@ -72,6 +72,18 @@ def test_suite_numbers_agree_with_the_profile_and_the_logs(suite_glued):
     assert len(g["tab_polypythia"]) == len(d.prof.sizes)
 
 
+def test_suite_late_degradation_by_hand(suite_glued, smoke_results):
+    """The smallest size's last-word accuracy at the last step, and the start of the late phase, recomputed
+    from the engine's downstream table."""
+    _, g = suite_glued
+    t, r = smoke_results.downstream, smoke_results
+    last = t[(t["size"] == r.sizes[0]) & (t.step == max(r.steps)) & (t.set == "lastword")]
+    assert g["lw_last_small"] == pytest.approx(last.groupby("seed").greedy.mean().mean())
+    total = profiles.load("smoke").arm().train.steps
+    assert g["late_start"] == min(r.steps, key=lambda s: abs(s - total / 2))
+    assert g["degrade_claim"].split(":")[0].lower() in ("reproduced", "contradicted", "inconclusive")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # methods
 # ---------------------------------------------------------------------------------------------------------

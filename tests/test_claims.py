@@ -183,7 +183,7 @@ def test_rank_and_late_degradation():
     assert claims.judge_rank_convergence(mixed).outcome == INCONCLUSIVE
     assert claims.judge_rank_convergence({"a": {"rho": math.nan, "lo": 0, "hi": 0}}).outcome == INCONCLUSIVE
     v = claims.judge_late_degradation(None)
-    assert v.outcome == INCONCLUSIVE and "no downstream evaluation" in v.reason
+    assert v.outcome == INCONCLUSIVE and "no downstream scores" in v.reason
     falls = {"s": est([-0.05, -0.04, -0.06, -0.05]), "l": est([0.01, 0.02, 0.0, 0.01])}
     assert claims.judge_late_degradation(falls).outcome == REPRODUCED
 

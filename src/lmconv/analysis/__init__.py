@@ -15,6 +15,7 @@ import pandas as pd
 
 from .. import paths
 from ..checkpoints import suites
+from ..data import downstream as downstream_mod
 from ..data import probe as probe_mod
 from ..data import tokenizer as tok_mod
 from ..errors import LmconvError, no_repeats
@@ -87,6 +88,7 @@ class Results:
     probe: probe_mod.Probe
     counts: np.ndarray
     tables: dict[str, pd.DataFrame] = field(repr=False)
+    evals: downstream_mod.EvalSets | None = field(default=None, repr=False)  # the downstream sets scored
 
     def __getattr__(self, name: str) -> pd.DataFrame:
         if name in engine.TABLES and "tables" in self.__dict__:
@@ -190,8 +192,11 @@ def run(
     counts = tok_mod.token_frequencies(prof.corpus, prof.vocab_size)
     uni = kl_mod.unigram_logprobs(counts)
     options = options or engine.EngineOptions(device=prof.arm(family).train.device)
+    evals = downstream_sets(tok, prof.corpus, prof.downstream, prof.context)
     per_size = [
-        engine.analyze(src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client)
+        engine.analyze(
+            src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client, evals=evals
+        )
         for s in sizes
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
@@ -207,7 +212,23 @@ def run(
             "options": asdict(options),
         }
         record(Path(os.environ[paths.LEDGER_ENV]), request)
-    return Results(suite, family, sizes, seeds, steps, pr, counts, tables)
+    return Results(suite, family, sizes, seeds, steps, pr, counts, tables, evals)
+
+
+_EVALS: dict[tuple, downstream_mod.EvalSets | None] = {}
+
+
+def downstream_sets(
+    tok, corpus_spec: str, settings: profiles.DownstreamSettings, context: int
+) -> downstream_mod.EvalSets | None:
+    """The downstream sets for this tokenizer, corpus and context (built once per process); None when the
+    settings ask for none or the corpus has no gold tags (a text folder), so that the rest of the pass runs."""
+    key = (tok_mod.fingerprint(tok), corpus_spec, settings, context)
+    if key not in _EVALS:
+        wanted = settings.pairs > 0 or settings.lastword > 0
+        has_tags = corpus_spec == "brown"
+        _EVALS[key] = downstream_mod.build(tok, corpus_spec, settings, context) if wanted and has_tags else None
+    return _EVALS[key]
 
 
 def request_id(request: dict) -> str:
@@ -273,12 +294,15 @@ def run_hub(
     ids, _, _ = tok_mod.encode_documents(tok, corpus_mod.load(corpus_spec, "train"))
     counts = np.bincount(ids, minlength=vocab)[:vocab].astype(np.int64)
     uni = kl_mod.unigram_logprobs(counts)
+    evals = downstream_sets(tok, corpus_spec, profiles.DownstreamSettings(), probe.context)
     per_size = [
-        engine.analyze(src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress, client=client)
+        engine.analyze(
+            src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress, client=client, evals=evals
+        )
         for s in sizes
     ]
     tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
-    return Results(None, src.family, list(sizes), list(seeds), list(steps), pr, counts, tables)
+    return Results(None, src.family, list(sizes), list(seeds), list(steps), pr, counts, tables, evals)
 
 
 def suite_root(profile: str) -> Path:

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm  # text bars (tqdm.auto warns in notebooks without ipywidgets)
 
 from ..checkpoints.suites import CheckpointRef, CheckpointSource
+from ..data.downstream import EvalSets
 from ..data.probe import Probe
 from ..metrics import cka as cka_mod
 from ..metrics import kl as kl_mod
@@ -29,9 +30,11 @@ from ..metrics import spectrum
 from ..training import neox
 from .cache import TableCache, key_of
 
-ENGINE_VERSION = 7  # 7: the seed_cka table
-TABLES = ("tokens", "pairs", "cka", "seed_cka", "weights", "rank")
+ENGINE_VERSION = 8  # 7: the seed_cka table; 8: the downstream table
+TABLES = ("tokens", "pairs", "cka", "seed_cka", "weights", "rank", "downstream")
 SEED_CKA_COLUMNS = ("seed_i", "seed_j", "layer", "module", "variant", "estimator", "cka")
+DOWNSTREAM_COLUMNS = ("seed", "set", "item", "role", "logp", "greedy")
+DOWNSTREAM_BATCH_TOKENS = 4096  # padded tokens per forward batch of the downstream sequences
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 TOKEN_STATISTICS = ("surprisal", "entropy", "kl_uniform", "kl_unigram")
 
@@ -280,6 +283,45 @@ def _seed_cka_table(acts: dict[int, dict], refs: dict[int, dict]) -> pd.DataFram
     return pd.DataFrame(rows, columns=list(SEED_CKA_COLUMNS))
 
 
+def _downstream_table(
+    models: dict[int, torch.nn.Module], evals: EvalSets | None, vocab: int, device: str
+) -> pd.DataFrame:
+    """Every seed's summed log-probability of each downstream sequence's scored tokens, and whether greedy
+    decoding gives them (float64 log-softmax; the sequences in length-sorted, right-padded batches)."""
+    if evals is None or not len(evals.sequences):
+        return pd.DataFrame({c: [] for c in DOWNSTREAM_COLUMNS})
+    seqs = evals.sequences
+    starts = seqs.score_from.to_numpy()
+    lengths = seqs.ids.map(len).to_numpy()
+    batches = evals.batches(DOWNSTREAM_BATCH_TOKENS)
+    frames = []
+    for k in sorted(models):
+        logp = np.zeros(len(seqs))
+        greedy = np.zeros(len(seqs), dtype=bool)
+        for rows, x in batches:
+            xt = torch.from_numpy(x).to(device)
+            lp = torch.log_softmax(models[k](xt).logits[..., :vocab].double(), dim=-1)
+            for r, i in enumerate(rows):
+                t = torch.arange(int(starts[i]), int(lengths[i]), device=lp.device)
+                tgt = xt[r, t]
+                logp[i] = float(lp[r, t - 1, tgt].sum())
+                greedy[i] = bool((lp[r, t - 1].argmax(-1) == tgt).all())
+            del lp
+        frames.append(
+            pd.DataFrame(
+                {
+                    "seed": np.int16(k),
+                    "set": seqs.set.to_numpy(),
+                    "item": seqs["item"].to_numpy(np.int32),
+                    "role": seqs.role.to_numpy(),
+                    "logp": logp,
+                    "greedy": greedy,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
 def _weight_tables(
     models: dict[int, torch.nn.Module], probe: Probe, options: EngineOptions, compare: dict[str, dict | None]
 ) -> tuple[dict[str, pd.DataFrame], dict]:
@@ -310,10 +352,12 @@ def process_step(
     final: dict | None,
     prev: dict | None,
     init: dict | None = None,
+    evals: EvalSets | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Run every seed's model once over the probe; return this step's tables and its state (activations,
-    weights) for the steps that compare against it. ``final``, ``prev`` and ``init`` are the states of the
-    final, previous and first analysed steps (None: this step is that one, or has none)."""
+    """Run every seed's model once over the probe (and the downstream sets ``evals``); return this step's
+    tables and its state (activations, weights) for the steps that compare against it. ``final``, ``prev`` and
+    ``init`` are the states of the final, previous and first analysed steps (None: this step is that one, or has
+    none)."""
     seeds = sorted(models)
     selected = _selected_positions(probe, options.cka_samples)
     recorders = {k: ActivationRecorder(models[k], selected) for k in seeds}
@@ -330,6 +374,7 @@ def process_step(
     tables["seed_cka"] = _seed_cka_table(acts, refs) if final is None else _seed_cka_table({}, {})
     weight_tables, weights_now = _weight_tables(models, probe, options, {"final": final, "prev": prev, "init": init})
     tables.update(weight_tables)
+    tables["downstream"] = _downstream_table(models, evals, vocab, options.device)
     return tables, {"refs": refs, "weights": weights_now}
 
 
@@ -348,6 +393,7 @@ class _Pass:
     vocab: int
     options: EngineOptions
     cache: TableCache
+    evals: EvalSets | None = None
 
     def __post_init__(self) -> None:
         self.refs = {st: [CheckpointRef(self.family, self.size, k, st) for k in self.seeds] for st in self.steps}
@@ -359,6 +405,7 @@ class _Pass:
             "seeds": self.seeds,
             "unigram": float(self.unigram_logp.double().sum()),
             "options": self.options.cache_part(),
+            "downstream": self.evals.sha256 if self.evals is not None else None,
             "final": shas[self.final],
             "init": shas[self.steps[0]],  # cos_init and rel_change_init are measured from the first step analysed
         }
@@ -429,9 +476,11 @@ def analyze(
     cache: TableCache | None = None,
     progress: bool = True,
     client=None,
+    evals: EvalSets | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each;
-    with a Dask ``client`` (see :mod:`lmconv.analysis.fanout`) the steps run as tasks on its workers."""
+    """Tables for every step of one (family, size) over ``seeds``, from the cache or from one pass each (the
+    downstream sets ``evals`` scored in the same pass); with a Dask ``client`` (see
+    :mod:`lmconv.analysis.fanout`) the steps run as tasks on its workers."""
     job = _Pass(
         source,
         family,
@@ -443,6 +492,7 @@ def analyze(
         vocab,
         options or EngineOptions(),
         cache or TableCache("engine"),
+        evals,
     )
     results: dict[int, dict[str, pd.DataFrame]] = {}
     todo = []
@@ -466,7 +516,7 @@ def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, d
     bar = job.bar(len(todo), progress)
     init_state = job.weights(job.steps[0])
     final_tables, final_state = process_step(
-        job.load(job.final), job.probe, job.vocab, job.unigram_logp, job.options, None, None, init_state
+        job.load(job.final), job.probe, job.vocab, job.unigram_logp, job.options, None, None, init_state, job.evals
     )
     prev_state = None
     for st in job.order(todo)[1:]:
@@ -482,6 +532,7 @@ def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, d
             final_state,
             prev_state if before is not None else None,
             init_state,
+            job.evals,
         )
         job.save(st, tables)
         out[st] = tables
@@ -501,12 +552,12 @@ def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, d
 
 
 def _remote_step(
-    source: CheckpointSource, refs_now, refs_prev, probe, vocab, unigram_logp, options, final_state, init_state
+    source: CheckpointSource, refs_now, refs_prev, probe, vocab, unigram_logp, options, evals, final_state, init_state
 ):
     """One step as a Dask task: load its models (and the previous step's weights, for ΔW), run the pass."""
     models = {r.seed: source.load_model(r).to(options.device) for r in refs_now}
     prev = {"step": refs_prev[0].step, "weights": _weights_only(source, refs_prev)} if refs_prev else None
-    return process_step(models, probe, vocab, unigram_logp, options, final_state, prev, init_state)
+    return process_step(models, probe, vocab, unigram_logp, options, final_state, prev, init_state, evals)
 
 
 def _init_state(source: CheckpointSource, refs: list[CheckpointRef]) -> dict:
@@ -522,8 +573,8 @@ def _analyze_on_cluster(client, job: _Pass, todo: list[int], progress: bool) -> 
         before = job.previous(st)
         return job.refs[before] if before is not None else None
 
-    probe_f, uni_f = client.scatter([job.probe, job.unigram_logp], broadcast=True)
-    args = (probe_f, job.vocab, uni_f, job.options)
+    probe_f, uni_f, evals_f = client.scatter([job.probe, job.unigram_logp, job.evals], broadcast=True)
+    args = (probe_f, job.vocab, uni_f, job.options, evals_f)
     init_f = client.submit(_init_state, job.source, job.refs[job.steps[0]], pure=False)
     first, *rest = job.order(todo)
     final_f = client.submit(

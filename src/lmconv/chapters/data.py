@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from .. import analysis
 from ..data import corpus, linguistics, tokenizer
 from ..io import read_json
+from ..lenses import downstream as ds
 from ..training import profiles
 from . import Glued, section
 
@@ -70,3 +72,24 @@ def tokenizer_section(d: DataData) -> Glued:
 def other_inputs(d: DataData) -> Glued:
     """The installed spaCy pipeline and its version."""
     return {"spacy_model": linguistics.spacy_model_label()}
+
+
+@section
+def downstream_section(d: DataData) -> Glued:
+    """The downstream sets: each set's rule, candidates and kept items, their checksum, and a seeded sample of
+    pairs for the reader to judge."""
+    tok = tokenizer.load(tokenizer.train(d.prof.corpus, d.prof.vocab_size))
+    evals = analysis.downstream_sets(tok, d.prof.corpus, d.prof.downstream, d.prof.context)
+    if evals is None:
+        return {
+            "ds_what": "This profile builds no downstream sets (its corpus has no gold tags, or it asks for none).",
+            "tab_downstream_sets": pd.DataFrame({"set": [], "rule": [], "candidates": [], "kept": []}),
+            "tab_downstream_examples": pd.DataFrame({"phenomenon": [], "good": [], "bad word": []}),
+            "ds_sha": "",
+        }
+    return {
+        "ds_what": f"The sets hold {sum(evals.sizes.values()):,} items, {len(evals.sequences):,} scored sequences.",
+        "tab_downstream_sets": ds.set_table(evals).set_index("set"),
+        "tab_downstream_examples": ds.examples(evals.pairs).set_index("phenomenon"),
+        "ds_sha": evals.sha256[:16],
+    }

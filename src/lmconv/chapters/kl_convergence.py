@@ -17,9 +17,11 @@ import pandas as pd
 from .. import analysis
 from ..checkpoints import suites
 from ..data import linguistics as L
+from ..figures import downstream as FD
 from ..figures import kl as F
 from ..figures import plots
 from ..findings import claims, papers
+from ..lenses import downstream as ds
 from ..lenses import kl as K
 from ..metrics import phases as ph
 from ..training import profiles
@@ -364,3 +366,32 @@ def learning_rate(d: KLConvergenceData) -> Glued:
         "tokens_seen": total * arm.train.batch_size * d.prof.context,
         "lr_at_peak_large": arm.train.schedule.multiplier(d.spreads[d.ends["large"]].mean_curve.peak_step, total),
     }
+
+
+@section
+def downstream_convergence(d: KLConvergenceData) -> Glued:
+    """The paper's downstream convergence on our minimal pairs: −KL between the seeds' 2-way preference
+    distributions (the paper's estimator and the per-item one) beside E[conv], the phases the detector finds on
+    it, and the verdict on its reconvergence pattern."""
+    scores = ds.item_scores(d.r.downstream)
+    kls = {est: ds.pair_kl(scores, est) for est in ds.ESTIMATORS}
+    curves = {est: ds.convergence_curves(k) for est, k in kls.items()}
+    spreads = ds.phase_spreads(kls["phenomenon"], d.r.sizes, d.P.rel_tol)
+    sizes = d.r.evals.sizes
+    out: Glued = {
+        "fig_downstream": FD.convergence_beside(
+            d.curves["pairs"], d.bounds, curves, phase_bounds(spreads), ds.ESTIMATORS
+        ),
+        "ds_claim": claims.judge_downstream_reconvergence(spreads).sentence(),
+        "ds_per_phenomenon": min(sizes[p] for p in ds.PHENOMENA),
+        "ds_phenomena": " and ".join(ds.SET_WORDS[p] for p in ds.PHENOMENA),
+        "ds_seed_pairs": int(kls["phenomenon"].groupby(["seed_i", "seed_j"]).ngroups),
+        "paper_ds_pairs": papers.KL_BLIMP_PAIRS,
+    }
+    for tag, s in d.ends.items():
+        m = spreads[s].mean_curve
+        out[f"ds_final_{tag}"] = K.value_at(curves["phenomenon"], s)
+        out[f"ds_item_final_{tag}"] = K.value_at(curves["item"], s)
+        out[f"ds_peak_{tag}"] = f"step {m.peak_step}" if m.has_divergence else "no divergence"
+        out[f"ds_re_{tag}"] = "reconverges" if m.has_reconvergence else "does not reconverge"
+    return out

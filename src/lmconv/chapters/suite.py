@@ -9,8 +9,11 @@ import pandas as pd
 
 from .. import analysis
 from ..checkpoints import summaries
+from ..data.downstream import SETS
+from ..figures import downstream as FD
 from ..figures import plots
-from ..findings import papers
+from ..findings import claims, papers
+from ..lenses import downstream as ds
 from ..metrics import stats
 from ..training import profiles
 from ..training import train as train_mod
@@ -21,6 +24,7 @@ from . import Glued, section
 class SuiteData:
     """The suite's profile, its main arm and its training and validation logs."""
 
+    name: str  # the profile as the page names it
     prof: profiles.Profile
     arm: profiles.Arm
     train_log: pd.DataFrame
@@ -35,7 +39,7 @@ def load(P: SimpleNamespace) -> SuiteData:
     """Open the suite of ``P.profile`` and read the logs of its main family."""
     suite = analysis.Suite.open(P.profile)
     train_log, val_log = suite.train_logs(suite.family())
-    return SuiteData(suite.profile, suite.profile.arm(), train_log, val_log)
+    return SuiteData(P.profile, suite.profile, suite.profile.arm(), train_log, val_log)
 
 
 @section
@@ -113,3 +117,58 @@ def lr_schedule(d: SuiteData) -> Glued:
     """The learning-rate schedule of every arm of the profile."""
     lr = pd.concat([summaries.lr_curve(d.prof, a) for a in d.prof.arms])
     return {"fig_lr": plots.lr_schedule(lr, color="arm")}
+
+
+@section
+def late_degradation(d: SuiteData) -> Glued:
+    """The stability paper's "small models degrade late": accuracy on the downstream sets and the held-out loss
+    (all and rare tokens) over training per size, their change over the late phase, the verdict and the seeds'
+    agreement on the items at the last step."""
+    r = analysis.run(d.name, progress=False)
+    scores = ds.item_scores(r.downstream)
+    acc = ds.accuracy(scores)
+    loss = ds.heldout_loss(r.tokens, r.targets.frequency.to_numpy())
+    total = d.arm.train.steps
+    change = {s: ds.late_change(acc[acc.set == s], r.sizes, total) for s in SETS}
+    loss_change = {t: ds.late_change(loss[loss.tokens == t], r.sizes, total) for t in ("all", "rare")}
+    agree = ds.agreement(scores)
+    last = agree[agree.step == agree.step.max()]
+    start = ds.late_step(r.steps, total)
+    small = r.sizes[0]
+    peak = ds.peak_then_fall(acc[acc.set == "lastword"], small)
+    return {
+        "fig_downstream": FD.accuracy_and_loss(
+            stats.band(acc, "value", ["size", "step", "set"]),
+            stats.band(loss, "value", ["size", "step", "tokens"]),
+            ds.SET_WORDS,
+        ),
+        "degrade_claim": claims.judge_late_degradation(change["lastword"]).sentence(),
+        "late_start": start,
+        "late_start_frac": start / total,
+        "late_sentences": " ".join(
+            ds.degradation_sentence(change[s], f"Accuracy on the {ds.SET_WORDS[s]} set") + "." for s in SETS
+        ),
+        "loss_sentences": " ".join(
+            ds.degradation_sentence(loss_change[t], f"The probe loss on {t} tokens") + "." for t in loss_change
+        ),
+        "lw_best_step_small": peak["best_step"],
+        "lw_best_small": peak["best"],
+        "lw_last_small": peak["last"],
+        "rare_count": loss.attrs["rare_count"],
+        "rare_share": loss.attrs["rare_share"],
+        "tab_agreement": last.assign(set=last.set.map(ds.SET_WORDS))[["size", "set", "value", "lo", "hi", "chance"]]
+        .rename(columns={"value": "agreement", "lo": "lowest pair", "hi": "highest pair", "chance": "if independent"})
+        .set_index(["size", "set"]),
+        "paper_lambada_from": papers.STAB_LAMBADA_160M[0][1],
+        "paper_lambada_to": papers.STAB_LAMBADA_160M[1][1],
+        "paper_lambada_steps": f"{papers.STAB_LAMBADA_160M[0][0]:,} to {papers.STAB_LAMBADA_160M[1][0]:,}",
+        "paper_lambada_frac": papers.STAB_LAMBADA_160M[0][0] / papers.PYTHIA_STEPS,
+        "tpp_text": tokens_per_parameter(d),
+    }
+
+
+def tokens_per_parameter(d: SuiteData) -> str:
+    """The tokens one run sees per parameter, from the smallest to the largest size: "14 (0.3m) to 1.6 (2.5m)"."""
+    sizes = summaries.sizes_table(d.prof)
+    tpp = d.arm.train.steps * d.tokens_per_step / sizes.parameters
+    return f"{tpp.iloc[0]:.2g} ({sizes['size'].iloc[0]}) to {tpp.iloc[-1]:.2g} ({sizes['size'].iloc[-1]})"

@@ -259,7 +259,21 @@ def judge_reconvergence(spreads: Mapping[str, Any]) -> Verdict:
     contradicted when the smallest shows it and the largest does not; otherwise inconclusive (every size or no
     size reconverges). The rank correlation of the pairs' falls with size is reported beside it, without a
     p-value: ordered pairs share seeds (and i→j mirrors j→i), so they are not independent units."""
-    cid, stat = "kl.reconvergence_by_size", "fall of KL after its peak (1 − final/peak)"
+    return _reconvergence("kl.reconvergence_by_size", "fall of KL after its peak (1 − final/peak)", spreads)
+
+
+def judge_downstream_reconvergence(spreads: Mapping[str, Any] | None) -> Verdict:
+    """``spreads``: size → the KL-phase detector on the seeds' downstream KL (the paper's BLiMP estimator on our
+    minimal pairs, ``lmconv.lenses.downstream.phase_spreads``), sizes small → large. The paper: the downstream
+    curve repeats the converge / diverge / reconverge-only-for-large-models pattern. The rule of
+    :func:`judge_reconvergence`, on these curves."""
+    cid, stat = "kl.downstream_reconvergence", "fall of the downstream KL after its peak (1 − final/peak)"
+    if not spreads:
+        return missing(cid, stat, "the analysis has no downstream scores")
+    return _reconvergence(cid, stat, spreads)
+
+
+def _reconvergence(cid: str, stat: str, spreads: Mapping[str, Any]) -> Verdict:
     if len(spreads) < 2:
         return missing(cid, stat, "needs at least two sizes")
     per = {}
@@ -443,23 +457,34 @@ def judge_rank_convergence(corr: Mapping[str, Mapping[str, float]] | None) -> Ve
 
 
 def judge_late_degradation(per_size: Mapping[str, Estimate] | None = None) -> Verdict:
-    """``per_size``: size → the change of a downstream score over the last part of training (negative =
-    degrades), with its interval. The paper: small models degrade late. Until the book has downstream
-    evaluations (None), the verdict says so."""
-    cid, stat = "stab.late_degradation", "change of the downstream score over the late phase"
+    """``per_size``: size → the change of the last-word accuracy (the LAMBADA analogue) from the start of the
+    late phase (half of training, ``lmconv.lenses.downstream.LATE_FROM``) to the end, mean over seeds with its
+    interval (``lmconv.lenses.downstream.late_change``); sizes small → large. The paper: smaller models degrade
+    late, larger ones do not.
+
+    Reproduced when the smallest size's interval lies below 0 and the largest size's does not; contradicted when
+    the smallest size's lies above 0 (it still improves late); otherwise inconclusive."""
+    cid, stat = "stab.late_degradation", "change of the last-word accuracy over the late phase"
     if not per_size:
-        return missing(cid, stat, "the book has no downstream evaluation yet, so this claim is not tested")
+        return missing(cid, stat, "the analysis has no downstream scores, so this claim is not tested")
     sizes = list(per_size)
-    small = {sizes[0]: per_size[sizes[0]]}
-    return directional(
-        cid,
-        stat,
-        small,
-        -1,
-        unit="seed",
-        what_holds="the smallest model's score falls late",
-        what_reversed="the smallest model's score rises late",
+    sides = {s: (e.interval.excludes(0.0) if e.interval else 0) for s, e in per_size.items()}
+    nums = _sizes_text(per_size, "+.3f")
+    rule = (
+        "reproduced when the smallest size's interval lies below 0 and the largest's does not; contradicted when "
+        "the smallest's lies above 0; otherwise inconclusive"
     )
+    small, large = sizes[0], sizes[-1]
+    if sides[small] < 0 and (len(sizes) == 1 or sides[large] >= 0):
+        outcome, reason = REPRODUCED, f"the smallest model's accuracy falls late and the largest's does not ({nums})"
+    elif sides[small] > 0:
+        outcome, reason = CONTRADICTED, f"the smallest model's accuracy still rises late ({nums})"
+    elif sides[small] < 0:
+        outcome, reason = INCONCLUSIVE, f"every size's accuracy falls late, the largest's too ({nums})"
+    else:
+        outcome, reason = INCONCLUSIVE, f"the smallest model's late change is within its interval of 0 ({nums})"
+    head = per_size[small]
+    return Verdict(cid, outcome, stat, head.value, head.interval, dict(per_size), "seed", rule, reason)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -657,6 +682,16 @@ CLAIMS: tuple[Claim, ...] = (
         "judge_reconvergence",
     ),
     Claim(
+        "kl.downstream_reconvergence",
+        _KL,
+        "downstream",
+        "the downstream (BLiMP) convergence repeats the pattern: larger models reconverge, smaller ones do not",
+        "paper code",
+        "blimp.py (the BLiMP figure)",
+        "ch-kl-downstream",
+        "judge_downstream_reconvergence",
+    ),
+    Claim(
         "kl.frequency",
         _KL,
         "cross-seed KL",
@@ -723,7 +758,7 @@ CLAIMS: tuple[Claim, ...] = (
         "smaller models tend to degrade in the late pretraining phase",
         "paper text",
         "abstract",
-        "ch-suite",
+        "ch-suite-downstream",
         "judge_late_degradation",
     ),
     Claim(
@@ -820,6 +855,7 @@ __all__ = [
     "fmt",
     "judge",
     "judge_across_schedules",
+    "judge_downstream_reconvergence",
     "judge_early_stabilisation",
     "judge_falls_to_floor",
     "judge_four_phases",

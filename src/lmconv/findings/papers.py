@@ -18,12 +18,15 @@ KL_FREQ_LABELS = ("0-10", "10-100", "10^3-10^4", "10^4-10^5", "10^5-10^6", "10^6
 # its ICL score (run-stage/alternate_icl.py): the loss of one token with 401 vs 51 tokens of context (code)
 KL_ICL_LONG, KL_ICL_SHORT = 401, 51
 KL_ICL_PLATEAU = (0.33, 0.39)  # nats, read off the committed plot from step 2000 on, all sizes (spec §4)
+KL_BLIMP_PAIRS = 100  # BLiMP downstream convergence: the first 100 pairs of each task (run-stage/blimp_task.py)
 
 # Diehl Martinez, Lesci & Buttery (2024): activation convergence and effective rank.
 CKA_STABLE_FRACTION = 0.20  # "nearly all layers in larger models stabilise ... within the first 20%"
 CKA_SAMPLES = 128  # sequences of the last training batch, last token only
 CKA_HEATMAP_MIDPOINT = 0.95
 CKA_SIZES = ("70m", "160m", "410m", "1.4b", "2.8b")
+# its code's downstream plot: Pythia-160M's zero-shot LAMBADA accuracy falls late, (step, accuracy) (spec §1)
+STAB_LAMBADA_160M = ((93_000, 0.40), (123_000, 0.31))
 
 # Zhang et al. (2026): stability of the singular distribution (secondary reading, unverified).
 SOSD_PHASE_STEP = 1000  # phase I restructuring before ~1000 steps, phase II metastability after

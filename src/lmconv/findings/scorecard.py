@@ -20,6 +20,7 @@ from .. import analysis
 from ..checkpoints import suites, summaries
 from ..errors import LmconvError
 from ..lenses import activations as act
+from ..lenses import downstream as ds
 from ..lenses import kl as K
 from ..lenses import spectral as sp
 from ..metrics import stats
@@ -164,7 +165,18 @@ def _activation_evidence(res: analysis.Results, total: int) -> dict[str, tuple]:
         "stab.early_20pct": (shares,),
         "stab.smaller_slower": (fractions,),
         "stab.rank": (corr,),
-        "stab.late_degradation": (None,),
+    }
+
+
+def _downstream_evidence(res: analysis.Results, total: int, rel_tol: float) -> dict[str, tuple]:
+    if res.evals is None or not len(res.downstream):
+        return {"stab.late_degradation": (None,), "kl.downstream_reconvergence": (None,)}
+    scores = ds.item_scores(res.downstream)
+    acc = ds.accuracy(scores)
+    last = acc[acc.set == "lastword"]
+    return {
+        "stab.late_degradation": (ds.late_change(last, res.sizes, total),),
+        "kl.downstream_reconvergence": (ds.phase_spreads(ds.pair_kl(scores), res.sizes, rel_tol),),
     }
 
 
@@ -218,6 +230,7 @@ def evidence(profile: str = "default", *, rel_tol: float = 0.05, pos_source: str
     by: dict[str, tuple] = {}
     by.update(_kl_evidence(res, prof, rel_tol, pos_source))
     by.update(_activation_evidence(res, total))
+    by.update(_downstream_evidence(res, total, rel_tol))
     by.update(_spectral_evidence(suite, res))
     by.update(_sweep_evidence(profile))
     return Evidence(profile, list(res.sizes), list(res.seeds), by)
@@ -266,7 +279,8 @@ def setting(profile: str) -> dict[str, str]:
         "cross-seed KL": f"paper: PolyPythia {pythia}, 5 seeds; {ours}",
         "activations": f"paper: Pythia 70m–2.8b, one seed, the Pile; {ours}",
         "effective rank": f"paper: Pythia 70m–2.8b, one seed, the Pile; {ours}",
-        "downstream": f"paper: Pythia zero-shot ARC-Easy and LAMBADA; {ours}",
+        "downstream": f"paper: Pythia zero-shot ARC-Easy and LAMBADA (BLiMP for the cross-seed KL); {ours}; "
+        "our analogues: minimal pairs and a last-word set cut from held-out Brown text",
         "spectra": f"paper: GPT-2 and LLaMA up to 2B, one run per setting; {ours}",
     }
 

@@ -36,7 +36,7 @@ EXACT_MAX = 8  # n ≤ 8 units: enumerate the C(2n−1, n) ≤ 6,435 distinct re
 LEVEL = 0.90  # the book's default interval level (four seeds cannot support a narrower reading of 95%)
 BAND_COLUMNS = ("value", "lo", "hi")  # the centre and the band of every band table (see :func:`band`)
 BAND_CENTRES = ("mean", "median")
-BAND_SPREADS = ("range", "sd")
+BAND_SPREADS = ("range", "sd", "se")
 
 
 @dataclass(frozen=True)
@@ -245,8 +245,9 @@ def band(
     """The book's band table: one row per ``by`` group, sorted by the keys, over the group's rows (its units).
 
     Columns: the keys, ``value`` (the ``centre`` of ``value``: "mean" or "median"), ``lo`` and ``hi`` (``spread``
-    "range": min and max; "sd": ``value`` ∓ one standard deviation, ddof 1, with the column ``sd``; NaN for a
-    single unit) and ``n`` (units with a value). The cube summaries of :mod:`lmconv.lenses.kl` emit the same value,
+    "range": min and max; "sd": ``value`` ∓ one standard deviation, ddof 1, with the column ``sd``; "se": ``value``
+    ∓ one standard error, sd/√n, with the column ``se``; NaN for a single unit) and ``n`` (units with a value).
+    The cube summaries of :mod:`lmconv.lenses.kl` emit the same value,
     sd, lo and hi columns (mean ± 1 SD over replicates or tokens).
     """
     if centre not in BAND_CENTRES or spread not in BAND_SPREADS:
@@ -261,6 +262,10 @@ def band(
     if spread == "range":
         return g.agg(value=centre, lo="min", hi="max", n="count").reset_index()
     out = g.agg(value=centre, sd="std", n="count").reset_index()
-    out.insert(len(by) + 2, "lo", out["value"] - out["sd"])
-    out.insert(len(by) + 3, "hi", out["value"] + out["sd"])
+    if spread == "se":
+        out = out.rename(columns={"sd": "se"})
+        out["se"] = out["se"] / np.sqrt(out["n"])
+    width = out[spread]
+    out.insert(len(by) + 2, "lo", out["value"] - width)
+    out.insert(len(by) + 3, "hi", out["value"] + width)
     return out

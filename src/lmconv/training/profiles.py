@@ -174,6 +174,17 @@ class ProbeSettings:
     stride: Positive = 64
 
 
+@closed
+@dataclass(frozen=True)
+class DownstreamSettings:
+    """The downstream sets' sizes (``lmconv.data.downstream``): at most ``pairs`` minimal pairs per phenomenon
+    and ``lastword`` last-word passages, a seeded sample of the candidates (100 each: the cross-seed paper's 100
+    pairs per BLiMP task). Not part of the profile's hash: they do not change the trained checkpoints."""
+
+    pairs: Count = 100
+    lastword: Count = 100
+
+
 @dataclass(frozen=True)
 class Arm:
     """One suite of a profile: a family name and its training settings."""
@@ -194,12 +205,14 @@ class Profile:
     arms: dict[str, Arm]
     checkpoints: CheckpointSchedule
     probe: ProbeSettings
+    downstream: DownstreamSettings = DownstreamSettings()
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def sha256(self) -> str:
-        """Hash of what determines the trained checkpoints (prose and companion suites excluded)."""
-        return sha256_json({k: v for k, v in self.raw.items() if k not in ("description", "companions")})
+        """Hash of what determines the trained checkpoints (prose, companion suites and downstream sets excluded)."""
+        skip = ("description", "companions", "downstream")
+        return sha256_json({k: v for k, v in self.raw.items() if k not in skip})
 
     def checkpoint_steps(self, arm: str | None = None) -> list[int]:
         return self.checkpoints.steps(self.arm(arm).train.steps)
@@ -255,6 +268,7 @@ class ProfileFile:
     train: TrainSettings
     checkpoints: CheckpointSchedule
     probe: ProbeSettings
+    downstream: DownstreamSettings = DownstreamSettings()
     arms: Annotated[dict[Text, dict | None], Field(min_length=1)] | None = None  # name: overrides of train
     family: Text | None = None  # the one arm's name in a profile without arms (default "lmconv")
     companions: dict[CompanionRole, Text] | None = None
@@ -281,6 +295,7 @@ def parse(raw: dict, name: str = "<profile>", source: str | None = None) -> Prof
         arms=arms,
         checkpoints=top.checkpoints,
         probe=top.probe,
+        downstream=top.downstream,
         raw=raw,
     )
     _check(report, profile)
