@@ -70,6 +70,7 @@ def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
     # the tables are those of the analyses the chapters ran (their ledgers), each with the request that made it
     folders = sorted((bundle / "tables" / "smoke" / "lmconv").iterdir())
     assert folders and all((f / "pairs.parquet").exists() for f in folders)
+    assert all((f / "downstream.parquet").exists() and (f / "downstream_pairs.parquet").exists() for f in folders)
     used = {c for f in folders for c in json.loads((f / "request.json").read_text())["chapters"]}
     assert {"02_kl_convergence", "05_activations", "09_three_lenses"} <= used
     for f in folders:

@@ -160,6 +160,23 @@ def cmd_hub_cache(a) -> None:
     print(f"hub cache in {a.out}: {', '.join(repos)}")
 
 
+def cmd_identity(a: argparse.Namespace) -> None:
+    from .book import identity
+
+    if a.write:
+        for path in identity.write():
+            print(f"rewrote {path.relative_to(paths.ROOT)}")
+    problems = identity.stale()
+    for p in problems:
+        print(p)
+    if problems:
+        raise LmconvError(
+            f"{len(problems)} place(s) disagree with lmconv.REPOSITORY / __version__",
+            "run `lmconv identity --write`",
+        )
+    print(f"{identity.install_spec()}: every file agrees")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmconv", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -232,6 +249,8 @@ def parser() -> argparse.ArgumentParser:
     selection(sp, quiet=False)
     sp.add_argument("--steps", type=_csv(int), help="comma-separated steps (default: all)")
     sp.add_argument("--out", required=True, help="the hub cache folder to fill (e.g. $HF_HUB_CACHE)")
+    sp = add("identity", cmd_identity, "check (or --write) every file that repeats the repository address and release")
+    sp.add_argument("--write", action="store_true", help="rewrite the files that disagree")
     return p
 
 

@@ -23,9 +23,8 @@ from typing import Any
 
 import pandas as pd
 
-from .. import paths
+from .. import REPOSITORY, paths
 
-REPOSITORY = "https://github.com/lmconv/lmconv"
 COMMIT_ENV = "LMCONV_COMMIT"  # the publish workflow may name the commit; else ``git rev-parse HEAD``
 _TABLE_MARK = re.compile(r'data-lmconv-by="([^"]+)"')
 _SPEC_START = "})("  # Altair's HTML ends with the IIFE call ``})(spec, embedOpt);``

@@ -23,8 +23,9 @@ notebooks/         every chapter as executed for this build (papermill output; C
 suites/            per profile: the manifest of every checkpoint's file checksums, and the suite's status
 tables/            the metric tables the chapters read: tables/{profile}/{family}/{request}/{table}.parquet (the
                    engine's cross-seed tables of one analysis a chapter ran; request.json says which sizes, seeds,
-                   steps and probe, and which chapters used it) and tables/{profile}/runs/{run}/ (each run's
-                   training, validation and spectra logs, which chapters 1, 7 and 8 read)
+                   steps and probe, and which chapters used it; downstream_pairs and downstream_lastword are the
+                   items the downstream table scores) and tables/{profile}/runs/{run}/ (each run's training,
+                   validation and spectra logs, which chapters 1, 7 and 8 read)
 SHA256SUMS         checksums of every file above; verify with:  sha256sum -c SHA256SUMS
 """
 
@@ -86,6 +87,9 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
             for name in engine.TABLES:
                 res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
             res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
+            if res.evals is not None:  # the downstream items themselves, beside their scores
+                res.evals.pairs.to_parquet(folder / "downstream_pairs.parquet", index=False)
+                res.evals.lastword.to_parquet(folder / "downstream_lastword.parquet", index=False)
             write_json(folder / "request.json", used)
         write_text(bundle / "README.txt", README)
         sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
