@@ -4,6 +4,7 @@ lens that reads them and the two verdicts built on them."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -123,7 +124,7 @@ def test_the_sets_fit_the_context_and_follow_their_rules(smoke_sets):
     assert all(sets.available[s] >= sets.sizes[s] for s in D.SETS)
     assert sets.sequences.ids.map(len).max() <= prof.context
     for w in sets.lastword.itertuples():
-        assert w.word in w.passage.split() or f" {w.word}" in w.passage
+        assert re.search(rf"\b{w.word}\b", w.passage)  # the rule: the word occurs earlier, as a whole word
     for r in sets.sequences.itertuples():  # pairs: BOS + sentence + EOS, all scored but the first
         assert r.ids[0] == T.EOT_ID and (r.score_from == 1) == (r.set != "lastword")
     again = D.build(tok, prof.corpus, prof.downstream, prof.context)
@@ -263,6 +264,10 @@ def test_downstream_settings_leave_the_profile_hash_alone():
     assert profiles.parse(without, "smoke").downstream == profiles.DownstreamSettings()
     with pytest.raises(Exception, match="downstream"):
         profiles.parse({**raw, "downstream": {"pairs": -1}}, "smoke")
+
+
+def test_the_hub_reads_the_sets_at_the_default_suites_context():
+    assert profiles.load("default").context == D.HUB_CONTEXT
 
 
 def test_results_carry_the_sets_and_the_table(smoke_results):

@@ -294,7 +294,9 @@ def run_hub(
     ids, _, _ = tok_mod.encode_documents(tok, corpus_mod.load(corpus_spec, "train"))
     counts = np.bincount(ids, minlength=vocab)[:vocab].astype(np.int64)
     uni = kl_mod.unigram_logprobs(counts)
-    evals = downstream_sets(tok, corpus_spec, profiles.DownstreamSettings(), probe.context)
+    evals = downstream_sets(
+        tok, corpus_spec, profiles.DownstreamSettings(), min(probe.context, downstream_mod.HUB_CONTEXT)
+    )
     per_size = [
         engine.analyze(
             src, src.family, s, seeds, steps, pr, uni, vocab, options, progress=progress, client=client, evals=evals

@@ -39,6 +39,7 @@ SPLITS = ("val", "probe")  # held-out documents only
 PHENOMENA = ("agreement", "determiner")
 SETS = (*PHENOMENA, "lastword")
 MIN_WORDS = 4  # shorter sentences are left out
+HUB_CONTEXT = 128  # the hub's models read the sets at the default suite's context, so passages are as long as ours
 SAMPLE_SEED = 0
 
 # finite verbs: gold tag → (number, the other number's tag, word swaps)
@@ -186,7 +187,7 @@ def lastword_candidates(held_out: Sequence[corpus.Document], tok, context: int) 
     """Every last-word item of the held-out documents: doc, passage (the document's text before the word, from
     the start of a sentence), word; built by ``LASTWORD_RULE`` so that BOS + passage + word fits ``context``
     tokens."""
-    rows = []
+    found = []  # (document, its sentences, sentence index, the word's span in that sentence)
     for d in held_out:
         sents = sentences(d, every=True)
         for k, s in enumerate(sents):
@@ -194,33 +195,48 @@ def lastword_candidates(held_out: Sequence[corpus.Document], tok, context: int) 
             if not s.eligible or not content or content[-1] != len(s.words) - 2:  # the word before the stop
                 continue
             a, b, _ = s.words[content[-1]]
-            word = s.text[a:b]
-            if not _WORD.fullmatch(word):
-                continue
-            budget = context - 1 - len(_encode(tok, " " + word))
-            end = s.start + a
-            j = k
-            while j > 0 and len(_encode(tok, d.text[sents[j - 1].start : end].rstrip())) <= budget:
-                j -= 1
-            passage = d.text[sents[j].start : end].rstrip()
-            if len(_encode(tok, passage)) <= budget and re.search(rf"\b{word}\b", passage):
-                rows.append((d.id, passage, word))
+            if _WORD.fullmatch(s.text[a:b]):
+                found.append((d, sents, k, a, b))
+    docs = {d.id: sents for d, sents, *_ in found}
+    by_doc = {i: _lengths(tok, [x.text for x in sents]) for i, sents in docs.items()}
+    words = _lengths(tok, [" " + s[k].text[a:b] for _, s, k, a, b in found])
+    heads = _lengths(tok, [s[k].text[:a] for _, s, k, a, _ in found])
+    rows, passages = [], []
+    for (d, sents, k, a, b), n_word, used in zip(found, words, heads, strict=True):
+        budget = context - 1 - n_word
+        lengths, j = by_doc[d.id], k
+        while j > 0 and used + lengths[j - 1] + 1 <= budget:  # whole sentences before it, by their own lengths
+            j, used = j - 1, used + lengths[j - 1] + 1
+        passages.append((d, sents, j, k, sents[k].start + a, budget, sents[k].text[a:b]))
+    exact = _lengths(tok, [d.text[sents[j].start : end].rstrip() for d, sents, j, _, end, *_ in passages])
+    for (d, sents, j, k, end, budget, word), n in zip(passages, exact, strict=True):
+        while n > budget and j < k:  # tokens can merge across a joint: drop sentences until it fits exactly
+            j += 1
+            n = len(_encode(tok, d.text[sents[j].start : end].rstrip()))
+        passage = d.text[sents[j].start : end].rstrip()
+        if n <= budget and re.search(rf"\b{word}\b", passage):
+            rows.append((d.id, passage, word))
     return pd.DataFrame(rows, columns=["doc", "passage", "word"])
+
+
+def _lengths(tok, texts: list[str]) -> list[int]:
+    return [len(e.ids) for e in tok.backend_tokenizer.encode_batch(texts)] if texts else []
 
 
 def _encode(tok, text: str) -> list[int]:
     return tok.backend_tokenizer.encode(text).ids
 
 
-def _sample(df: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
-    if len(df) <= n:
-        return df.reset_index(drop=True)
-    pick = np.sort(np.random.default_rng(seed).choice(len(df), size=n, replace=False))
-    return df.iloc[pick].reset_index(drop=True)
-
-
-def _not_in(texts: Iterable[str], training: str) -> np.ndarray:
-    return np.array([t not in training for t in texts], dtype=bool)
+def _sample(df: pd.DataFrame, n: int, seed: int, texts: pd.Series, training: str) -> pd.DataFrame:
+    """At most ``n`` rows of ``df`` in a seeded random order, skipping those whose text occurs in the training
+    split (checked only as far as the sample needs), kept in their original order."""
+    keep = []
+    for i in np.random.default_rng(seed).permutation(len(df)):
+        if len(keep) == n:
+            break
+        if texts.iloc[i] not in training:
+            keep.append(i)
+    return df.iloc[sorted(keep)].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -278,18 +294,14 @@ def build(tok, corpus_spec: str, spec: DownstreamSettings, context: int) -> Eval
     training = "\n".join(d.text for d in train_docs)
     eos = tok.eos_token_id if tok.eos_token_id is not None else EOT_ID
     cands = minimal_pairs(held, base_verb_forms([*train_docs, *held]))
-    fits = cands.good.map(lambda t: len(_encode(tok, t)) + 2 <= context) & cands.bad.map(
-        lambda t: len(_encode(tok, t)) + 2 <= context
-    )
-    cands = cands[fits.to_numpy() & _not_in(cands.good, training)]
+    longest = np.maximum(_lengths(tok, list(cands.good)), _lengths(tok, list(cands.bad))) if len(cands) else []
+    cands = cands[np.asarray(longest) + 2 <= context]
     last = lastword_candidates(held, tok, context)
-    last = last[_not_in(last.passage + " " + last.word, training)]
     available = {p: int((cands.phenomenon == p).sum()) for p in PHENOMENA} | {"lastword": len(last)}
-    pairs = pd.concat(
-        [_sample(cands[cands.phenomenon == p], spec.pairs, SAMPLE_SEED) for p in PHENOMENA], ignore_index=True
-    )
+    by_phen = [cands[cands.phenomenon == p] for p in PHENOMENA]
+    pairs = pd.concat([_sample(c, spec.pairs, SAMPLE_SEED, c.good, training) for c in by_phen], ignore_index=True)
     pairs.insert(1, "item", pairs.groupby("phenomenon").cumcount().astype(np.int32))
-    last = _sample(last, spec.lastword, SAMPLE_SEED)
+    last = _sample(last, spec.lastword, SAMPLE_SEED, last.passage + " " + last.word, training)
     last.insert(0, "item", np.arange(len(last), dtype=np.int32))
     rows = []
     for p in pairs.itertuples():
