@@ -3,6 +3,7 @@ injects parameters; nbval re-runs the executed chapters."""
 
 from __future__ import annotations
 
+import html as html_mod
 import json
 import os
 import re
@@ -60,6 +61,41 @@ def test_every_caption_links_the_code_that_drew_it(built_book):
             assert re.search(r"\.py#L\d+-L\d+$", links[0]), links[0]
         source = (book.notebook_source(name)).read_text()
         assert "Drawn by {py:func}" not in source and "{download}" not in source, name
+
+
+@pytest.mark.slow
+def test_every_chart_is_described_by_its_caption(built_book):
+    """A reader who cannot see a chart hears its caption: each chart's spec carries the caption as its
+    ``description`` (Vega's ARIA label on the drawn SVG)."""
+    from lmconv import book
+    from lmconv.book import provenance
+
+    html = built_book / "_build" / "html" / "chapters"
+    n = 0
+    for name in book.toc_chapters(built_book):
+        page = (html / f"{name}.html").read_text()
+        for fig in re.findall(r"<figure.*?</figure>", page, re.S):
+            start = fig.rfind(provenance._SPEC_START)
+            if start < 0:
+                continue
+            spec, _ = json.JSONDecoder().raw_decode(fig, start + len(provenance._SPEC_START))
+            text = html_mod.unescape(re.sub("<[^>]+>", "", fig.split("<figcaption>")[-1]))
+            caption = " ".join(text.replace("\\(", "").replace("\\)", "").split())  # math: as its source
+            desc = spec.get("description", "")
+            assert desc and " ".join(desc.split()[:6]) in caption, f"{name}: {desc[:80]!r} vs {caption[:80]!r}"
+            n += 1
+    assert n > 20
+
+
+def test_describe_sets_the_description_of_a_chart_and_leaves_other_html():
+    from lmconv.book import provenance
+
+    chart = 'x = 1; })({"mark": "line", "usermeta": {"lmconv": {"by": "f"}}}, {"mode": "vega-lite"});'
+    out = provenance.describe(chart, "Loss over training.")
+    spec, _ = json.JSONDecoder().raw_decode(out, out.rfind(provenance._SPEC_START) + 3)
+    assert spec["description"] == "Loss over training." and spec["mark"] == "line"
+    assert out.endswith(', {"mode": "vega-lite"});')
+    assert provenance.describe("<table></table>", "x") == "<table></table>"
 
 
 @pytest.mark.slow

@@ -106,6 +106,23 @@ def drawn_by(html: str) -> str | None:
     return by if isinstance(by, str) else None
 
 
+def describe(html: str, text: str) -> str:
+    """The chart output ``html`` with ``text`` as its top-level Vega-Lite ``description`` (Vega renders it as the
+    chart's ARIA label, what a screen reader reads); unchanged when it holds no chart spec."""
+    start = html.rfind(_SPEC_START)
+    if start < 0:
+        return html
+    at = start + len(_SPEC_START)
+    try:
+        spec, end = json.JSONDecoder().raw_decode(html, at)
+    except ValueError:
+        return html
+    if not isinstance(spec, dict):
+        return html
+    spec["description"] = text
+    return html[:at] + json.dumps(spec) + html[end:]
+
+
 def resolve(name: str) -> Callable:
     """The function a dotted name points to (``module.function`` or ``module.Class.method``)."""
     module, _, attr = name.rpartition(".")
@@ -147,10 +164,16 @@ def _caption_links(app, doctree, docname) -> None:
     at = app.config.lmconv_commit or commit()
     for figure in doctree.findall(nodes.figure):
         captions = [c for c in figure.children if isinstance(c, nodes.caption)]
-        html = "".join(r.astext() for r in figure.findall(nodes.raw) if "html" in r.get("format", ""))
+        raws = [r for r in figure.findall(nodes.raw) if "html" in r.get("format", "")]
+        html = "".join(r.astext() for r in raws)
         name = drawn_by(html) if captions and html else None
         if name is None:
             continue
+        text = " ".join(captions[0].astext().split())
+        for r in raws:  # each chart's description is its caption (before the provenance is added)
+            described = describe(r.astext(), text)
+            if described != r.astext():
+                r.parent.replace(r, nodes.raw("", described, format=r.get("format")))
         verb = "Made" if _TABLE_MARK.search(html) else "Drawn"
         try:
             url = source_url(name, at)
