@@ -10,7 +10,7 @@ PY := .venv/bin/python
 # OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning (same results; far faster when cores are shared).
 RUN := env $$(bash scripts/preload.sh) PATH="$(CURDIR)/.venv/bin:$$PATH" PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 
-.PHONY: setup book smoke chapter train test quicktest bench release pdf clean lock lint help preload
+.PHONY: setup book smoke chapter train test quicktest bench release pdf student clean lock lint help preload
 
 help:
 	@echo "make book            train the default suite (if needed), run every chapter, build the HTML book"
@@ -20,6 +20,7 @@ help:
 	@echo "make train PROFILE=default    train (or finish) a profile's suite only"
 	@echo "make bench           benchmarks with ratios;  make release  the release bundle;  make clean"
 	@echo "make pdf             the built book as one PDF (book/_build/pdf/lmconv.pdf)"
+	@echo "make student         the chapters as student notebooks, exercises without solutions (_student/)"
 
 setup:
 	@bash scripts/setup.sh
@@ -51,6 +52,9 @@ release: setup
 
 pdf: setup
 	$(RUN) $(PY) -m lmconv pdf
+
+student: setup
+	$(RUN) $(PY) -m lmconv student --out _student
 
 preload:  # what the commands run with (no setup): the allocator preload, decided now
 	@$(RUN) sh -c 'echo "LD_PRELOAD=$${LD_PRELOAD:-}"'

@@ -156,3 +156,248 @@ def test_final_loss_by_arm_on_a_known_log():
     )
     got = exercises.final_loss_by_arm(log)
     assert list(got.index) == ["b", "a"] and got["a"] == pytest.approx(4.5)
+
+
+# --- the course: every chapter's exercises, their shown solutions, and each solution on the smoke suite ----------
+
+SOLUTION = re.compile(r"```\{solution-start\} (?P<label>[\w-]+)\n(?P<body>.*?)```\{solution-end\}", re.S)
+PYOBJECT = re.compile(r"```\{literalinclude\} (?P<path>\S+)\n:pyobject: (?P<name>\w+)\n")
+NUMBERED = sorted(p for p in (ROOT / "notebooks").glob("*.md") if re.match(r"\d\d", p.name))
+
+
+def test_every_numbered_chapter_has_two_to_four_exercises():
+    assert len(NUMBERED) == 11, [p.name for p in NUMBERED]
+    counts = {nb.name: len(EXERCISE.findall(nb.read_text())) for nb in NUMBERED}
+    assert all(2 <= n <= 4 for n in counts.values()), counts
+
+
+@pytest.mark.parametrize("nb", NUMBERED, ids=[p.stem for p in NUMBERED])
+def test_every_solution_answers_an_exercise_and_shows_its_code(nb):
+    """Each ``{solution-start}`` names an exercise of its page and literalincludes, from the file the built page
+    reaches (book/chapters/ → ../../src), functions that exist in lmconv.chapters.exercises; each exercise has a
+    solution; each page has a 'change one parameter' exercise that gives the make command to run."""
+    text = nb.read_text()
+    labels = [m["label"] for m in EXERCISE.finditer(text)]
+    solutions = list(SOLUTION.finditer(text))
+    assert sorted(s["label"] for s in solutions) == sorted(labels), f"{nb.name}: exercises and solutions differ"
+    for s in solutions:
+        shown = list(PYOBJECT.finditer(s["body"]))
+        assert shown, f"{nb.name} {s['label']}: the solution shows no code (literalinclude)"
+        for m in shown:
+            assert (ROOT / "book" / "chapters" / m["path"]).resolve() == Path(exercises.__file__).resolve()
+            assert callable(getattr(exercises, m["name"], None)), f"{s['label']}: no exercises.{m['name']}"
+        called = [m["name"] for m in shown if f"exercises.{m['name']}(" in s["body"]]
+        assert called, f"{nb.name} {s['label']}: the solution cell runs none of the functions it shows"
+    assert re.search(rf"make chapter NAME={nb.stem} ARGS='-p \w+ [^']+'", text), f"{nb.name}: no parameter exercise"
+
+
+def load_chapter(name: str, module: str):
+    import importlib
+
+    from lmconv import book
+    from lmconv.chapters import params
+
+    ch = importlib.import_module(f"lmconv.chapters.{module}")
+    return ch.load(params.from_namespace(book.page_parameters(ROOT / "notebooks" / f"{name}.md", profile="smoke")))
+
+
+def test_loss_against_unigram_on_the_smoke_suite(smoke_suite):
+    d = load_chapter("01_suite", "suite")
+    t = exercises.loss_against_unigram(d)
+    assert list(t.index) == list(d.prof.sizes)
+    steps = d.arm.train.steps * d.tokens_per_step
+    assert (t["tokens per parameter"] * t.parameters).round().eq(steps).all()
+    for size, row in t.iterrows():  # brute force: the seed-mean curve, step by step
+        mean = d.val_log[d.val_log["size"] == size].groupby("step").val_loss.mean()
+        below = [s for s, v in mean.items() if v < row["unigram entropy"]]
+        assert (row["first step below it"] == below[0]) if below else np.isnan(row["first step below it"])
+        assert row["final val loss"] == pytest.approx(mean.iloc[-1])
+
+
+def _flags_shrink(t: pd.DataFrame, low: float, high: float, cols: list[str]) -> None:
+    """A wider band can hide a phase but never show one the narrower band missed."""
+    a, b = t.loc[low], t.loc[high]
+    for c in cols:
+        assert not (b[c].astype(bool) & ~a[c].astype(bool)).any(), (c, a[c], b[c])
+
+
+def test_phases_at_tolerance_on_the_smoke_suite(smoke_suite):
+    d = load_chapter("02_kl_convergence", "kl_convergence")
+    t = exercises.phases_at_tolerance(d, 0.3)
+    mine = t.loc[d.P.rel_tol]
+    for size, sp in d.spreads.items():  # at the chapter's own tolerance: the chapter's phases
+        m = sp.mean_curve
+        assert (mine.loc[size, "(iii) seen"], mine.loc[size, "end of (i)"]) == (m.has_divergence, m.uniform_end)
+    _flags_shrink(t, d.P.rel_tol, 0.3, ["(iii) seen", "(iv) seen"])
+    assert set(t.index.get_level_values("rel_tol")) == {d.P.rel_tol, 0.3}
+
+
+@pytest.fixture(scope="module")
+def anneal(smoke_suite):
+    from lmconv.training import profiles, train
+
+    train.train_profile(profiles.load(profiles.companion("smoke", "anneal")), progress=False)
+    return load_chapter("02a_annealing", "annealing")
+
+
+def test_anneal_at_tolerance_and_final_over_start(anneal):
+    d = anneal
+    t = exercises.anneal_at_tolerance(d, 0.3)
+    for size, s in d.summary.items():
+        for arm, a in s["arms"].items():
+            assert t.loc[(d.rel_tol, size, arm), "reconverges"] == a["reconverges"]
+    _flags_shrink(t, d.rel_tol, 0.3, ["reconverges"])
+    r = exercises.final_over_start(d.data.curves)
+    for (size, arm), value in r.items():  # brute force on one arm's rows
+        c = d.data.curves[(d.data.curves["size"] == size) & (d.data.curves.arm == arm)]
+        assert value == pytest.approx(c[c.step == c.step.max()].kl.mean() / c[c.step == c.step.min()].kl.mean())
+    assert len(r) == len(d.summary) * len(d.data.specs)
+
+
+@pytest.fixture(scope="module")
+def sources(smoke_decoupled):
+    return load_chapter("02b_seed_sources", "seed_sources")
+
+
+def test_moments_at_tolerance_and_source_shares(sources):
+    d = sources
+    t = exercises.moments_at_tolerance(d, 0.3)
+    for size, s in d.summary.items():
+        for moment, step in s["moments"].items():
+            assert t.loc[(d.rel_tol, size, moment), "step"] == step
+            if moment != "peak":  # the first and the last checkpoint do not depend on the band
+                assert t.loc[(0.3, size, moment), "step"] == step
+                assert t.loc[(0.3, size, moment), "dominant source"] == s["attribution"][moment]["source"]
+    curves = d.data.curves
+    last = exercises.source_shares(curves, curves.step.max())
+    for size, s in d.summary.items():
+        share = s["attribution"]["end"]["share"]
+        assert (last.loc[size, "data"], last.loc[size, "weight"]) == pytest.approx((share["data"], share["weight"]))
+    first = exercises.source_shares(curves, curves.step.min())
+    assert (first["data"] == 0).all()  # same initialisation, nothing trained yet: identical predictions
+
+
+def test_extremes_at_on_the_smoke_suite(smoke_suite):
+    d = load_chapter("03_what_converges_first", "what_converges_first")
+    t = exercises.extremes_at(d, 4)
+    assert set(t.index.get_level_values("kl_table_n")) == {d.P.kl_table_n, 4}
+    assert (t.loc[4, "tokens"] <= 4).all() and (t.loc[4, "tokens"] <= t.loc[d.P.kl_table_n, "tokens"]).all()
+    from lmconv.chapters import what_converges_first as ch
+
+    ext = ch.extremes_table(d)
+    for (size, group), row in t.loc[d.P.kl_table_n].iterrows():
+        g = ext[(ext["size"] == size) & (ext["group"] == group)]
+        assert row["median training count"] == pytest.approx(float(np.median(g.frequency)))
+
+
+def test_function_word_lead_on_the_smoke_suite(smoke_suite):
+    from lmconv.chapters import parts_of_speech as ch
+
+    d = load_chapter("04_parts_of_speech", "parts_of_speech")
+    t = exercises.function_word_lead(d, "context")
+    assert set(t.index.get_level_values("tag_position")) == {"current", "context"}
+    wc = ch.word_class_curves(d)
+    for (pos, size), row in t.iterrows():
+        fn = wc[(wc.position == pos) & (wc["size"] == size) & (wc.group == "function")].sort_values("step")
+        assert row["function, final"] == pytest.approx(fn["value"].iloc[-1])
+        assert 0 <= row["function ahead (share of steps)"] <= 1
+
+
+def test_stabilisation_at_on_the_smoke_suite(smoke_suite):
+    from lmconv.lenses import activations as act
+
+    d = load_chapter("05_activations", "activations")
+    t = exercises.stabilisation_at(d, 0.99)
+    mine, strict = t.loc[d.P.cka_threshold], t.loc[0.99]
+    assert (mine["stabilised"] == d.stab.groupby("size").stabilised.sum().loc[mine.index]).all()
+    assert (strict["stabilised"] <= mine["stabilised"]).all() and (strict["units"] == mine["units"]).all()
+    tight = act.stabilisation(d.cka, d.total_steps, threshold=0.99, min_run=d.P.cka_min_run).set_index(act.UNIT)
+    loose = d.stab.set_index(act.UNIT)
+    both = tight.stabilised & loose.stabilised  # a stricter threshold never stabilises a unit earlier
+    assert (tight.step[both] >= loose.step[both]).all()
+
+
+def test_per_by_hand_and_per_at_v_slice_on_the_smoke_suite(smoke_suite):
+    d = load_chapter("06_effective_rank", "effective_rank")
+    row = exercises.per_by_hand(d.res)
+    assert row["by hand"] == pytest.approx(row["engine"], rel=1e-4)
+    t = exercises.per_at_v_slice(d, "faithful")
+    split, faithful = t.loc["split"], t.loc["faithful"]
+    mlp = split.index.get_level_values("circuit") == "mlp"
+    assert faithful.per[mlp].to_numpy() == pytest.approx(split.per[mlp].to_numpy())  # V does not enter the MLP
+
+
+def test_sosd_at_window_on_the_smoke_suites(smoke_suite, smoke_sweep):
+    d = load_chapter("07_spectral_stability", "spectral_stability")
+    t = exercises.sosd_at_window(d.rec.curves, d.rec.val_log, d.P, 11)
+    ev = d.rec.events
+    mine = t.loc[d.P.sosd_window]
+    for (family, size), row in mine.iterrows():
+        g = ev[(ev.family == family) & (ev["size"] == size)]
+        assert row["t_S found"] == g.t_S.count() and row["runs"] == len(g)
+    assert t.loc[11, "median t_L"].equals(mine["median t_L"])  # the window smooths ΔΣ, not the loss
+    s = load_chapter("08_schedules_optimizers", "schedules_optimizers")
+    t8 = exercises.sosd_at_window(s.curves, s.val_log, s.P, 11)
+    assert set(t8.index.get_level_values("family")) == set(s.arms)
+    assert t8.loc[s.P.sosd_window, "t_S found"].sum() == s.events.t_S.count()
+
+
+def test_aligned_at_and_event_gap_on_the_smoke_suite(smoke_suite):
+    d = load_chapter("09_three_lenses", "three_lenses")
+    t = exercises.aligned_at(d, 0.6)
+    assert (t.loc[0.6, "sizes_aligned"] >= t.loc[d.P.align_tol, "sizes_aligned"]).all()
+    assert (t.loc[0.6, "sizes_aligned"] <= t.loc[0.6, "sizes_measured"]).all()
+    for _, g in d.gap_table.iterrows():
+        got = exercises.event_gap(d.summary, g["size"], g.a, g.b)
+        assert (got == pytest.approx(g.gap_decades)) if np.isfinite(g.gap_decades) else np.isnan(got)
+
+
+def test_event_gap_on_a_known_summary():
+    summary = pd.DataFrame({"size": ["a", "a", "a"], "event": ["x", "y", "z"], "median": [10.0, 1000.0, np.nan]})
+    assert exercises.event_gap(summary, "a", "x", "y") == pytest.approx(2.0)
+    assert exercises.event_gap(summary, "a", "y", "x") == pytest.approx(-2.0)
+    assert np.isnan(exercises.event_gap(summary, "a", "x", "z"))
+
+
+def test_source_shares_and_final_over_start_on_known_tables():
+    curves = pd.DataFrame(
+        {
+            "size": ["s"] * 6,
+            "kind": ["both", "data", "weight"] * 2,
+            "arm": ["both", "data", "weight"] * 2,
+            "step": [0, 0, 0, 5, 5, 5],
+            "kl": [2.0, 1.0, 0.5, 4.0, 1.0, 3.0],
+        }
+    )
+    got = exercises.source_shares(curves, 5)
+    assert (got.loc["s", "data"], got.loc["s", "weight"]) == pytest.approx((0.25, 0.75))
+    ratio = exercises.final_over_start(curves)
+    assert ratio[("s", "weight")] == pytest.approx(6.0) and ratio[("s", "both")] == pytest.approx(2.0)
+
+
+# --- student notebooks ---------------------------------------------------------------------------------------------
+
+
+def test_student_notebooks_keep_every_exercise_and_no_solution(tmp_path):
+    from lmconv.book import student
+
+    written = student.write(tmp_path)
+    assert {p.name for p in written} == {p.name for p in (ROOT / "notebooks").glob("*.md")}
+    solution_calls = re.compile(r"exercises\.(" + "|".join(n for n in dir(exercises) if not n.startswith("_")) + r")\(")
+    for nb in NUMBERED:
+        out = (tmp_path / nb.name).read_text()
+        assert "solution-start" not in out and "solution-end" not in out, nb.name
+        assert "exercises.py" not in out and ":pyobject:" not in out, nb.name
+        assert not solution_calls.search(out), f"{nb.name} still calls a solution"
+        assert [m["label"] for m in EXERCISE.finditer(out)] == [m["label"] for m in EXERCISE.finditer(nb.read_text())]
+        assert [s["code"] for s in STUB.finditer(out)] == [s["code"] for s in STUB.finditer(nb.read_text())]
+        import jupytext
+
+        jupytext.reads(out, fmt="md:myst")  # still a notebook
+
+
+def test_student_command_writes_the_folder(tmp_path):
+    from lmconv import cli
+
+    assert cli.main(["student", "--out", str(tmp_path / "s")]) == 0
+    assert (tmp_path / "s" / "02_kl_convergence.md").exists()

@@ -177,6 +177,13 @@ def cmd_identity(a: argparse.Namespace) -> None:
     print(f"{identity.install_spec()}: every file agrees")
 
 
+def cmd_student(a: argparse.Namespace) -> None:
+    from .book import student
+
+    written = student.write(Path(a.out))
+    print(f"{len(written)} student notebooks (no solutions) in {a.out}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmconv", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -251,6 +258,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, help="the hub cache folder to fill (e.g. $HF_HUB_CACHE)")
     sp = add("identity", cmd_identity, "check (or --write) every file that repeats the repository address and release")
     sp.add_argument("--write", action="store_true", help="rewrite the files that disagree")
+    sp = add("student", cmd_student, "write every chapter's MyST source without the exercises' solutions")
+    sp.add_argument("--out", required=True, help="the folder to write the student notebooks to (e.g. _student)")
     return p
 
 
