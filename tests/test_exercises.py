@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lmconv import book
 from lmconv.chapters import exercises
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +175,8 @@ def test_every_numbered_chapter_has_two_to_four_exercises():
 @pytest.mark.parametrize("nb", NUMBERED, ids=[p.stem for p in NUMBERED])
 def test_every_solution_answers_an_exercise_and_shows_its_code(nb):
     """Each ``{solution-start}`` names an exercise of its page and literalincludes, from the file the built page
-    reaches (book/chapters/ → ../../src), functions that exist in lmconv.chapters.exercises; each exercise has a
+    reaches (``lmconv.book.EXERCISES_INCLUDE``, a copy of the module the build writes), functions that exist in
+    lmconv.chapters.exercises; each exercise has a
     solution; each page has a 'change one parameter' exercise that gives the make command to run."""
     text = nb.read_text()
     labels = [m["label"] for m in EXERCISE.finditer(text)]
@@ -184,7 +186,7 @@ def test_every_solution_answers_an_exercise_and_shows_its_code(nb):
         shown = list(PYOBJECT.finditer(s["body"]))
         assert shown, f"{nb.name} {s['label']}: the solution shows no code (literalinclude)"
         for m in shown:
-            assert (ROOT / "book" / "chapters" / m["path"]).resolve() == Path(exercises.__file__).resolve()
+            assert m["path"] == book.EXERCISES_INCLUDE
             assert callable(getattr(exercises, m["name"], None)), f"{s['label']}: no exercises.{m['name']}"
         called = [m["name"] for m in shown if f"exercises.{m['name']}(" in s["body"]]
         assert called, f"{nb.name} {s['label']}: the solution cell runs none of the functions it shows"

@@ -276,12 +276,19 @@ def ledger_of(name: str, book_dir: Path | None = None) -> Path:
     return (book_dir or paths.BOOK) / "chapters" / f"{name}.analyses.json"
 
 
+EXERCISES_INCLUDE = "/_generated/exercises.py"  # what the solutions literalinclude (rooted at the book's sources)
+
+
 def prepare_book_dir(book_dir: Path) -> None:
-    """Copy the notebook sources beside the book so each figure's caption can link to its code."""
+    """Copy the notebook sources beside the book so each figure's caption can link to its code, and the exercises'
+    solutions where the pages include them from (``EXERCISES_INCLUDE``), so any copy of book/ builds."""
     gen = book_dir / "_generated" / "notebooks"
     gen.mkdir(parents=True, exist_ok=True)
     for f in paths.NOTEBOOKS.glob("*.md"):
         shutil.copy2(f, gen / f.name)
+    from ..chapters import exercises
+
+    shutil.copy2(exercises.__file__, book_dir / EXERCISES_INCLUDE.lstrip("/"))
     static = book_dir / "_static"
     if not (static / "vega" / "vega.min.js").exists():
         raise LmconvError(f"the vendored chart libraries are missing in {static}/vega", "run `make setup`")
