@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 
@@ -384,7 +385,8 @@ def test_student_notebooks_keep_every_exercise_and_no_solution(tmp_path):
     from lmconv.book import student
 
     written = student.write(tmp_path)
-    assert {p.name for p in written} == {p.name for p in (ROOT / "notebooks").glob("*.md")}
+    assert {p.name for p in written} == {f"{p.stem}.ipynb" for p in (ROOT / "notebooks").glob("*.md")}
+    assert all(json.loads(p.read_text())["cells"] for p in written)  # notebooks Jupyter and Colab open
     solution_calls = re.compile(r"exercises\.(" + "|".join(n for n in dir(exercises) if not n.startswith("_")) + r")\(")
     for nb in NUMBERED:
         out = (tmp_path / nb.name).read_text()

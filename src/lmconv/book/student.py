@@ -2,7 +2,8 @@
 
 A solution is the block from a ``{solution-start}`` fence to its ``{solution-end}`` fence (sphinx-exercise's gated
 directives): its prose, the ``literalinclude`` of its function and the cell that runs it all go; every exercise,
-its stub and the rest of the page stay. ``lmconv student --out DIR`` (``make student``) writes them.
+its stub and the rest of the page stay. ``lmconv student --out DIR`` (``make student``) writes each as its MyST
+source and as an ``.ipynb`` (what Jupyter and Colab open).
 """
 
 from __future__ import annotations
@@ -23,13 +24,17 @@ def strip_solutions(text: str) -> str:
 
 
 def write(out: Path, notebooks: Path | None = None) -> list[Path]:
-    """Write every ``notebooks/*.md`` (or those in ``notebooks``) to ``out`` without solutions; the paths
-    written."""
+    """Write every ``notebooks/*.md`` (or those in ``notebooks``) to ``out`` without solutions, as MyST and as
+    ``.ipynb``; the notebooks written."""
+    import jupytext
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for src in sorted(Path(notebooks or paths.NOTEBOOKS).glob("*.md")):
-        dst = out / src.name
-        write_text(dst, strip_solutions(src.read_text()))
-        written.append(dst)
+        text = strip_solutions(src.read_text())
+        write_text(out / src.name, text)
+        nb = out / f"{src.stem}.ipynb"
+        write_text(nb, jupytext.writes(jupytext.reads(text, fmt="md:myst"), fmt="ipynb"))
+        written.append(nb)
     return written
