@@ -312,3 +312,16 @@ def test_a_broken_step_zero_and_a_peak_without_divergence_are_said():
     s = S.summarise(flat)["xs"]
     assert not s["kinds"]["both"]["has_divergence"]
     assert "the detector sees no divergence phase in it" in S.verdict("xs", s)
+
+
+def test_the_gpu_profile_takes_the_default_companions():
+    """The gpu profile (a larger probe, more seeds, CUDA) reads the default's CPU-trained companions: every arm is
+    analysed on the main profile's probe, and the annealing arms at their own seeds."""
+    from lmconv.lenses import annealing as A
+
+    gpu = profiles.load("gpu")
+    assert S.check_design(gpu, profiles.load(profiles.companion("gpu", "decoupled")))
+    A.check_compatible(gpu, profiles.load(profiles.companion("gpu", "anneal")))
+    bad = dict(profiles.load("anneal").raw, seeds=[1, 2, 99])
+    with pytest.raises(LmconvError, match="seeds"):
+        A.check_compatible(gpu, profiles.parse(bad, "anneal"))

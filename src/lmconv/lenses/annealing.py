@@ -31,7 +31,7 @@ from ..training import profiles
 
 # The anneal companion of each main profile, used when the main profile names none under `companions`.
 COSINE = "cosine"  # label of the main suite's arm
-SAME_KEYS = ("corpus", "vocab_size", "context", "seeds", "probe")  # must equal the main profile's
+SAME_KEYS = ("corpus", "vocab_size", "context")  # must equal the main profile's (arms read on its probe)
 
 params.register("anneal_profile", params.choice_param((None, *profiles.available())))
 params.register("abs_tol", params.float_param(0.0, None))
@@ -67,11 +67,14 @@ class ArmSpec:
 def check_compatible(main: profiles.Profile, anneal: profiles.Profile) -> None:
     """Raise unless the anneal profile differs from the main one only in its arms and extra checkpoints.
 
-    Rule: corpus, vocabulary, context, seeds and probe settings equal; its sizes a subset of the main
-    profile's, with equal shapes; every anneal arm trains as many steps as the main arm, with the same batch;
-    every checkpoint step of the main arm is also one of every anneal arm.
+    Rule: corpus, vocabulary and context equal (every arm is analysed on the main profile's probe, and the main
+    arm at the anneal profile's seeds); its seeds and sizes subsets of the main profile's, the sizes with equal
+    shapes; every anneal arm trains as many steps as the main arm, with the same batch; every checkpoint step of
+    the main arm is also one of every anneal arm.
     """
     bad = [k for k in SAME_KEYS if main.raw.get(k) != anneal.raw.get(k)]
+    if extra := sorted(set(anneal.seeds) - set(main.seeds)):
+        bad.append(f"seeds {extra}")
     for name, size in anneal.sizes.items():
         if name not in main.sizes or main.sizes[name] != size:
             bad.append(f"sizes.{name}")
@@ -451,7 +454,15 @@ def load(
         if spec.branch:
             own = anneal.checkpoint_steps(spec.arm)
             steps = sorted({0, *(s for s in own if s >= spec.branch[1])})
-        r = analysis.run(spec.profile, arm=spec.arm, sizes=sizes, steps=steps, progress=progress)
+        r = analysis.run(
+            spec.profile,
+            arm=spec.arm,
+            sizes=sizes,
+            seeds=list(anneal.seeds),
+            steps=steps,
+            probe=main.probe,
+            progress=progress,
+        )
         c, u = pair_curves(r.pairs, spec.label), seed_unigram(r.tokens, spec.label)
         e = r.tokens.groupby(["size", "step", "seed"], as_index=False).surprisal.mean()
         e.insert(0, "arm", spec.label)

@@ -44,7 +44,7 @@ KIND_WORDS = {
 SOURCE_WORDS = {"data": "the data order", "weight": "the initialisation"}
 MOMENTS = ("start", "peak", "end")
 MOMENT_WORDS = {"start": "at step 0", "peak": "at the peak", "end": "at the end"}
-SAME_KEYS = ("corpus", "vocab_size", "context", "probe")  # must equal the main profile's
+SAME_KEYS = ("corpus", "vocab_size", "context")  # must equal the main profile's (every arm is read on its probe)
 PHASE_NUMERALS = dict(zip(phases.PHASE_KEYS, ("(i)", "(ii)", "(iii)", "(iv)"), strict=True))
 CKA_MODULES, CKA_VARIANT, CKA_ESTIMATOR = ("attn_ov", "mlp"), "last", "biased"  # chapter 5's default CKA
 
@@ -73,7 +73,8 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
     """Raise unless ``comp`` trains the main profile's models with one source fixed per arm; return
     ``{kind: arm}``.
 
-    Rule: corpus, vocabulary, context and probe equal; its sizes a subset of the main profile's with equal
+    Rule: corpus, vocabulary and context equal (every arm is analysed on the main profile's probe, whatever the
+    companion's own); its sizes a subset of the main profile's with equal
     shapes; its seeds among the main profile's (those runs are the ``both`` pairs); every arm's training settings
     equal to the main arm's except the fixed seed (and the device and thread count, which change bits, not the
     training); one arm per kind, each with at least two seeds.
@@ -370,7 +371,9 @@ def load(profile: str, decoupled_profile: str | None = None, sizes: list[str] | 
     curves, cka, records = [], [], {}
     for kind, prof, arm in (("both", main, None), *((k, comp, a) for k, a in arms.items())):
         # the main suite with all its seeds: the cached pass chapter 2 makes, not a second one over a subset
-        r = analysis.run(prof.name, arm=arm, sizes=sizes, seeds=None if arm is None else seeds, progress=False)
+        r = analysis.run(
+            prof.name, arm=arm, sizes=sizes, seeds=None if arm is None else seeds, probe=main.probe, progress=False
+        )
         curves.append(pair_curves(_among(r.pairs, seeds), kind))
         cka.append(final_cka(_among(r.seed_cka, seeds), kind))
         family = r.family
