@@ -281,3 +281,12 @@ def test_results_carry_the_sets_and_the_table(smoke_results):
 def _key(r):
     tok = r.suite.source.load_tokenizer(suites.CheckpointRef(r.family, r.sizes[0], r.seeds[0], r.steps[-1]))
     return tok, r.suite.profile.corpus, r.suite.profile.downstream, r.suite.profile.context
+
+
+def test_phases_seen_names_what_the_detector_sees():
+    steps = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], float)
+    flat = np.full((3, len(steps)), 0.05) * (1 + 1e-4 * np.random.default_rng(1).standard_normal((3, len(steps))))
+    rise = 0.02 + 0.3 * np.log1p(steps) / np.log1p(steps[-1])
+    spreads = {"a": ph.kl_phases_by_pair(steps, flat), "b": ph.kl_phases_by_pair(steps, np.stack([rise] * 3))}
+    got = ds.phases_seen(spreads)
+    assert got.startswith("a: none; b: ") and "(iii) divergence" in got and "(iv)" not in got

@@ -377,12 +377,15 @@ def downstream_convergence(d: KLConvergenceData) -> Glued:
     kls = {est: ds.pair_kl(scores, est) for est in ds.ESTIMATORS}
     curves = {est: ds.convergence_curves(k) for est, k in kls.items()}
     spreads = ds.phase_spreads(kls["phenomenon"], d.r.sizes, d.P.rel_tol)
+    item_spreads = ds.phase_spreads(kls["item"], d.r.sizes, d.P.rel_tol)
     sizes = d.r.evals.sizes
     out: Glued = {
         "fig_downstream": FD.convergence_beside(
             d.curves["pairs"], d.bounds, curves, phase_bounds(spreads), ds.ESTIMATORS
         ),
         "ds_claim": claims.judge_downstream_reconvergence(spreads).sentence(),
+        "ds_phases": ds.phases_seen(spreads),
+        "ds_item_phases": ds.phases_seen(item_spreads),
         "ds_per_phenomenon": min(sizes[p] for p in ds.PHENOMENA),
         "ds_phenomena": " and ".join(ds.SET_WORDS[p] for p in ds.PHENOMENA),
         "ds_seed_pairs": int(kls["phenomenon"].groupby(["seed_i", "seed_j"]).ngroups),

@@ -105,6 +105,17 @@ def phase_spreads(kl: pd.DataFrame, sizes: Sequence[str], rel_tol: float = 0.05)
     return out
 
 
+def phases_seen(spreads: dict[str, ph.KLPhaseSpread]) -> str:
+    """Per size, the phases (ii)–(iv) the detector sees on the mean curve, in words ("none" when it sees none)."""
+    names = {"has_convergence": "(ii) convergence", "has_divergence": "(iii) divergence"}
+    names["has_reconvergence"] = "(iv) reconvergence"
+    parts = []
+    for s, sp in spreads.items():
+        seen = [w for k, w in names.items() if getattr(sp.mean_curve, k)]
+        parts.append(f"{s}: {', '.join(seen) if seen else 'none'}")
+    return "; ".join(parts)
+
+
 def agreement(scores: pd.DataFrame) -> pd.DataFrame:
     """Inter-seed agreement (as in the PolyPythias paper): per (size, step, set), the share of items on which
     two seeds give the same answer (which sentence they prefer; for the last word, whether they get it), mean
