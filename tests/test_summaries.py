@@ -24,3 +24,18 @@ def test_late_rise_says_overfitting_only_beyond_the_seed_spread():
     assert rise == 0.0 and "not driven by overfitting" in text
     rise, spread, text = summaries.late_rise(_val(0.8), 200)
     assert rise > spread and "overfit late" in text and "In 2 of 6 runs" in text
+
+
+def test_tokens_per_parameter_by_hand():
+    from lmconv.checkpoints import summaries
+    from lmconv.findings import papers
+    from lmconv.training import profiles
+
+    prof = profiles.load("default")
+    tpp = summaries.tokens_per_parameter(prof)
+    params = summaries.sizes_table(prof).set_index("size").parameters
+    assert list(tpp.index) == list(prof.sizes)
+    assert tpp["0.3m"] == 2000 * 16 * 128 / params["0.3m"]
+    pp = summaries.polypythia_tokens_per_parameter()
+    big = summaries.polypythia_table().set_index("size").parameters["410m"]
+    assert pp["410m"] == papers.PYTHIA_STEPS * papers.PYTHIA_TOKENS_PER_STEP / big and pp.is_monotonic_decreasing

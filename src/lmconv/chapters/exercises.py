@@ -107,7 +107,7 @@ def loss_against_unigram(d) -> pd.DataFrame:
     last = d.val_log[d.val_log.step == d.val_log.step.max()].groupby("size").val_loss.mean()
     last = last.reindex([s for s in d.prof.sizes if s in last.index])  # the profile's order, smallest first
     out = pd.DataFrame({"parameters": sizes.parameters.loc[last.index], "final val loss": last})
-    out["tokens per parameter"] = d.arm.train.steps * d.tokens_per_step / out.parameters
+    out["tokens per parameter"] = summaries.tokens_per_parameter(d.prof).loc[out.index]
     out["unigram entropy"] = h1
     out["first step below it"] = first_step_below(d.val_log, h1).reindex(out.index)
     return out

@@ -163,12 +163,14 @@ def late_degradation(d: SuiteData) -> Glued:
         "paper_lambada_to": papers.STAB_LAMBADA_160M[1][1],
         "paper_lambada_steps": f"{papers.STAB_LAMBADA_160M[0][0]:,} to {papers.STAB_LAMBADA_160M[1][0]:,}",
         "paper_lambada_frac": papers.STAB_LAMBADA_160M[0][0] / papers.PYTHIA_STEPS,
+        "paper_tpp_at_fall": float(summaries.polypythia_tokens_per_parameter()["160m"])
+        * papers.STAB_LAMBADA_160M[0][0]
+        / papers.PYTHIA_STEPS,
         "tpp_text": tokens_per_parameter(d),
     }
 
 
 def tokens_per_parameter(d: SuiteData) -> str:
     """The tokens one run sees per parameter, from the smallest to the largest size: "14 (0.3m) to 1.6 (2.5m)"."""
-    sizes = summaries.sizes_table(d.prof)
-    tpp = d.arm.train.steps * d.tokens_per_step / sizes.parameters
-    return f"{tpp.iloc[0]:.2g} ({sizes['size'].iloc[0]}) to {tpp.iloc[-1]:.2g} ({sizes['size'].iloc[-1]})"
+    tpp = summaries.tokens_per_parameter(d.prof)
+    return f"{tpp.iloc[0]:.2g} ({tpp.index[0]}) to {tpp.iloc[-1]:.2g} ({tpp.index[-1]})"

@@ -55,6 +55,20 @@ def polypythia_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def tokens_per_parameter(profile: profiles.Profile) -> pd.Series:
+    """Training tokens one run of the profile's main arm sees per parameter, per size (the profile's order)."""
+    arm = profile.arm(None)
+    sizes = sizes_table(profile).set_index("size")
+    return (arm.train.steps * arm.train.batch_size * profile.context / sizes.parameters).rename("tokens per parameter")
+
+
+def polypythia_tokens_per_parameter() -> pd.Series:
+    """Tokens per parameter of each PolyPythia size: 143,000 steps of 2,097,152 tokens over its parameters."""
+    pp = polypythia_table().set_index("size")
+    tokens = papers.PYTHIA_STEPS * papers.PYTHIA_TOKENS_PER_STEP
+    return (tokens / pp.parameters).rename("tokens per parameter")
+
+
 def nearest_polypythia(profile: profiles.Profile) -> pd.DataFrame:
     """Each of our sizes beside the PolyPythia size closest in non-embedding parameters (log scale)."""
     ours, theirs = sizes_table(profile), polypythia_table()

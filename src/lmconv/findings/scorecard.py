@@ -262,19 +262,15 @@ def _count(n: float) -> str:
 def setting(profile: str) -> dict[str, str]:
     """What differs from each paper's setting, per lens, from the profile (scale, tokens per parameter, data)."""
     prof = analysis.Suite.open(profile).profile
-    arm = prof.arm(None)
-    tokens = arm.train.steps * arm.train.batch_size * prof.context
     sizes = summaries.sizes_table(prof)
-    tpp = tokens / sizes.parameters
+    tpp = summaries.tokens_per_parameter(prof)
     ours = (
         f"ours: {_count(sizes.parameters.min())}–{_count(sizes.parameters.max())} parameters, "
         f"{tpp.min():.1f}–{tpp.max():.0f} tokens per parameter, {prof.corpus} corpus, {len(prof.seeds)} seeds"
     )
-    pp = summaries.polypythia_table()
-    pp_tokens = papers.PYTHIA_STEPS * papers.PYTHIA_TOKENS_PER_STEP
-    pp_tpp = pp_tokens / pp.parameters
+    pp_tpp = summaries.polypythia_tokens_per_parameter()
     span = f"{pp_tpp.min():,.0f}–{pp_tpp.max():,.0f}"
-    pythia = f"{pp['size'].iloc[0]}–{pp['size'].iloc[-1]}, {span} tokens per parameter, the Pile"
+    pythia = f"{pp_tpp.index[0]}–{pp_tpp.index[-1]}, {span} tokens per parameter, the Pile"
     return {
         "cross-seed KL": f"paper: PolyPythia {pythia}, 5 seeds; {ours}",
         "activations": f"paper: Pythia 70m–2.8b, one seed, the Pile; {ours}",
