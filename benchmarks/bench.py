@@ -137,7 +137,8 @@ def bench_analysis(profile: str = "default", size: str | None = None, n_steps: i
     pr = probe.build(tok, prof.corpus, prof.probe)
     uni = kl_mod.unigram_logprobs(tok_mod.token_frequencies(prof.corpus, prof.vocab_size))
     evals = analysis.downstream_sets(tok, prof.corpus, prof.downstream, prof.context)
-    ds_batches = [torch.from_numpy(b) for _, b in evals.batches(engine.DOWNSTREAM_BATCH_TOKENS)] if evals else []
+    per_batch = engine.downstream_batch_tokens(len(tok), engine.EngineOptions())
+    ds_batches = [torch.from_numpy(b) for _, b in evals.batches(per_batch)] if evals else []
     # the floor: load each checkpoint, run it forward over the probe windows and the downstream batches, and once
     # forward and backward over a gradient batch of the engine's size; nothing else
     x = torch.from_numpy(pr.window_inputs(slice(0, len(pr.starts))))

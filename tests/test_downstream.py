@@ -290,3 +290,12 @@ def test_phases_seen_names_what_the_detector_sees():
     spreads = {"a": ph.kl_phases_by_pair(steps, flat), "b": ph.kl_phases_by_pair(steps, np.stack([rise] * 3))}
     got = ds.phases_seen(spreads)
     assert got.startswith("a: none; b: ") and "(iii) divergence" in got and "(iv)" not in got
+
+
+def test_a_downstream_batch_keeps_its_logits_within_the_block_budget():
+    from lmconv.analysis import engine
+
+    opts = engine.EngineOptions()
+    for vocab in (1024, 4096, 50304):
+        n = engine.downstream_batch_tokens(vocab, opts)
+        assert n * vocab * engine.LOGIT_BYTES <= opts.block_mb * 2**20 < (n + 1) * vocab * engine.LOGIT_BYTES

@@ -34,7 +34,7 @@ ENGINE_VERSION = 8  # 7: the seed_cka table; 8: the downstream table
 TABLES = ("tokens", "pairs", "cka", "seed_cka", "weights", "rank", "downstream")
 SEED_CKA_COLUMNS = ("seed_i", "seed_j", "layer", "module", "variant", "estimator", "cka")
 DOWNSTREAM_COLUMNS = ("seed", "set", "item", "role", "logp", "greedy")
-DOWNSTREAM_BATCH_TOKENS = 4096  # padded tokens per forward batch of the downstream sequences
+LOGIT_BYTES = 16  # per logit of a downstream batch: float32 logits, their float64 log-softmax, the argmax
 ACT_MODULES = ("attn_ov", "attn_ov_faithful", "attn_out", "mlp")
 TOKEN_STATISTICS = ("surprisal", "entropy", "kl_uniform", "kl_unigram")
 
@@ -283,8 +283,14 @@ def _seed_cka_table(acts: dict[int, dict], refs: dict[int, dict]) -> pd.DataFram
     return pd.DataFrame(rows, columns=list(SEED_CKA_COLUMNS))
 
 
+def downstream_batch_tokens(vocab: int, options: EngineOptions) -> int:
+    """Padded tokens per forward batch of the downstream sequences, so that one batch's logits stay within
+    ``options.block_mb`` (4,096 at our 4,096-token vocabulary; about 330 at Pythia's 50,304)."""
+    return max(1, options.block_mb * 2**20 // (vocab * LOGIT_BYTES))
+
+
 def _downstream_table(
-    models: dict[int, torch.nn.Module], evals: EvalSets | None, vocab: int, device: str
+    models: dict[int, torch.nn.Module], evals: EvalSets | None, vocab: int, options: EngineOptions
 ) -> pd.DataFrame:
     """Every seed's summed log-probability of each downstream sequence's scored tokens, and whether greedy
     decoding gives them (float64 log-softmax; the sequences in length-sorted, right-padded batches)."""
@@ -293,13 +299,13 @@ def _downstream_table(
     seqs = evals.sequences
     starts = seqs.score_from.to_numpy()
     lengths = seqs.ids.map(len).to_numpy()
-    batches = evals.batches(DOWNSTREAM_BATCH_TOKENS)
+    batches = evals.batches(downstream_batch_tokens(vocab, options))
     frames = []
     for k in sorted(models):
         logp = np.zeros(len(seqs))
         greedy = np.zeros(len(seqs), dtype=bool)
         for rows, x in batches:
-            xt = torch.from_numpy(x).to(device)
+            xt = torch.from_numpy(x).to(options.device)
             lp = torch.log_softmax(models[k](xt).logits[..., :vocab].double(), dim=-1)
             for r, i in enumerate(rows):
                 t = torch.arange(int(starts[i]), int(lengths[i]), device=lp.device)
@@ -374,7 +380,7 @@ def process_step(
     tables["seed_cka"] = _seed_cka_table(acts, refs) if final is None else _seed_cka_table({}, {})
     weight_tables, weights_now = _weight_tables(models, probe, options, {"final": final, "prev": prev, "init": init})
     tables.update(weight_tables)
-    tables["downstream"] = _downstream_table(models, evals, vocab, options.device)
+    tables["downstream"] = _downstream_table(models, evals, vocab, options)
     return tables, {"refs": refs, "weights": weights_now}
 
 
