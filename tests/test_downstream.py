@@ -299,3 +299,37 @@ def test_a_downstream_batch_keeps_its_logits_within_the_block_budget():
     for vocab in (1024, 4096, 50304):
         n = engine.downstream_batch_tokens(vocab, opts)
         assert n * vocab * engine.LOGIT_BYTES <= opts.block_mb * 2**20 < (n + 1) * vocab * engine.LOGIT_BYTES
+
+
+def test_chapters_say_so_when_a_profile_builds_no_downstream_sets(smoke_suite, monkeypatch):
+    """A corpus without gold tags (or downstream sizes of 0) gives no sets: chapters 1 and 2 still run, glue the
+    same names, draw the loss or E[conv] alone and leave both claims untested, where they used to stop."""
+    import dataclasses
+    from pathlib import Path
+
+    from lmconv import book
+    from lmconv.chapters import kl_convergence, params, suite
+
+    def parameters(name):
+        page = Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.md"
+        return params.from_namespace(book.page_parameters(page, profile="smoke"))
+
+    with_sets = {
+        "01": suite.late_degradation(suite.load(parameters("01_suite"))),
+        "02": kl_convergence.downstream_convergence(kl_convergence.load(parameters("02_kl_convergence"))),
+    }
+    real = analysis.run
+
+    def without_sets(*args, **kwargs):
+        r = real(*args, **kwargs)
+        return dataclasses.replace(r, evals=None, tables={**r.tables, "downstream": r.downstream.iloc[:0]})
+
+    monkeypatch.setattr(analysis, "run", without_sets)
+    g1 = suite.late_degradation(suite.load(parameters("01_suite")))
+    g2 = kl_convergence.downstream_convergence(kl_convergence.load(parameters("02_kl_convergence")))
+    assert set(g1) == set(with_sets["01"]) and set(g2) == set(with_sets["02"])
+    assert "not tested" in g1["degrade_claim"] and "no downstream scores" in g2["ds_claim"]
+    assert g1["lw_best_step_small"] == "not measured" and math.isnan(g1["lw_last_small"])
+    assert g1["loss_sentences"] == with_sets["01"]["loss_sentences"]  # the probe loss needs no sets
+    for chart in (g1["fig_downstream"], g2["fig_downstream"]):
+        assert chart.to_dict()  # a valid chart: the loss panels, or E[conv] alone

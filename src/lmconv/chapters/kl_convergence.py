@@ -372,7 +372,10 @@ def learning_rate(d: KLConvergenceData) -> Glued:
 def downstream_convergence(d: KLConvergenceData) -> Glued:
     """The paper's downstream convergence on our minimal pairs: −KL between the seeds' 2-way preference
     distributions (the paper's estimator and the per-item one) beside E[conv], the phases the detector finds on
-    it, and the verdict on its reconvergence pattern."""
+    it, and the verdict on its reconvergence pattern (E[conv] alone, and the claim untested, when the profile builds
+    no downstream sets)."""
+    if d.r.evals is None:
+        return _no_downstream(d)
     scores = ds.item_scores(d.r.downstream)
     kls = {est: ds.pair_kl(scores, est) for est in ds.ESTIMATORS}
     curves = {est: ds.convergence_curves(k) for est, k in kls.items()}
@@ -397,4 +400,23 @@ def downstream_convergence(d: KLConvergenceData) -> Glued:
         out[f"ds_item_final_{tag}"] = K.value_at(curves["item"], s)
         out[f"ds_peak_{tag}"] = f"step {m.peak_step}" if m.has_divergence else "no divergence"
         out[f"ds_re_{tag}"] = "reconverges" if m.has_reconvergence else "does not reconverge"
+    return out
+
+
+def _no_downstream(d: KLConvergenceData) -> Glued:
+    """The downstream section's values when the profile builds no downstream sets (said in words)."""
+    n = len(d.r.seeds)
+    out: Glued = {
+        "fig_downstream": FD.convergence_beside(d.curves["pairs"], d.bounds, {}, None, ds.ESTIMATORS),
+        "ds_claim": claims.judge_downstream_reconvergence(None).sentence(),
+        "ds_phases": f"not measured ({ds.ABSENT})",
+        "ds_item_phases": "not measured",
+        "ds_per_phenomenon": 0,
+        "ds_phenomena": " and ".join(ds.SET_WORDS[p] for p in ds.PHENOMENA),
+        "ds_seed_pairs": n * (n - 1) // 2,
+        "paper_ds_pairs": papers.KL_BLIMP_PAIRS,
+    }
+    for tag in d.ends:
+        out |= {f"ds_final_{tag}": float("nan"), f"ds_item_final_{tag}": float("nan")}
+        out |= {f"ds_peak_{tag}": "not measured", f"ds_re_{tag}": "is not measured"}
     return out

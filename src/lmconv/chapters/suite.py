@@ -125,46 +125,75 @@ def late_degradation(d: SuiteData) -> Glued:
     (all and rare tokens) over training per size, their change over the late phase, the verdict and the seeds'
     agreement on the items at the last step."""
     r = analysis.run(d.name, progress=False)
-    scores = ds.item_scores(r.downstream)
-    acc = ds.accuracy(scores)
     loss = ds.heldout_loss(r.tokens, r.targets.frequency.to_numpy())
     total = d.arm.train.steps
-    change = {s: ds.late_change(acc[acc.set == s], r.sizes, total) for s in SETS}
     loss_change = {t: ds.late_change(loss[loss.tokens == t], r.sizes, total) for t in ("all", "rare")}
-    agree = ds.agreement(scores)
-    last = agree[agree.step == agree.step.max()]
     start = ds.late_step(r.steps, total)
-    small = r.sizes[0]
-    peak = ds.peak_then_fall(acc[acc.set == "lastword"], small)
-    return {
-        "fig_downstream": FD.accuracy_and_loss(
-            stats.band(acc, "value", ["size", "step", "set"]),
-            stats.band(loss, "value", ["size", "step", "tokens"]),
-            ds.SET_WORDS,
-        ),
-        "degrade_claim": claims.judge_late_degradation(change["lastword"]).sentence(),
+    out: Glued = {
         "late_start": start,
         "late_start_frac": start / total,
-        "late_sentences": " ".join(
-            ds.degradation_sentence(change[s], f"Accuracy on the {ds.SET_WORDS[s]} set") + "." for s in SETS
-        ),
         "loss_sentences": " ".join(
             ds.degradation_sentence(loss_change[t], f"The probe loss on {t} tokens") + "." for t in loss_change
         ),
-        "lw_best_step_small": peak["best_step"],
-        "lw_best_small": peak["best"],
-        "lw_last_small": peak["last"],
         "rare_count": loss.attrs["rare_count"],
         "rare_share": loss.attrs["rare_share"],
-        "tab_agreement": last.assign(set=last.set.map(ds.SET_WORDS))[["size", "set", "value", "lo", "hi", "chance"]]
-        .rename(columns={"value": "agreement", "lo": "lowest pair", "hi": "highest pair", "chance": "if independent"})
-        .set_index(["size", "set"]),
-        "paper_lambada_from": papers.STAB_LAMBADA_160M[0][1],
-        "paper_lambada_to": papers.STAB_LAMBADA_160M[1][1],
-        "paper_lambada_steps": f"{papers.STAB_LAMBADA_160M[0][0]:,} to {papers.STAB_LAMBADA_160M[1][0]:,}",
-        "paper_lambada_frac": papers.STAB_LAMBADA_160M[0][0] / papers.PYTHIA_STEPS,
+    }
+    loss_band = stats.band(loss, "value", ["size", "step", "tokens"])
+    if r.evals is None:  # a corpus without gold tags, or downstream sizes of 0: the loss alone, the claim untested
+        return out | _no_sets(loss_band) | _paper_fall(d)
+    scores = ds.item_scores(r.downstream)
+    acc = ds.accuracy(scores)
+    change = {s: ds.late_change(acc[acc.set == s], r.sizes, total) for s in SETS}
+    agree = ds.agreement(scores)
+    last = agree[agree.step == agree.step.max()]
+    peak = ds.peak_then_fall(acc[acc.set == "lastword"], r.sizes[0])
+    return (
+        out
+        | _paper_fall(d)
+        | {
+            "fig_downstream": FD.accuracy_and_loss(
+                stats.band(acc, "value", ["size", "step", "set"]), loss_band, ds.SET_WORDS
+            ),
+            "degrade_claim": claims.judge_late_degradation(change["lastword"]).sentence(),
+            "late_sentences": " ".join(
+                ds.degradation_sentence(change[s], f"Accuracy on the {ds.SET_WORDS[s]} set") + "." for s in SETS
+            ),
+            "lw_best_step_small": peak["best_step"],
+            "lw_best_small": peak["best"],
+            "lw_last_small": peak["last"],
+            "tab_agreement": last.assign(set=last.set.map(ds.SET_WORDS))[["size", "set", "value", "lo", "hi", "chance"]]
+            .rename(
+                columns={"value": "agreement", "lo": "lowest pair", "hi": "highest pair", "chance": "if independent"}
+            )
+            .set_index(["size", "set"]),
+        }
+    )
+
+
+def _no_sets(loss_band: pd.DataFrame) -> Glued:
+    """The section's downstream values when the profile builds no downstream sets: said in words, the loss
+    panels alone, the claim untested."""
+    return {
+        "fig_downstream": FD.accuracy_and_loss(loss_band.iloc[:0].assign(set=[]), loss_band, ds.SET_WORDS),
+        "degrade_claim": claims.judge_late_degradation(None).sentence(),
+        "late_sentences": f"No accuracy is measured: {ds.ABSENT}.",
+        "lw_best_step_small": "not measured",
+        "lw_best_small": float("nan"),
+        "lw_last_small": float("nan"),
+        "tab_agreement": pd.DataFrame({"agreement": []}, index=pd.Index([], name="size")),
+    }
+
+
+def _paper_fall(d: SuiteData) -> Glued:
+    """The stability paper's late fall of Pythia-160M's LAMBADA accuracy, and the training length behind it."""
+    (from_step, from_acc), (to_step, to_acc) = papers.STAB_LAMBADA_160M
+    return {
+        "paper_lambada_from": from_acc,
+        "paper_lambada_to": to_acc,
+        "paper_lambada_steps": f"{from_step:,} to {to_step:,}",
+        "paper_lambada_frac": from_step / papers.PYTHIA_STEPS,
         "paper_tpp_at_fall": float(summaries.polypythia_tokens_per_parameter()["160m"])
-        * papers.STAB_LAMBADA_160M[0][0]
+        * from_step
         / papers.PYTHIA_STEPS,
         "tpp_text": tokens_per_parameter(d),
     }

@@ -20,7 +20,7 @@ def convergence_beside(
     econv: pd.DataFrame,
     econv_bounds: pd.DataFrame,
     downstream: dict[str, pd.DataFrame],
-    downstream_bounds: pd.DataFrame,
+    downstream_bounds: pd.DataFrame | None,
     titles: dict[str, str],
 ) -> alt.HConcatChart:
     """E[conv] on the probe (left) beside the seeds' downstream convergence, −KL of their 2-way distributions on
@@ -36,7 +36,7 @@ def convergence_beside(
             df, "size", domain=sizes, y_title="−KL of the pair preferences", width=w, height=h, title=titles[est]
         )
         panels.append(_with_rules(chart, downstream_bounds if k == 0 else None, sizes))
-    return alt.hconcat(*panels).resolve_scale(y="independent")
+    return alt.hconcat(*panels).resolve_scale(y="independent")  # the probe panel alone when there are no sets
 
 
 @builder
@@ -45,7 +45,7 @@ def accuracy_and_loss(acc: pd.DataFrame, loss: pd.DataFrame, set_words: dict[str
     above the held-out loss on all probe tokens and on the rare ones (band: min–max over seeds)."""
     sizes = list(dict.fromkeys(acc["size"]))
     w, h = plots.PANEL_WIDTH - 40, plots.PANEL_HEIGHT - 30
-    top = [
+    top = [  # none when the profile builds no downstream sets: the loss panels alone
         plots.band_lines(
             acc[acc.set == s], "size", domain=sizes, y_title="accuracy", width=w, height=h, title=set_words[s]
         )
@@ -64,4 +64,5 @@ def accuracy_and_loss(acc: pd.DataFrame, loss: pd.DataFrame, set_words: dict[str
         )
         for t in ("all", "rare")
     ]
-    return alt.vconcat(alt.hconcat(*top), alt.hconcat(*bottom).resolve_scale(y="independent"))
+    rows = [alt.hconcat(*top)] if top else []
+    return alt.vconcat(*rows, alt.hconcat(*bottom).resolve_scale(y="independent"))

@@ -34,6 +34,7 @@ ESTIMATORS = {"phenomenon": "the paper's (mean 2-way distribution per phenomenon
 LATE_FROM = 0.5  # "the late phase": from half of training to its end (ours; the paper names no step)
 RARE_SHARE = 0.1  # "rare tokens": the probe targets whose training count is among the rarest 10% (ours)
 _KEYS = ["family", "size", "step", "seed"]
+ABSENT = "this profile builds no downstream sets (its corpus has no gold tags, or its downstream sizes are 0)"
 
 
 def item_scores(table: pd.DataFrame) -> pd.DataFrame:
