@@ -8,16 +8,19 @@ page shows them). It lives beside the package: ``python -m benchmarks.bench`` fr
 3. bytes stored per analysed checkpoint vs the anchor's 469 MB;
 4. training throughput per size and precision (tokens/s, GFLOP/s) vs this machine's dense matmul rate in that
    precision, the bf16 step time over the fp32 one, and training all seeds of a size at once (stacked with
-   ``torch.func.vmap``) vs one after another;
+   ``torch.func.vmap``) vs one after another, and a short suite trained the profile's way (``jobs`` runs at once
+   at its thread count) vs one run at a time on every core;
 5. a warm rebuild of the book with nothing changed.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -284,6 +287,38 @@ def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
     return rows
 
 
+def bench_jobs(profile: str = "default", steps: int = 100, n_seeds: int = 2) -> dict:
+    """Wall time of training the first ``n_seeds`` seeds of every size for ``steps`` steps (the profile's first arm,
+    checkpoints, validation and spectra as it sets them, process start-up included) two ways: one run at a time at
+    one thread per core, and the profile's way (``jobs`` runs at once at its ``threads``). The suites go to
+    throw-away folders of the data home (its corpus and tokenizers are reused) and are removed after."""
+    from lmconv.training import profiles, train
+
+    prof = profiles.load(profile)
+    cores = os.cpu_count() or 1
+    ways = {"one run, every core": (cores, 1), "the profile's": (prof.arm().train.threads, prof.jobs)}
+    out: dict = {"steps": steps, "seeds": n_seeds, "sizes": list(prof.sizes)}
+    for way, (threads, jobs) in ways.items():
+        raw = copy.deepcopy(prof.raw)
+        for key in ("companions", "arms", "family"):
+            raw.pop(key, None)
+        raw["train"] |= {"steps": steps, "threads": threads}
+        raw |= {"jobs": jobs, "seeds": raw["seeds"][:n_seeds]}
+        p = profiles.parse(raw, f"bench-jobs-{threads}x{jobs}")
+        root = paths.suite_dir(p.name)
+        shutil.rmtree(root, ignore_errors=True)
+        t = time.perf_counter()
+        try:
+            train.train_profile(p, progress=False)
+            out[way] = {"threads": threads, "jobs": jobs, "seconds": round(time.perf_counter() - t, 1)}
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"  train {way} ({jobs} x {threads} threads): {out[way]['seconds']:.0f} s", flush=True)
+    out["speedup"] = out["one run, every core"]["seconds"] / out["the profile's"]["seconds"]
+    print(f"  the profile's way is {out['speedup']:.2f}x as fast", flush=True)
+    return out
+
+
 def bench_stacked(profile: str = "default", steps: int = 10) -> dict:
     """All seeds of the smallest size in one vmapped step vs one seed after another (same math per seed)."""
     from torch.func import functional_call, grad_and_value, stack_module_state, vmap
@@ -407,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] 4. training", flush=True)
     results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)
     results["stacked"] = bench_stacked(a.profile, steps=3 if a.quick else 10)
+    results["jobs"] = bench_jobs(a.profile, steps=10 if a.quick else 100, n_seeds=2)
     print("[bench] 5. warm rebuild; the recorded builds", flush=True)
     results["rebuild"] = bench_rebuild(a.profile) if not a.quick else {"seconds": None}
     results["builds"] = book.build_records()  # the first build of this data home, stage by stage, and the latest
@@ -425,6 +461,7 @@ def main(argv: list[str] | None = None) -> int:
             if t["size"] != "matmul"
         },
         "train_bf16_time_vs_fp32": {t["size"]: t["time_vs_fp32"] for t in results["training"] if "time_vs_fp32" in t},
+        "train_jobs_speedup": results["jobs"]["speedup"],
     }
     results["summary"] = verdict
     results["causes"] = gap_causes(results)
@@ -440,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  training / matmul rate, {run:11s} {100 * frac:7.0f}%   [≥ {train_goal:.0f}%]")
     for size, ratio in verdict["train_bf16_time_vs_fp32"].items():
         print(f"  bf16 / fp32 step time, {size:12s} {ratio:8.2f}x")
+    print(f"  the profile's jobs vs one run       {verdict['train_jobs_speedup']:8.2f}x")
     wr = verdict["warm_rebuild_s"]
     print(f"  warm rebuild                        {'n/a' if wr is None else f'{wr:6.0f} s':>8}   [≤ 120 s]")
     for line in results["causes"]:

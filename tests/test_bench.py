@@ -149,3 +149,16 @@ def test_the_first_build_is_judged_stage_by_stage():
                             "train default (86 min), chapter 01_suite (2 min)")  # fmt: skip
     slow["builds"]["first"] = build(3000.0)
     assert bench_report.gap_causes(slow) == []
+
+
+def test_bench_jobs_trains_both_ways_in_throwaway_suites_and_removes_them(smoke_profile):
+    from lmconv import paths
+
+    jb = bench.bench_jobs("smoke", steps=2, n_seeds=1)
+    ways = {k: v for k, v in jb.items() if isinstance(v, dict)}
+    assert set(ways) == {"one run, every core", "the profile's"}
+    assert ways["the profile's"] == ways["the profile's"] | {"jobs": smoke_profile.jobs, "threads": 2}
+    assert jb["speedup"] == ways["one run, every core"]["seconds"] / ways["the profile's"]["seconds"]
+    assert not list(paths.suites_dir().glob("bench-jobs-*"))  # nothing left behind
+    row = bench_report.summary_table(results() | {"jobs": jb}).filter(like="the profile's way", axis=0)
+    assert len(row) == 1 and row["met"].iloc[0] == (jb["speedup"] >= 1)

@@ -213,10 +213,17 @@ def test_pdf_holds_every_page(built_book):
     assert "The suite" in text and "References" in text
 
 
+# The executed chapters nbval re-runs in a plain kernel: one per lens and the scorecard, which reads them all. The
+# book build has just executed every chapter through the same parameters cell and chapter modules, so the others
+# add time (about 2.5 min for all sixteen), not a new path; LMCONV_NBVAL_ALL=1 re-runs every one.
+NBVAL_CHAPTERS = ("02_kl_convergence", "05_activations", "07_spectral_stability", "scorecard")
+
+
 @pytest.mark.slow
 def test_nbval_reruns_the_executed_chapters(built_book):
-    nbs = sorted((built_book / "chapters").glob("*.ipynb"))
-    assert nbs
+    every = sorted((built_book / "chapters").glob("*.ipynb"))
+    assert {nb.stem for nb in every} >= set(NBVAL_CHAPTERS)
+    nbs = every if os.environ.get("LMCONV_NBVAL_ALL") else [nb for nb in every if nb.stem in NBVAL_CHAPTERS]
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", *map(str, nbs)],
         capture_output=True,

@@ -48,7 +48,7 @@ def reference(raw: dict, name: str) -> profiles.Profile:
         {str(k): profiles.Size(str(k), **v) for k, v in raw["sizes"].items()},
         {a: profiles.Arm(a, settings(o or {})) for a, o in arms.items()},
         profiles.CheckpointSchedule(**ckpt), profiles.ProbeSettings(**raw["probe"]),
-        profiles.DownstreamSettings(**raw.get("downstream", {})), raw,
+        profiles.DownstreamSettings(**raw.get("downstream", {})), raw.get("jobs", 1), raw,
     )  # fmt: skip
 
 
@@ -62,8 +62,20 @@ def test_shipped_profiles_load_unchanged(name):
     assert prof == ref
     assert repr(profiles.to_dict(prof)) == repr(profiles.to_dict(ref))  # 1.0 stays 1.0, tuples stay tuples
     assert prof.raw == raw
-    skip = ("description", "companions", "downstream")  # prose, other suites, the downstream sets' sizes
+    skip = ("description", "companions", "downstream", "jobs")  # prose, other suites, downstream sets, parallelism
     assert prof.sha256 == sha256_json({k: v for k, v in raw.items() if k not in skip})
+
+
+def test_jobs_is_a_positive_count_outside_the_hash(tmp_path):
+    """How many runs train at once changes no file, so it leaves the hash (and the suites) as they are."""
+    raw = base()
+    raw["jobs"] = 2
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    prof = profiles.load(path)
+    assert prof.jobs == 2 and prof.sha256 == profiles.parse(base(), "p").sha256
+    raw["jobs"] = 0
+    rejected(tmp_path, raw, "jobs", "≥ 1", "got 0")
 
 
 def test_checkpoints_every_zero_is_rejected_not_looped_on(tmp_path):

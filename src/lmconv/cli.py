@@ -216,9 +216,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument(
         "--jobs",
         type=int,
-        default=1,
+        default=None,
         help="train up to N runs at once, each in its own process at the profile's thread count (same files as "
-        "one at a time; on 2 cores, with a profile of threads: 1)",
+        "one at a time; default: the profile's jobs)",
     )
     sp = add("analyze", cmd_analyze, "run the one-pass engine over a suite and fill the metric cache")
     selection(sp)

@@ -206,12 +206,14 @@ class Profile:
     checkpoints: CheckpointSchedule
     probe: ProbeSettings
     downstream: DownstreamSettings = DownstreamSettings()
+    jobs: int = 1
     raw: dict = field(repr=False, compare=False, default_factory=dict)
 
     @property
     def sha256(self) -> str:
-        """Hash of what determines the trained checkpoints (prose, companion suites and downstream sets excluded)."""
-        skip = ("description", "companions", "downstream")
+        """Hash of what determines the trained checkpoints (prose, companion suites, downstream sets and how many runs
+        train at once excluded)."""
+        skip = ("description", "companions", "downstream", "jobs")
         return sha256_json({k: v for k, v in self.raw.items() if k not in skip})
 
     def checkpoint_steps(self, arm: str | None = None) -> list[int]:
@@ -269,6 +271,9 @@ class ProfileFile:
     checkpoints: CheckpointSchedule
     probe: ProbeSettings
     downstream: DownstreamSettings = DownstreamSettings()
+    # Runs trained at once, each in a process of its own at the arm's thread count (the files are the same as one
+    # at a time). Not part of the hash. `lmconv train --jobs N` overrides it.
+    jobs: Positive = 1
     arms: Annotated[dict[Text, dict | None], Field(min_length=1)] | None = None  # name: overrides of train
     family: Text | None = None  # the one arm's name in a profile without arms (default "lmconv")
     companions: dict[CompanionRole, Text] | None = None
@@ -296,6 +301,7 @@ def parse(raw: dict, name: str = "<profile>", source: str | None = None) -> Prof
         checkpoints=top.checkpoints,
         probe=top.probe,
         downstream=top.downstream,
+        jobs=top.jobs,
         raw=raw,
     )
     _check(report, profile)

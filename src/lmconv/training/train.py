@@ -697,15 +697,15 @@ def train_profile(
     sizes: list[str] | None = None,
     seeds: list[int] | None = None,
     progress: bool = True,
-    jobs: int = 1,
+    jobs: int | None = None,
 ) -> Path:
     """Train (or finish) every run of the profile; return the suite root ``{data}/suites/{profile}``.
 
-    ``jobs`` > 1 trains up to that many runs at once, each in a process of its own (spawned) at the profile's own
-    thread count, so every file is the one training them one after another writes. A run of a branched arm starts
-    once the run it branches from is finished; the first run that fails stops the others, with its error. (A
-    script that calls this with ``jobs`` > 1 needs the ``if __name__ == "__main__":`` guard that spawned processes
-    need; ``lmconv train --jobs N``, notebooks and tests do not.)"""
+    ``jobs`` (default: the profile's) > 1 trains up to that many runs at once, each in a process of its own
+    (spawned) at the profile's own thread count, so every file is the one training them one after another writes.
+    A run of a branched arm starts once the run it branches from is finished; the first run that fails stops the
+    others, with its error. (A script that calls this with ``jobs`` > 1 needs the ``if __name__ == "__main__":``
+    guard that spawned processes need; ``lmconv train --jobs N``, notebooks and tests do not.)"""
     for kind, values in (("arm", arms), ("size", sizes), ("seed", seeds)):
         no_repeats(kind, values or [], f"list each {kind} once (--{kind}s)")
     for name in sizes or []:
@@ -713,6 +713,7 @@ def train_profile(
     for k in seeds or []:
         if k not in profile.seeds:
             raise LmconvError(f"seed {k} is not in profile {profile.name} (seeds {list(profile.seeds)})")
+    jobs = profile.jobs if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise LmconvError(f"jobs must be a whole number ≥ 1, got {jobs!r}", "pass --jobs 1 (one run at a time) or more")
     for arm in profile.arms.values():
