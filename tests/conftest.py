@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 HOME = Path(os.environ.get("LMCONV_TEST_HOME") or tempfile.mkdtemp(prefix="lmconv-test-"))
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):  # make test runs two workers: each trains in its own home
+    HOME = HOME / worker
+    HOME.mkdir(parents=True, exist_ok=True)
 os.environ["LMCONV_HOME"] = str(HOME)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -93,3 +96,16 @@ def built_book(smoke_suite, smoke_sweep, smoke_decoupled, tmp_path_factory) -> P
     )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return book
+
+
+BOOK_FILES = ("test_book.py", "test_publish.py")  # the tests that read the built smoke book
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects (make quicktest)
+def pytest_collection_modifyitems(config, items) -> None:
+    """A test of the built book is slow, and runs on one xdist worker (``--dist loadgroup``), so the book is
+    built once."""
+    for item in items:
+        if item.path.name in BOOK_FILES or "built_book" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("book"))
