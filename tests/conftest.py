@@ -63,6 +63,16 @@ def smoke_decoupled(smoke_profile):
 
 
 @pytest.fixture(scope="session")
+def smoke_ladder(smoke_profile):
+    """The smoke profile's ladder companion (``smoke-ladder``, chapter 10's suite), trained once per session."""
+    from lmconv.training import profiles, train
+
+    ladder = profiles.load(profiles.companion(smoke_profile.name, "ladder"))
+    train.train_profile(ladder, progress=False)
+    return ladder
+
+
+@pytest.fixture(scope="session")
 def smoke_results(smoke_suite):
     from lmconv import analysis
 
@@ -82,7 +92,7 @@ def netless(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def built_book(smoke_suite, smoke_sweep, smoke_decoupled, tmp_path_factory) -> Path:
+def built_book(smoke_suite, smoke_sweep, smoke_decoupled, smoke_ladder, tmp_path_factory) -> Path:
     """The whole book built from the smoke suite, with the network cut, in a copy of book/ (the build finds the
     sweep trained and trains only what is still missing)."""
     book = tmp_path_factory.mktemp("book") / "book"

@@ -39,7 +39,7 @@ SCHEDULES = ("cosine", "constant", "wsd", "step")
 OPTIMIZERS = ("adamw", "muon")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16")  # of a training step's matrix products; weights, optimizer, loss and checkpoints: fp32
-COMPANION_ROLES = ("anneal", "sweep", "decoupled")  # the suites a book profile may name (see companion)
+COMPANION_ROLES = ("anneal", "sweep", "decoupled", "ladder")  # the suites a book profile may name (see companion)
 ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
 # A byte-level BPE starts from 256 byte tokens plus <|endoftext|>; a smaller vocabulary gives ids the model's
 # embedding lacks. The upper bound is far above any vocabulary trained here (Pythia's: 50,304); much larger ones

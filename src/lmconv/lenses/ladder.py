@@ -1,0 +1,273 @@
+"""Chapter 10: is "not reproduced" a matter of training length? A cooldown ladder on one constant-rate trunk.
+
+A ladder profile (``ladder.yaml``) trains, per size and seed, one *trunk* at a constant rate after warmup, and
+branches from it *cooled* arms (``cool-L``): each starts from the trunk's exact state at the start of its decay
+and ends at step L, a complete run of L steps. Every length L of the ladder is read twice:
+
+- **constant**: the trunk read up to step L (its checkpoint at L is the "final" one): what length alone does;
+- **cooled**: the arm ``cool-L``: the same run with the learning-rate decay at its end.
+
+At every rung the book's own judges (:mod:`lmconv.findings.claims`) decide three length-dependent claims on the
+same evidence the main suite's chapters use; :func:`length_answers` then asks, per claim, whether the verdict or
+its statistic moves with the length (cooled rungs) and whether the decay moves it (cooled against constant at the
+same length).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+
+from .. import analysis
+from ..checkpoints import summaries
+from ..errors import LmconvError
+from ..findings import claims
+from ..training import profiles
+from . import activations as act
+from . import kl as K
+from . import spectral as sp
+
+CONSTANT, COOLED = "constant", "cooled"
+VARIANTS = (CONSTANT, COOLED)
+# the claims whose verdict the ladder re-decides at every rung, and the judge's unit of evidence
+CLAIMS = ("stab.early_20pct", "sosd.at_loss_transition", "kl.reconvergence_by_size")
+
+
+def companion(profile: str, given: str | None = None) -> str:
+    """The ladder suite of a book profile: ``given``, else its ``companions.ladder``."""
+    return profiles.companion(profile, "ladder", given)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One length of the ladder read one way: the trunk up to ``length`` (constant) or the cooled arm."""
+
+    length: int
+    variant: Literal["constant", "cooled"]
+    arm: str  # the arm whose checkpoints it reads
+    branch_step: int | None  # cooled: the trunk step its decay starts from
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} {self.length:,}"
+
+
+def trunk_arm(profile: profiles.Profile) -> str:
+    """The arm every cooldown branches from; it trains from step 0 at a constant rate."""
+    parents = {str(b["arm"]) for a in profile.arms.values() if (b := a.train.branch_from)}
+    fix = "a ladder profile has one constant-rate trunk arm and cooled arms that branch from it (see ladder.yaml)"
+    if len(parents) != 1:
+        raise LmconvError(f"profile {profile.name!r} is no ladder: its arms branch from {sorted(parents)}", fix)
+    trunk = parents.pop()
+    t = profile.arm(trunk).train
+    if t.branch_from or t.schedule.kind != "constant":
+        raise LmconvError(
+            f"the trunk {trunk!r} of profile {profile.name!r} must train from step 0 at a constant rate", fix
+        )
+    return trunk
+
+
+def rungs(profile: profiles.Profile) -> list[Rung]:
+    """Every length of the ladder (the cooled arms' lengths, short → long), constant then cooled."""
+    trunk = trunk_arm(profile)
+    kept = set(profile.checkpoint_steps(trunk))
+    cooled = sorted(
+        (a for a in profile.arms.values() if (b := a.train.branch_from) and b["arm"] == trunk),
+        key=lambda a: a.train.steps,
+    )
+    out = []
+    for a in cooled:
+        n = a.train.steps
+        if n not in kept:
+            raise LmconvError(
+                f"arm {a.family} of profile {profile.name!r} ends at step {n}, which is no checkpoint of the trunk",
+                f"add {n} to checkpoints.extra, so the trunk can be read up to that length",
+            )
+        out += [Rung(n, CONSTANT, trunk, None), Rung(n, COOLED, a.family, int(a.train.branch_from["step"]))]
+    return out
+
+
+def regime(profile: profiles.Profile, train_tokens: int) -> pd.DataFrame:
+    """Per size and length: the tokens a run of that length sees, per parameter, and in epochs of the training
+    split (``train_tokens`` tokens)."""
+    params = summaries.sizes_table(profile).set_index("size").parameters
+    rows = []
+    for r in rungs(profile):
+        if r.variant != COOLED:
+            continue
+        t = profile.arm(r.arm).train
+        tokens = r.length * t.batch_size * profile.context
+        for size in profile.sizes:
+            rows.append(
+                {
+                    "size": size,
+                    "length": r.length,
+                    "tokens": tokens,
+                    "tokens_per_parameter": tokens / float(params[size]),
+                    "epochs": tokens / train_tokens,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def steps_trained(profile: profiles.Profile) -> dict[str, int]:
+    """Optimizer steps per size and seed: ``ladder`` as trained (every arm from its branch point), and
+    ``from scratch`` as if every arm trained from step 0."""
+    own = sum(a.train.steps - (int(b["step"]) if (b := a.train.branch_from) else 0) for a in profile.arms.values())
+    return {"ladder": own, "from scratch": sum(a.train.steps for a in profile.arms.values())}
+
+
+def _upto(df: pd.DataFrame, length: int) -> pd.DataFrame:
+    return df[df.step <= length]
+
+
+def rung_evidence(
+    suite: analysis.Suite,
+    rung: Rung,
+    sizes: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    rel_tol: float = 0.05,
+    sosd_rule: sp.SosdRule | None = None,
+) -> dict[str, tuple]:
+    """The judges' arguments for :data:`CLAIMS` on one rung: the engine's one pass over its checkpoints up to
+    ``rung.length`` (the last is the final one every CKA compares with), its spectra and validation loss."""
+    prof = suite.profile
+    steps = [s for s in prof.checkpoint_steps(rung.arm) if s <= rung.length]
+    res = analysis.run(prof.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
+    stab = act.stabilisation(act.select_cka(res.cka), rung.length)
+    shares = act.early_shares(stab, sizes=res.sizes)
+    dense = sp.dense_tables(suite, res.family, res.sizes, res.seeds)
+    curves = sp.run_curves(_upto(dense["deltas"], rung.length))
+    _, val = suite.train_logs(res.family)
+    val = _upto(val[val["size"].isin(res.sizes) & val.seed.isin(res.seeds)], rung.length)
+    events = sp.sosd_summary(curves, val, sosd_rule or sp.SosdRule())
+    spreads = K.phase_spreads(K.pair_cubes(res.pairs, "ordered", res.probe.n_tokens), rel_tol)
+    return {
+        "stab.early_20pct": (shares,),
+        "sosd.at_loss_transition": (sp.delta_by_size(events, res.sizes),),
+        "kl.reconvergence_by_size": (spreads,),
+    }
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """Every rung's verdicts on :data:`CLAIMS`, and the regime of each length."""
+
+    profile: str  # the ladder suite
+    sizes: list[str]
+    seeds: list[int]
+    rungs: list[Rung]
+    verdicts: dict[tuple[int, str], dict[str, claims.Verdict]]  # (length, variant) → claim → verdict
+    regime: pd.DataFrame  # :func:`regime`
+
+
+def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[int] | None = None, **kw: Any) -> Ladder:
+    """Judge :data:`CLAIMS` at every rung of the ladder suite ``profile`` (``kw``: see :func:`rung_evidence`)."""
+    from ..training import train as train_mod
+
+    suite = analysis.Suite.open(profile)
+    prof = suite.profile
+    sizes = list(sizes or prof.sizes)
+    seeds = list(seeds or prof.seeds)
+    verdicts = {}
+    for r in rungs(prof):
+        ev = rung_evidence(suite, r, sizes, seeds, **kw)
+        verdicts[(r.length, r.variant)] = {c: claims.judge(c, *ev[c]) for c in CLAIMS}
+    reg = regime(prof, len(train_mod.prepare_data(prof).train))
+    return Ladder(prof.name, sizes, seeds, rungs(prof), verdicts, reg[reg["size"].isin(sizes)])
+
+
+def lengths(lad: Ladder) -> list[int]:
+    return sorted({r.length for r in lad.rungs})
+
+
+def table(lad: Ladder) -> pd.DataFrame:
+    """One row per size, length and variant: tokens per parameter, epochs, and per claim the verdict, the
+    statistic (mean over units) and its interval where it has one."""
+    reg = lad.regime.set_index(["size", "length"])
+    rows = []
+    for size in lad.sizes:
+        for n in lengths(lad):
+            for variant in VARIANTS:
+                row: dict[str, Any] = {
+                    "size": size,
+                    "length": n,
+                    "variant": variant,
+                    "tokens_per_parameter": float(reg.loc[(size, n), "tokens_per_parameter"]),
+                    "epochs": float(reg.loc[(size, n), "epochs"]),
+                }
+                for c, v in lad.verdicts[(n, variant)].items():
+                    e = v.per_size.get(size)
+                    row[f"{c}:verdict"] = v.outcome
+                    row[f"{c}:value"] = e.value if e else None
+                    row[f"{c}:interval"] = e.interval.text() if e and e.interval else ""
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class LengthAnswer:
+    """Whether one claim's verdict depends on the length of training, and whether the decay changes it."""
+
+    claim: str
+    length: Literal["yes", "not seen"]  # does the cooled runs' verdict differ between two lengths?
+    decay: Literal["yes", "not seen"]  # does a cooled run's verdict differ from the trunk's at the same length?
+    outcomes: dict[tuple[int, str], str]  # (length, variant) → verdict
+    path: dict[str, list[float | None]]  # size → the statistic of the cooled runs, short → long
+    rule: str
+    sentence: str
+
+
+LENGTH_RULE = (
+    "depends on the length when the verdict of the cooled runs (complete runs with the decay) differs between two "
+    "lengths; the decay changes it when, at some length, the cooled run's verdict differs from the trunk's read up "
+    "to the same step. The rungs share their trunk's seeds, so they are not independent units and no p-value is "
+    "given; the statistic's path over the lengths is shown beside the verdicts"
+)
+
+
+def _value(v: claims.Verdict, size: str) -> float | None:
+    e = v.per_size.get(size)
+    return None if e is None or e.value is None or not math.isfinite(e.value) else float(e.value)
+
+
+def _span(lad: Ladder) -> str:
+    tpp = lad.regime.tokens_per_parameter
+    return f"{tpp.min():.1f}–{tpp.max():.0f} tokens per parameter"
+
+
+def length_answer(lad: Ladder, claim: str) -> LengthAnswer:
+    """:data:`LENGTH_RULE` for one claim of :data:`CLAIMS`."""
+    ns = lengths(lad)
+    out = {(n, var): lad.verdicts[(n, var)][claim].outcome for n in ns for var in VARIANTS}
+    cooled = [out[(n, COOLED)] for n in ns]
+    length = "yes" if len(set(cooled)) > 1 else "not seen"
+    differ = [n for n in ns if out[(n, COOLED)] != out[(n, CONSTANT)]]
+    decay = "yes" if differ else "not seen"
+    path = {s: [_value(lad.verdicts[(n, COOLED)][claim], s) for n in ns] for s in lad.sizes}
+    by_len = ", ".join(f"{n:,} steps {out[(n, COOLED)]}" for n in ns)
+    head = (
+        f"Depends on the length within {_span(lad)}: the cooled runs' verdict changes ({by_len})"
+        if length == "yes"
+        else f"No dependence on the length seen within {_span(lad)}: the cooled runs' verdict is {cooled[0]} at "
+        f"every length ({', '.join(f'{n:,}' for n in ns)} steps)"
+    )
+    stat = lad.verdicts[(ns[-1], COOLED)][claim].statistic
+    moves = "; ".join(f"{s} " + " → ".join(claims.fmt(x) for x in xs) for s, xs in path.items())
+    dec = (
+        "the decay changes the verdict at "
+        + ", ".join(f"{n:,} steps ({out[(n, CONSTANT)]} without it, {out[(n, COOLED)]} with it)" for n in differ)
+        if differ
+        else "the decay does not change the verdict at any length"
+    )
+    sentence = f"{head}; {stat}, short → long: {moves}; {dec}"
+    return LengthAnswer(claim, length, decay, out, path, LENGTH_RULE, sentence)
+
+
+def length_answers(lad: Ladder) -> dict[str, LengthAnswer]:
+    return {c: length_answer(lad, c) for c in CLAIMS}

@@ -1,0 +1,172 @@
+"""The cooldown ladder (chapter 10): branches of several lengths from one constant-rate trunk, and the lens that
+re-decides the length-dependent claims at every rung."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from lmconv import analysis, io, paths
+from lmconv.checkpoints import summaries
+from lmconv.errors import LmconvError
+from lmconv.findings import claims
+from lmconv.lenses import ladder as L
+from lmconv.training import profiles, train
+
+
+def _tiny_ladder(name: str, arms: dict) -> profiles.Profile:
+    smoke = profiles.load("smoke-ladder").raw
+    raw = smoke | {
+        "seeds": [1],
+        "sizes": {"xs": smoke["sizes"]["xs"]},
+        "train": smoke["train"] | {"steps": 64},
+        "arms": {"constant": {}, **arms},
+        "checkpoints": {"log_until": 16, "per_octave": 1, "every": 16, "extra": [40]},
+    }
+    shutil.rmtree(paths.suite_dir(name), ignore_errors=True)
+    return profiles.parse(raw, name)
+
+
+def test_a_shorter_branch_starts_from_the_trunks_exact_state():
+    """A branch that ends before the trunk, with the trunk's own (constant) schedule, gives the trunk's weights
+    at its last step bit for bit: the weights *and* the optimizer state it starts from are the trunk's. With the
+    decay it differs; its records up to the branch step are the trunk's."""
+    prof = _tiny_ladder(
+        "tinyladder",
+        {
+            "same-48": {"steps": 48, "branch_from": {"arm": "constant", "step": 40}},
+            "cool-48": {
+                "steps": 48,
+                "schedule": {"kind": "wsd", "warmup": 8, "decay_fraction": 0.167, "final_ratio": 0.1},
+                "branch_from": {"arm": "constant", "step": 40},
+            },
+        },
+    )
+    root = train.train_profile(prof, progress=False)
+    trunk, same, cool = (root / f"{a}-xs-seed1" for a in ("constant", "same-48", "cool-48"))
+
+    def sha(run, step):
+        return io.sha256_file(run / f"step{step}" / "model.safetensors")
+
+    assert sha(same, 48) == sha(trunk, 48)  # Adam's moments carried over exactly, or this step would differ
+    assert sha(cool, 40) == sha(trunk, 40) and sha(cool, 48) != sha(trunk, 48)
+    lt, lc = pd.read_parquet(trunk / "train_log.parquet"), pd.read_parquet(cool / "train_log.parquet")
+    assert lc.step.max() == 48 and lt.step.max() == 64  # a record's step is the one its update led to
+    head = lc[lc.step <= 40].reset_index(drop=True)
+    assert len(head) == 40 and head.equals(lt[lt.step <= 40].reset_index(drop=True))
+    assert (lc[lc.step > 40].lr.diff().dropna() < 0).all()  # the decay
+
+
+def test_every_optimizer_step_is_counted_once(smoke_ladder):
+    """The ladder's steps trained per run, against the train logs: a branch's log repeats the trunk's records up
+    to its branch point exactly, and only the records after it are its own."""
+    root = paths.suite_dir(smoke_ladder.name)
+
+    def log(arm: str) -> pd.DataFrame:
+        return pd.read_parquet(root / f"{arm}-xs-seed1" / "train_log.parquet")
+
+    trunk, own, total = log("constant"), 0, 0
+    for arm in smoke_ladder.arms:
+        lg, b = log(arm), smoke_ladder.arm(arm).train.branch_from
+        start = int(b["step"]) if b else 0
+        copied = lg[lg.step <= start].reset_index(drop=True)
+        assert copied.equals(trunk[trunk.step <= start].reset_index(drop=True))
+        assert lg.step.tolist() == list(range(1, smoke_ladder.arm(arm).train.steps + 1))
+        own, total = own + len(lg) - len(copied), total + len(lg)
+    n = L.steps_trained(smoke_ladder)
+    assert (n["ladder"], n["from scratch"]) == (own, total) == (192 + 8 + 16 + 32, 192 + 48 + 96 + 192)
+
+
+def test_the_rungs_and_the_regime_come_from_the_profile_and_the_corpus(smoke_ladder):
+    rungs = L.rungs(smoke_ladder)
+    assert [(r.length, r.variant) for r in rungs] == [(n, v) for n in (48, 96, 192) for v in ("constant", "cooled")]
+    assert {r.arm for r in rungs if r.variant == "constant"} == {"constant"}
+    assert [r.branch_step for r in rungs if r.variant == "cooled"] == [40, 80, 160]
+    n_train = len(train.prepare_data(smoke_ladder).train)
+    reg = L.regime(smoke_ladder, n_train).set_index(["size", "length"])
+    for size in smoke_ladder.sizes:
+        s = smoke_ladder.size(size)
+        params = summaries.parameter_count(s.hidden, s.layers, smoke_ladder.vocab_size)[0]
+        for n in (48, 96, 192):
+            tokens = n * 8 * 64  # the YAML's batch_size and context
+            assert reg.loc[(size, n), "tokens_per_parameter"] == pytest.approx(tokens / params)
+            assert reg.loc[(size, n), "epochs"] == pytest.approx(tokens / n_train)
+
+
+def test_a_profile_that_is_no_ladder_gets_a_clear_error(smoke_ladder):
+    with pytest.raises(LmconvError, match="is no ladder"):
+        L.rungs(profiles.load("smoke"))
+    raw = smoke_ladder.raw | {"checkpoints": smoke_ladder.raw["checkpoints"] | {"extra": [40, 80, 160], "every": 64}}
+    raw["arms"] = {"constant": {}, "cool-56": {"steps": 56, "branch_from": {"arm": "constant", "step": 40}}}
+    with pytest.raises(LmconvError, match="ends at step 56, which is no checkpoint of the trunk"):
+        L.rungs(profiles.parse(raw, "noladder"))
+
+
+def test_a_cooled_rung_reads_the_trunks_checkpoints_up_to_its_branch(smoke_ladder):
+    """The one pass over a cooled arm and over the trunk read to the same length see the same weights up to the
+    branch step (the same spectra there), and the last step of each is its own final checkpoint."""
+    kw = {"sizes": ["xs"], "seeds": [1, 2], "progress": False}
+    steps = [s for s in smoke_ladder.checkpoint_steps("constant") if s <= 96]
+    trunk = analysis.run(smoke_ladder.name, arm="constant", steps=steps, **kw)
+    cool = analysis.run(smoke_ladder.name, arm="cool-96", **kw)
+    assert trunk.steps == cool.steps and trunk.steps[-1] == 96
+    key = ["size", "seed", "step", "matrix"]
+    cols = [*key, "fro", "spectral", "nuclear", "cos_init"]  # cos_final compares with each run's own final step
+
+    def upto_branch(r: analysis.Results) -> pd.DataFrame:
+        return r.weights.loc[r.weights.step <= 80, cols].sort_values(key).reset_index(drop=True)
+
+    pd.testing.assert_frame_equal(upto_branch(trunk), upto_branch(cool), check_exact=True)
+    assert not upto_branch(trunk).empty
+    final_t, final_c = (r.weights[r.weights.step == 96].nuclear.to_numpy() for r in (trunk, cool))
+    assert (final_t != final_c).any()
+
+
+def test_the_ladder_judges_every_rung_end_to_end(smoke_ladder):
+    lad = L.measure(smoke_ladder.name)
+    assert set(lad.verdicts) == {(n, v) for n in (48, 96, 192) for v in L.VARIANTS}
+    for vs in lad.verdicts.values():
+        assert set(vs) == set(L.CLAIMS) and all(v.outcome in claims.OUTCOMES for v in vs.values())
+        shares = [u for e in vs["stab.early_20pct"].per_size.values() for u in e.units]
+        assert len(shares) == 4 and all(0 <= u <= 1 for u in shares)  # 2 sizes x 2 seeds
+    t = L.table(lad)
+    assert len(t) == 2 * 3 * 2
+    answers = L.length_answers(lad)
+    assert set(answers) == set(L.CLAIMS)
+    for a in answers.values():
+        assert (a.length == "yes") == (len({a.outcomes[(n, "cooled")] for n in (48, 96, 192)}) > 1)
+        assert a.sentence.startswith(("Depends on the length", "No dependence on the length seen"))
+
+
+def _verdict(cid: str, outcome: str, value: float) -> claims.Verdict:
+    return claims.Verdict(cid, outcome, "x", value, None, {"s": claims.Estimate(value, None, (value,))})
+
+
+def _planted(outcomes: dict[tuple[int, str], str]) -> L.Ladder:
+    rungs = [L.Rung(n, v, "a", None) for n, v in outcomes]
+    verdicts = {k: {c: _verdict(c, o, 0.1 * k[0]) for c in L.CLAIMS} for k, o in outcomes.items()}
+    reg = pd.DataFrame({"size": ["s", "s"], "length": [1, 2], "tokens_per_parameter": [1.0, 2.0]})
+    return L.Ladder("p", ["s"], [1], rungs, verdicts, reg)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "length", "decay"),
+    [
+        # null: the same verdict everywhere
+        ({(1, "constant"): "contradicted", (1, "cooled"): "contradicted", (2, "constant"): "contradicted",
+          (2, "cooled"): "contradicted"}, "not seen", "not seen"),
+        # the longer cooled run reproduces: length matters, and the decay (the trunk at 2 still contradicts)
+        ({(1, "constant"): "contradicted", (1, "cooled"): "contradicted", (2, "constant"): "contradicted",
+          (2, "cooled"): "reproduced"}, "yes", "yes"),
+        # the trunk changes with length but every cooled run agrees: not the length (for complete runs); decay yes
+        ({(1, "constant"): "inconclusive", (1, "cooled"): "contradicted", (2, "constant"): "contradicted",
+          (2, "cooled"): "contradicted"}, "not seen", "yes"),
+    ],
+)  # fmt: skip
+def test_the_length_answer_follows_the_verdicts(outcomes, length, decay):
+    a = L.length_answer(_planted(outcomes), "sosd.at_loss_transition")
+    assert (a.length, a.decay) == (length, decay)
+    assert ("changes the verdict at 2 steps" in a.sentence) == (decay == "yes" and outcomes[(1, "constant")] ==
+                                                                 outcomes[(1, "cooled")])
