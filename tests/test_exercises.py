@@ -168,7 +168,7 @@ NUMBERED = sorted(p for p in (ROOT / "notebooks").glob("*.md") if re.match(r"\d\
 
 
 def test_every_numbered_chapter_has_two_to_four_exercises():
-    assert len(NUMBERED) == 11, [p.name for p in NUMBERED]
+    assert len(NUMBERED) == 12, [p.name for p in NUMBERED]
     counts = {nb.name: len(EXERCISE.findall(nb.read_text())) for nb in NUMBERED}
     assert all(2 <= n <= 4 for n in counts.values()), counts
 
@@ -405,3 +405,26 @@ def test_student_command_writes_the_folder(tmp_path):
 
     assert cli.main(["student", "--out", str(tmp_path / "s")]) == 0
     assert (tmp_path / "s" / "02_kl_convergence.md").exists()
+
+
+@pytest.fixture(scope="module")
+def ladder(smoke_ladder):
+    return load_chapter("10_training_length", "training_length")
+
+
+def test_early_shares_at_and_tokens_per_parameter(ladder):
+    d = ladder
+    t = exercises.early_shares_at(d, 0.5)
+    for n in (r.length for r in d.lad.rungs if r.variant == "cooled"):
+        judged = d.lad.verdicts[(n, "cooled")]["stab.early_20pct"].per_size
+        for size, e in judged.items():  # the chapter's threshold gives the judge's own shares back
+            assert t.loc[(d.P.cka_threshold, size, n), "share"] == pytest.approx(np.mean(e.units))
+            assert t.loc[(0.5, size, n), "share"] >= t.loc[(d.P.cka_threshold, size, n), "share"]  # looser: more
+    reg = d.lad.regime.set_index(["size", "length"])
+    from lmconv.checkpoints import summaries
+
+    for size in d.lad.sizes:
+        s, arm = d.prof.size(size), d.prof.arm("cool-96").train
+        n_params = summaries.parameter_count(s.hidden, s.layers, d.prof.vocab_size)[0]
+        got = exercises.tokens_per_parameter(96, arm.batch_size, d.prof.context, n_params)
+        assert got == pytest.approx(reg.loc[(size, 96), "tokens_per_parameter"])

@@ -18,11 +18,12 @@ class ScorecardData:
     P: SimpleNamespace
     evidence: scorecard.Evidence
     verdicts: list[Verdict]
+    lengths: dict[str, str]  # claim id → depends on training length? (the cooldown ladder, chapter 10)
 
 
 def load(P: SimpleNamespace) -> ScorecardData:
     ev = scorecard.evidence(P.profile)
-    return ScorecardData(P, ev, scorecard.collect(ev))
+    return ScorecardData(P, ev, scorecard.collect(ev), scorecard.length_dependence(P.profile))
 
 
 @section
@@ -46,7 +47,7 @@ def the_claims(d: ScorecardData) -> Glued:
         "nearly_all": claims.NEARLY_ALL,
         "fall_decades": claims.FALL_DECADES,
         "prop_tol": claims.PROPORTIONAL_TOL,
-        "tab_scorecard": Markdown(scorecard.markdown(d.verdicts, d.P.profile)),
+        "tab_scorecard": Markdown(scorecard.markdown(d.verdicts, d.P.profile, d.lengths)),
         "tab_setting": scorecard.setting_table(d.P.profile).set_index("lens"),
     }
 

@@ -10,7 +10,7 @@ the paper's setting. Missing companion data (a sweep suite not trained) give *in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -281,10 +281,34 @@ def setting(profile: str) -> dict[str, str]:
     }
 
 
-def table(verdicts: Sequence[Verdict], profile: str) -> pd.DataFrame:
+NOT_TESTED = "–"  # a claim the cooldown ladder does not re-decide
+
+
+def length_dependence(profile: str) -> dict[str, str]:
+    """Per claim id, "depends on training length?" from the profile's cooldown ladder (chapter 10,
+    :func:`lmconv.lenses.ladder.length_answers` at its default settings): "yes" or "not seen" within the ladder's
+    tokens per parameter, and whether the decay changes the verdict; :data:`NOT_TESTED` for a claim the ladder
+    does not test; "not measured" for all when the profile names no ladder or it is not trained."""
+    from ..lenses import ladder as L
+
+    try:
+        lad = L.measure(L.companion(profile))
+    except LmconvError:  # no ladder companion, or not trained (or not finished) here
+        return {c.id: "not measured" for c in claims.CLAIMS}
+    tpp = lad.regime.tokens_per_parameter
+    span = f"{tpp.min():.1f}–{tpp.max():.0f} tokens per parameter"
+    out = {c.id: NOT_TESTED for c in claims.CLAIMS}
+    for cid, a in L.length_answers(lad).items():
+        out[cid] = f"{a.length} ({span}); the decay changes the verdict: {a.decay}"
+    return out
+
+
+def table(verdicts: Sequence[Verdict], profile: str, lengths: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per claim: paper, its words, source, our verdict, the key number with its interval, the reason
-    (per-size values), the figure that shows it and what differs from the paper's setting."""
+    (per-size values), the figure that shows it, what differs from the paper's setting and whether the verdict
+    depends on training length (``lengths``: :func:`length_dependence`)."""
     diff = setting(profile)
+    lengths = lengths if lengths is not None else length_dependence(profile)
     rows = []
     for v in verdicts:
         c = claims.claim(v.claim)
@@ -303,6 +327,7 @@ def table(verdicts: Sequence[Verdict], profile: str) -> pd.DataFrame:
                 "why": v.reason,
                 "figure": c.figure,
                 "setting": diff.get(c.lens, ""),
+                "depends on training length?": lengths.get(c.id, NOT_TESTED),
             }
         )
     return pd.DataFrame(rows)
@@ -319,16 +344,29 @@ def _key_number(v: Verdict) -> str:
     return num
 
 
-def markdown(verdicts: Sequence[Verdict], profile: str) -> str:
+def _length_cell(text: str) -> str:
+    """The table's short form of a :func:`length_dependence` entry, linked to the chapter that decides it."""
+    if text in (NOT_TESTED, "not measured"):
+        return text
+    return f"{text.split(' (')[0]} ({{ref}}`ch-training-length`)"
+
+
+def markdown(verdicts: Sequence[Verdict], profile: str, lengths: Mapping[str, str] | None = None) -> str:
     """The scorecard in MyST (for ``{glue:md}`` with ``:format: myst``): a table with one row per claim (its
     words with the paper cited, our verdict in bold, the key number with its interval, the chapter that shows
-    it), then per claim its id, source, statistic, reason, interval and rule as a list, which a table narrow
-    enough for the page would cut."""
-    lines = ["| the paper's claim | verdict | key number [interval] | shown in |", "|---|---|---|---|"]
+    it, whether it depends on training length), then per claim its id, source, statistic, reason, interval,
+    rule and length answer as a list, which a table narrow enough for the page would cut."""
+    lengths = lengths if lengths is not None else length_dependence(profile)
+    lines = [
+        "| the paper's claim | verdict | key number [interval] | shown in | depends on training length? |",
+        "|---|---|---|---|---|",
+    ]
     for v in verdicts:
         c = claims.claim(v.claim)
+        length = _length_cell(lengths.get(c.id, NOT_TESTED))
         lines.append(
-            f"| {_cell(c.words)} {{cite:p}}`{c.paper}` | **{v.outcome}** | {_key_number(v)} | {{ref}}`{c.figure}` |"
+            f"| {_cell(c.words)} {{cite:p}}`{c.paper}` | **{v.outcome}** | {_key_number(v)} | {{ref}}`{c.figure}` "
+            f"| {length} |"
         )
     lines.append("")
     for v in verdicts:
@@ -340,6 +378,8 @@ def markdown(verdicts: Sequence[Verdict], profile: str) -> str:
             if e.units
         )
         iv += f" *Per {v.unit}:* {_cell(units)}." if units else ""
+        if lengths.get(c.id, NOT_TESTED) != NOT_TESTED:
+            iv += f" *Depends on training length?* {_cell(lengths[c.id])}."
         lines.append(
             f"- **{_cell(c.words)}** (`{c.id}`; {c.source}, {_cell(c.where)}): **{v.outcome}**. "
             f"{_cell(v.statistic)}: {_cell(v.reason)}.{iv} *Rule:* {_cell(v.rule)}."

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import analysis
+from ..chapters import params
 from ..checkpoints import summaries
 from ..errors import LmconvError
 from ..findings import claims
@@ -30,6 +31,8 @@ from ..training import profiles
 from . import activations as act
 from . import kl as K
 from . import spectral as sp
+
+params.register("ladder_profile", params.choice_param((None, *profiles.available())))
 
 CONSTANT, COOLED = "constant", "cooled"
 VARIANTS = (CONSTANT, COOLED)
@@ -132,6 +135,7 @@ def rung_evidence(
     seeds: Sequence[int],
     *,
     rel_tol: float = 0.05,
+    cka_threshold: float = 0.9,
     sosd_rule: sp.SosdRule | None = None,
 ) -> dict[str, tuple]:
     """The judges' arguments for :data:`CLAIMS` on one rung: the engine's one pass over its checkpoints up to
@@ -139,7 +143,7 @@ def rung_evidence(
     prof = suite.profile
     steps = [s for s in prof.checkpoint_steps(rung.arm) if s <= rung.length]
     res = analysis.run(prof.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
-    stab = act.stabilisation(act.select_cka(res.cka), rung.length)
+    stab = act.stabilisation(act.select_cka(res.cka), rung.length, threshold=cka_threshold)
     shares = act.early_shares(stab, sizes=res.sizes)
     dense = sp.dense_tables(suite, res.family, res.sizes, res.seeds)
     curves = sp.run_curves(_upto(dense["deltas"], rung.length))
@@ -205,9 +209,22 @@ def table(lad: Ladder) -> pd.DataFrame:
                     e = v.per_size.get(size)
                     row[f"{c}:verdict"] = v.outcome
                     row[f"{c}:value"] = e.value if e else None
-                    row[f"{c}:interval"] = e.interval.text() if e and e.interval else ""
+                    iv = e.interval if e else None
+                    row[f"{c}:interval"] = f"[{claims.fmt(iv.lo)}, {claims.fmt(iv.hi)}]" if iv else ""
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def interval_kinds(lad: Ladder) -> str:
+    """What the intervals of :func:`table` are, in words (each kind once)."""
+    kinds = {
+        f"{e.interval.level:.0%} {e.interval.method}"
+        for vs in lad.verdicts.values()
+        for v in vs.values()
+        for e in v.per_size.values()
+        if e.interval is not None
+    }
+    return "; ".join(sorted(kinds)) or "none"
 
 
 @dataclass(frozen=True)
