@@ -281,14 +281,16 @@ def setting(profile: str) -> dict[str, str]:
     }
 
 
-NOT_TESTED = "–"  # a claim the cooldown ladder does not re-decide
+#: The entry of :func:`lmconv.findings.scorecard.length_dependence` for a claim the cooldown ladder does not test.
+NOT_TESTED = "–"
 
 
 def length_dependence(profile: str) -> dict[str, str]:
     """Per claim id, "depends on training length?" from the profile's cooldown ladder (chapter 10,
     :func:`lmconv.lenses.ladder.length_answers` at its default settings): "yes" or "not seen" within the ladder's
-    tokens per parameter, and whether the decay changes the verdict; :data:`NOT_TESTED` for a claim the ladder
-    does not test; "not measured" for all when the profile names no ladder or it is not trained."""
+    tokens per parameter, and whether the decay changes the verdict; :data:`lmconv.findings.scorecard.NOT_TESTED`
+    for a claim the ladder does not test; "not measured" for all when the profile names no ladder or it is not
+    trained."""
     from ..lenses import ladder as L
 
     try:
@@ -306,7 +308,7 @@ def length_dependence(profile: str) -> dict[str, str]:
 def table(verdicts: Sequence[Verdict], profile: str, lengths: Mapping[str, str] | None = None) -> pd.DataFrame:
     """One row per claim: paper, its words, source, our verdict, the key number with its interval, the reason
     (per-size values), the figure that shows it, what differs from the paper's setting and whether the verdict
-    depends on training length (``lengths``: :func:`length_dependence`)."""
+    depends on training length (``lengths``: :func:`lmconv.findings.scorecard.length_dependence`)."""
     diff = setting(profile)
     lengths = lengths if lengths is not None else length_dependence(profile)
     rows = []
@@ -345,7 +347,8 @@ def _key_number(v: Verdict) -> str:
 
 
 def _length_cell(text: str) -> str:
-    """The table's short form of a :func:`length_dependence` entry, linked to the chapter that decides it."""
+    """The table's short form of a :func:`lmconv.findings.scorecard.length_dependence` entry, linked to the chapter
+    that decides it."""
     if text in (NOT_TESTED, "not measured"):
         return text
     return f"{text.split(' (')[0]} ({{ref}}`ch-training-length`)"
@@ -497,6 +500,7 @@ def headline(verdicts: Sequence[Verdict], profile: str) -> str:
 
 
 __all__ = [
+    "NOT_TESTED",
     "Evidence",
     "Finding",
     "beyond",
@@ -508,6 +512,7 @@ __all__ = [
     "function_word_effects",
     "headline",
     "headline_figure",
+    "length_dependence",
     "markdown",
     "setting",
     "setting_table",

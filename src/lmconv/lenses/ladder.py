@@ -8,9 +8,9 @@ and ends at step L, a complete run of L steps. Every length L of the ladder is r
 - **cooled**: the arm ``cool-L``: the same run with the learning-rate decay at its end.
 
 At every rung the book's own judges (:mod:`lmconv.findings.claims`) decide three length-dependent claims on the
-same evidence the main suite's chapters use; :func:`length_answers` then asks, per claim, whether the verdict or
-its statistic moves with the length (cooled rungs) and whether the decay moves it (cooled against constant at the
-same length).
+same evidence the main suite's chapters use; :func:`lmconv.lenses.ladder.length_answers` then asks, per claim,
+whether the verdict changes with the length (cooled rungs) and whether the decay changes it (cooled against
+constant at the same length).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ params.register("ladder_profile", params.choice_param((None, *profiles.available
 
 CONSTANT, COOLED = "constant", "cooled"
 VARIANTS = (CONSTANT, COOLED)
-# the claims whose verdict the ladder re-decides at every rung, and the judge's unit of evidence
+#: The claims (ids of :data:`lmconv.findings.claims.CLAIMS`) whose verdict the ladder re-decides at every rung.
 CLAIMS = ("stab.early_20pct", "sosd.at_loss_transition", "kl.reconvergence_by_size")
 
 
@@ -138,8 +138,9 @@ def rung_evidence(
     cka_threshold: float = 0.9,
     sosd_rule: sp.SosdRule | None = None,
 ) -> dict[str, tuple]:
-    """The judges' arguments for :data:`CLAIMS` on one rung: the engine's one pass over its checkpoints up to
-    ``rung.length`` (the last is the final one every CKA compares with), its spectra and validation loss."""
+    """The judges' arguments for :data:`lmconv.lenses.ladder.CLAIMS` on one rung: the engine's one pass over its
+    checkpoints up to ``rung.length`` (the last is the final one every CKA compares with), its spectra and its
+    validation loss."""
     prof = suite.profile
     steps = [s for s in prof.checkpoint_steps(rung.arm) if s <= rung.length]
     res = analysis.run(prof.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
@@ -160,18 +161,19 @@ def rung_evidence(
 
 @dataclass(frozen=True)
 class Ladder:
-    """Every rung's verdicts on :data:`CLAIMS`, and the regime of each length."""
+    """Every rung's verdicts on :data:`lmconv.lenses.ladder.CLAIMS`, and the regime of each length."""
 
     profile: str  # the ladder suite
     sizes: list[str]
     seeds: list[int]
     rungs: list[Rung]
     verdicts: dict[tuple[int, str], dict[str, claims.Verdict]]  # (length, variant) → claim → verdict
-    regime: pd.DataFrame  # :func:`regime`
+    regime: pd.DataFrame  # :func:`lmconv.lenses.ladder.regime`
 
 
 def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[int] | None = None, **kw: Any) -> Ladder:
-    """Judge :data:`CLAIMS` at every rung of the ladder suite ``profile`` (``kw``: see :func:`rung_evidence`)."""
+    """Judge :data:`lmconv.lenses.ladder.CLAIMS` at every rung of the ladder suite ``profile`` (``kw``: see
+    :func:`lmconv.lenses.ladder.rung_evidence`)."""
     from ..training import train as train_mod
 
     suite = analysis.Suite.open(profile)
@@ -187,6 +189,7 @@ def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[in
 
 
 def lengths(lad: Ladder) -> list[int]:
+    """The ladder's lengths, short → long."""
     return sorted({r.length for r in lad.rungs})
 
 
@@ -216,7 +219,7 @@ def table(lad: Ladder) -> pd.DataFrame:
 
 
 def interval_kinds(lad: Ladder) -> str:
-    """What the intervals of :func:`table` are, in words (each kind once)."""
+    """What the intervals of :func:`lmconv.lenses.ladder.table` are, in words (each kind once)."""
     kinds = {
         f"{e.interval.level:.0%} {e.interval.method}"
         for vs in lad.verdicts.values()
@@ -240,6 +243,7 @@ class LengthAnswer:
     sentence: str
 
 
+#: The rule of :func:`lmconv.lenses.ladder.length_answer`, in words.
 LENGTH_RULE = (
     "depends on the length when the verdict of the cooled runs (complete runs with the decay) differs between two "
     "lengths; the decay changes it when, at some length, the cooled run's verdict differs from the trunk's read up "
@@ -259,7 +263,7 @@ def _span(lad: Ladder) -> str:
 
 
 def length_answer(lad: Ladder, claim: str) -> LengthAnswer:
-    """:data:`LENGTH_RULE` for one claim of :data:`CLAIMS`."""
+    """:data:`lmconv.lenses.ladder.LENGTH_RULE` for one claim of :data:`lmconv.lenses.ladder.CLAIMS`."""
     ns = lengths(lad)
     out = {(n, var): lad.verdicts[(n, var)][claim].outcome for n in ns for var in VARIANTS}
     cooled = [out[(n, COOLED)] for n in ns]
@@ -287,4 +291,5 @@ def length_answer(lad: Ladder, claim: str) -> LengthAnswer:
 
 
 def length_answers(lad: Ladder) -> dict[str, LengthAnswer]:
+    """:func:`lmconv.lenses.ladder.length_answer` for every claim of :data:`lmconv.lenses.ladder.CLAIMS`."""
     return {c: length_answer(lad, c) for c in CLAIMS}
