@@ -5,9 +5,10 @@ cd "$(dirname "$0")/.."
 export LMCONV_TEST_HOME=${LMCONV_TEST_HOME:-$(mktemp -d /tmp/lmconv-test.XXXXXX)}
 status=0
 python -m ruff check . || status=1
-# Two workers (pytest-xdist): the smoke book builds on one (its tests are grouped there, conftest.py) while the
-# other runs the rest; each worker trains the smoke suites in its own data home.
-python -m pytest -q -n 2 --dist loadgroup --durations=15 tests "$@"
+# Two workers (pytest-xdist), each test file whole on one: the smoke book builds on the worker that runs
+# test_book.py (its only reader, conftest.py) while the other runs the rest; each worker trains the smoke
+# suites in its own data home.
+python -m pytest -q -n 2 --dist loadfile --durations=15 tests "$@"
 rc=$?
 # pytest exit 5 means "no tests were collected": that is a failure of the set-up, never a pass.
 if [ $rc -eq 5 ]; then echo "[test] pytest collected no tests"; rc=1; fi

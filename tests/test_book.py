@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import netless
 
@@ -247,3 +248,33 @@ def test_the_build_records_the_time_of_every_stage(built_book):
     assert [n.removeprefix("chapter ") for n in names if n.startswith("chapter ")] == book.toc_chapters(built_book)
     assert rec["total_s"] == pytest.approx(sum(s["seconds"] for s in rec["stages"]), abs=0.1 * len(names))
     assert all(s["seconds"] >= 0 for s in rec["stages"]) and rec["profile"] == "smoke"
+
+
+@pytest.mark.slow
+def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
+    from lmconv.book import release
+
+    bundle = release.make_bundle(tmp_path, built_book)
+    assert (bundle / "html.tar.gz").exists() and (bundle / "SHA256SUMS").exists()
+    assert list((bundle / "notebooks").glob("*.ipynb"))
+    assert (bundle / "suites" / "smoke-manifest.json").exists()
+    # the tables are those of the analyses the chapters ran (their ledgers), each with the request that made it
+    folders = sorted((bundle / "tables" / "smoke" / "lmconv").iterdir())
+    assert folders and all((f / "pairs.parquet").exists() for f in folders)
+    assert all((f / "downstream.parquet").exists() and (f / "downstream_pairs.parquet").exists() for f in folders)
+    used = {c for f in folders for c in json.loads((f / "request.json").read_text())["chapters"]}
+    assert {"02_kl_convergence", "05_activations", "09_three_lenses"} <= used
+    for f in folders:
+        request = json.loads((f / "request.json").read_text())["request"]
+        pairs = pd.read_parquet(f / "pairs.parquet")
+        assert sorted(int(st) for st in pairs.step.unique()) == request["steps"]
+        assert set(pairs["size"]) == set(request["sizes"])
+    # the one-seed sweep has run logs but no cross-seed tables
+    assert list((bundle / "tables" / "smoke-sweep" / "runs").glob("*/train_log.parquet"))
+    assert not (bundle / "tables" / "smoke-sweep" / "cosine").exists()
+    r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # a tampered table fails the check
+    (folders[0] / "pairs.parquet").write_bytes(b"tampered")
+    r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    assert r.returncode != 0
