@@ -95,6 +95,19 @@ def test_the_rungs_and_the_regime_come_from_the_profile_and_the_corpus(smoke_lad
             assert reg.loc[(size, n), "epochs"] == pytest.approx(tokens / n_train)
 
 
+@pytest.mark.parametrize("name", sorted({profiles.companion(p, "ladder") for p in ("default", "smoke", "gpu")}))
+def test_every_shipped_ladder_reads_its_trunk_at_each_length(name):
+    """Each cooled arm ends at a checkpoint of the trunk and branches where a decay of its own share starts."""
+    prof = profiles.load(name)
+    cooled = [r for r in L.rungs(prof) if r.variant == "cooled"]
+    assert len(cooled) >= 2 and len(prof.sizes) >= 2 and len(prof.seeds) >= 2
+    for r in cooled:
+        t = prof.arm(r.arm).train
+        assert r.branch_step == t.schedule.decay_start(r.length) and t.schedule.kind == "wsd"
+        trunk = prof.arm(L.trunk_arm(prof)).train.schedule
+        assert all(t.schedule.multiplier(s, r.length) == trunk.multiplier(s, 10**9) for s in range(r.branch_step))
+
+
 def test_a_profile_that_is_no_ladder_gets_a_clear_error(smoke_ladder):
     with pytest.raises(LmconvError, match="is no ladder"):
         L.rungs(profiles.load("smoke"))
