@@ -183,3 +183,10 @@ def test_the_length_answer_follows_the_verdicts(outcomes, length, decay):
     assert (a.length, a.decay) == (length, decay)
     assert ("changes the verdict at 2 steps" in a.sentence) == (decay == "yes" and outcomes[(1, "constant")] ==
                                                                  outcomes[(1, "cooled")])
+
+
+def test_the_regime_sentence_places_the_ladder_against_the_papers():
+    below = L.regime_sentence([1.0, 28.0], [1.6, 14.0], [740.0, 21000.0])
+    assert below.startswith("The ladder spans 1.0–28") and "a factor 26 below" in below
+    assert "overlaps the papers' range" in L.regime_sentence([10.0, 1000.0], [1.6, 14.0], [740.0, 21000.0])
+    assert "above every one" in L.regime_sentence([30000.0, 40000.0], [1.6, 14.0], [740.0, 21000.0])

@@ -80,6 +80,7 @@ def design(d: LadderPage) -> Glued:
         "main_tpp_max": float(main.max()),
         "pp_tpp_min": float(pp.min()),
         "pp_tpp_max": float(pp.max()),
+        "says_regime": L.regime_sentence(list(tpp), list(main), list(pp)),
         "tab_regime": lad.regime.set_index(["size", "length"]).round(3),
     }
 

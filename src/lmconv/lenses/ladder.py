@@ -117,6 +117,21 @@ def regime(profile: profiles.Profile, train_tokens: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def regime_sentence(ladder: Sequence[float], main: Sequence[float], papers: Sequence[float]) -> str:
+    """Where the ladder's tokens per parameter lie against the main suite's and the papers' suites' (each a list
+    of values): how far it stretches the main suite's range, and whether it reaches the papers'."""
+    lo, hi = min(ladder), max(ladder)
+    m_lo, m_hi, p_lo, p_hi = min(main), max(main), min(papers), max(papers)
+    stretch = f"the ladder spans {lo:.1f}–{hi:.0f} tokens per parameter against the main suite's {m_lo:.1f}–{m_hi:.0f}"
+    if hi < p_lo:
+        reach = f"its longest run stays a factor {p_lo / hi:.0f} below the least-trained papers' suite ({p_lo:,.0f})"
+    elif lo > p_hi:
+        reach = f"its shortest run lies above every one of the papers' suites (at most {p_hi:,.0f})"
+    else:
+        reach = f"it overlaps the papers' range ({p_lo:,.0f}–{p_hi:,.0f})"
+    return f"{stretch[0].upper()}{stretch[1:]}; {reach}"
+
+
 def steps_trained(profile: profiles.Profile) -> dict[str, int]:
     """Optimizer steps per size and seed: ``ladder`` as trained (every arm from its branch point), and
     ``from scratch`` as if every arm trained from step 0."""
