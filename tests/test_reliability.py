@@ -35,6 +35,12 @@ def _popen(args: list[str], env: dict) -> subprocess.Popen:
     )
 
 
+def _count(root: Path, name: str) -> int:
+    """Files called ``name`` below ``root``, while another process writes there: os.walk passes over a folder that
+    vanishes under it (a temporary one renamed into place), where Path.rglob raises FileNotFoundError."""
+    return sum(name in files for _, _, files in os.walk(root))
+
+
 def _wait_for(pred, timeout: float = 180) -> None:
     deadline = time.time() + timeout
     while not pred() and time.time() < deadline:
@@ -53,7 +59,7 @@ def test_killed_analysis_resumes_to_identical_tables(smoke_suite):
     shutil.rmtree(home / "cache", ignore_errors=True)
     for n_entries in (2, 9):
         proc = _popen(["analyze", "--profile", "smoke", "--quiet"], env)
-        _wait_for(lambda n=n_entries: len(list((home / "cache" / "engine").rglob("manifest.json"))) >= n)
+        _wait_for(lambda n=n_entries: _count(home / "cache" / "engine", "manifest.json") >= n)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         for folder in (home / "cache" / "engine").glob("*/*"):
