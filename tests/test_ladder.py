@@ -146,6 +146,13 @@ def test_the_ladder_judges_every_rung_end_to_end(smoke_ladder):
         assert len(shares) == 4 and all(0 <= u <= 1 for u in shares)  # 2 sizes x 2 seeds
     t = L.table(lad)
     assert len(t) == 2 * 3 * 2
+    ev = L.sosd_table(lad).set_index(["size", "length", "variant"])
+    for (n, variant), vs in lad.verdicts.items():
+        deltas = vs["sosd.at_loss_transition"].per_size
+        for size, e in deltas.items():  # the judge's δ is found exactly where both events are
+            both = sum(1 for u in e.units if u == u)
+            row = ev.loc[(size, n, variant)]
+            assert row["runs"] == 2 and both <= min(row["t_S found"], row["t_L found"])
     answers = L.length_answers(lad)
     assert set(answers) == set(L.CLAIMS)
     for a in answers.values():

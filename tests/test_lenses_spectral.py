@@ -657,3 +657,11 @@ def test_saturation_gap_counts_never_as_after_the_last_step():
     )
     g = sp.saturation_gap(sat, 999, ["a", "b"])
     assert g["a"] == pytest.approx([1.0, 1.0]) and g["b"][0] == pytest.approx(np.log10(50) - 3.0)
+
+
+def test_the_common_reason_drops_numbers_and_breaks_ties_by_order():
+    from lmconv.lenses.spectral import common_reason
+
+    assert common_reason(["falls only (0.1)", "still falling: 0.5", "falls only (0.2)"]) == "falls only"
+    assert common_reason(["b (1)", "a (2)"]) == "b" and common_reason(["a (2)", "b (1)"]) == "a"
+    assert common_reason([]) == "no reason recorded"

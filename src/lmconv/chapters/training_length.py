@@ -104,6 +104,7 @@ def rungs(d: LadderPage) -> Glued:
     chart = fig.by_tokens_per_parameter(t, _statistics(d), (float(pp.min()), float(pp.max())))
     return {
         "tab_ladder": show.set_index(["size", "length", "variant"]),
+        "tab_sosd_events": L.sosd_table(d.lad).set_index(["size", "length", "variant"]).round(0),
         "fig_ladder": chart,
         "interval_kinds": L.interval_kinds(d.lad),
     }

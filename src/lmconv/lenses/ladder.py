@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
@@ -171,7 +171,11 @@ def rung_evidence(
         "stab.early_20pct": (shares,),
         "sosd.at_loss_transition": (sp.delta_by_size(events, res.sizes),),
         "kl.reconvergence_by_size": (spreads,),
+        SOSD_EVENTS: events,
     }
+
+
+SOSD_EVENTS = "sosd events"  # the key of :func:`lmconv.lenses.ladder.rung_evidence`'s per-run t_S and t_L table
 
 
 @dataclass(frozen=True)
@@ -184,6 +188,8 @@ class Ladder:
     rungs: list[Rung]
     verdicts: dict[tuple[int, str], dict[str, claims.Verdict]]  # (length, variant) → claim → verdict
     regime: pd.DataFrame  # :func:`lmconv.lenses.ladder.regime`
+    # (length, variant) → per run t_S, t_L and why (:func:`lmconv.lenses.spectral.sosd_summary`)
+    sosd: dict[tuple[int, str], pd.DataFrame] = field(default_factory=dict)
 
 
 def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[int] | None = None, **kw: Any) -> Ladder:
@@ -195,12 +201,13 @@ def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[in
     prof = suite.profile
     sizes = list(sizes or prof.sizes)
     seeds = list(seeds or prof.seeds)
-    verdicts = {}
+    verdicts, sosd = {}, {}
     for r in rungs(prof):
         ev = rung_evidence(suite, r, sizes, seeds, **kw)
         verdicts[(r.length, r.variant)] = {c: claims.judge(c, *ev[c]) for c in CLAIMS}
+        sosd[(r.length, r.variant)] = ev[SOSD_EVENTS]
     reg = regime(prof, len(train_mod.prepare_data(prof).train))
-    return Ladder(prof.name, sizes, seeds, rungs(prof), verdicts, reg[reg["size"].isin(sizes)])
+    return Ladder(prof.name, sizes, seeds, rungs(prof), verdicts, reg[reg["size"].isin(sizes)], sosd)
 
 
 def lengths(lad: Ladder) -> list[int]:
@@ -230,6 +237,34 @@ def table(lad: Ladder) -> pd.DataFrame:
                     iv = e.interval if e else None
                     row[f"{c}:interval"] = f"[{claims.fmt(iv.lo)}, {claims.fmt(iv.hi)}]" if iv else ""
                 rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def sosd_table(lad: Ladder) -> pd.DataFrame:
+    """Per size, length and variant: in how many runs the SoSD point t_S and the loss transition t_L are found,
+    their medians over those runs, and the t_S detector's most frequent reason: over the runs without a point
+    where there are any (why it is absent), else over all."""
+    rows = []
+    for size in lad.sizes:
+        for n in lengths(lad):
+            for variant in VARIANTS:
+                ev = lad.sosd[(n, variant)]
+                ev = ev[ev["size"] == size]
+                t_s, t_l = (pd.to_numeric(ev[c], errors="coerce").dropna() for c in ("t_S", "t_L"))
+                absent = ev[pd.to_numeric(ev.t_S, errors="coerce").isna()]
+                rows.append(
+                    {
+                        "size": size,
+                        "length": n,
+                        "variant": variant,
+                        "runs": len(ev),
+                        "t_S found": len(t_s),
+                        "t_L found": len(t_l),
+                        "median t_S": float(t_s.median()) if len(t_s) else None,
+                        "median t_L": float(t_l.median()) if len(t_l) else None,
+                        "why (t_S)": sp.common_reason(list((absent if len(absent) else ev).t_S_reason)),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

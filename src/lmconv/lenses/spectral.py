@@ -1275,10 +1275,11 @@ def delta_by_size(events: pd.DataFrame, sizes: Sequence[str]) -> dict[str, list[
     return {s: list(d[(events["size"] == s).to_numpy()]) for s in sizes if (events["size"] == s).any()}
 
 
-def _common_reason(reasons: Sequence[str]) -> str:
-    """The most frequent reason, up to its first colon or parenthesis (the numbers differ between runs)."""
+def common_reason(reasons: Sequence[str]) -> str:
+    """The most frequent reason, up to its first colon or parenthesis (the numbers differ between runs); of equally
+    frequent ones, the first."""
     heads = [r.split(" (")[0].split(":")[0] for r in reasons if r]
-    return max(set(heads), key=heads.count) if heads else "no reason recorded"
+    return max(dict.fromkeys(heads), key=heads.count) if heads else "no reason recorded"  # ties: the first
 
 
 def timing_sentences(events: pd.DataFrame, schedule: profiles.Schedule, total_steps: int) -> dict[str, str]:
@@ -1301,11 +1302,11 @@ def timing_sentences(events: pd.DataFrame, schedule: profiles.Schedule, total_st
             f"transition in {k_l} of {n}, at a median {tl.median():.0f}."
             if k_l
             else f"The SoSD point is found in {k_s} of {n} runs, a median {ts.median():.0f} steps into training; "
-            f"the loss transition in none ({_common_reason(list(events.t_L_reason))})."
+            f"the loss transition in none ({common_reason(list(events.t_L_reason))})."
         )
     else:
         out["found"] = (
-            f"No run has a SoSD point by this rule (0 of {n}): {_common_reason(list(events.t_S_reason))}; the loss "
+            f"No run has a SoSD point by this rule (0 of {n}): {common_reason(list(events.t_S_reason))}; the loss "
             f"transition is found in {k_l} of {n} runs" + (f", at a median {tl.median():.0f}." if k_l else ".")
         )
     if len(d):
