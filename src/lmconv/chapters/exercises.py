@@ -335,17 +335,14 @@ def event_gap(summary: pd.DataFrame, size: str, a: str, b: str) -> float:
 def early_shares_at(d, cka_threshold: float) -> pd.DataFrame:
     """Chapter 10 (:class:`lmconv.chapters.training_length.LadderPage`): per size and cooled length, the mean share
     of layers stable within the first 20% of training, at the chapter's CKA threshold and at ``cka_threshold``."""
-    from .. import analysis
     from ..lenses import activations as act
     from ..lenses import ladder as L
 
     rows = []
     for r in (r for r in d.lad.rungs if r.variant == L.COOLED):
-        steps = [s for s in d.prof.checkpoint_steps(r.arm) if s <= r.length]
-        res = analysis.run(d.prof.name, arm=r.arm, sizes=d.lad.sizes, seeds=d.lad.seeds, steps=steps, progress=False)
+        res = L.rung_results(d.prof, r, d.lad.sizes, d.lad.seeds)
         for t in dict.fromkeys([d.P.cka_threshold, cka_threshold]):
-            stab = act.stabilisation(act.select_cka(res.cka), r.length, threshold=t)
-            for size, shares in act.early_shares(stab, sizes=res.sizes).items():
+            for size, shares in act.early_shares(L.rung_stabilisation(res, r, t), sizes=res.sizes).items():
                 rows.append({"cka_threshold": t, "size": size, "length": r.length, "share": float(np.mean(shares))})
     return pd.DataFrame(rows).set_index(["cka_threshold", "size", "length"])
 

@@ -183,11 +183,7 @@ def _downstream_evidence(res: analysis.Results, total: int, rel_tol: float) -> d
 def _sosd_runs(
     suite: analysis.Suite, family: str, sizes: Sequence[str], seeds: Sequence[int]
 ) -> tuple[pd.DataFrame, dict]:
-    dense = sp.dense_tables(suite, family, sizes, seeds)
-    curves = sp.run_curves(dense["deltas"])
-    _, val = suite.train_logs(family)
-    val = val[val["size"].isin(sizes) & val.seed.isin(seeds)]
-    return sp.sosd_summary(curves, val), dense
+    return sp.run_events(suite, family, sizes, seeds)
 
 
 def _spectral_evidence(suite: analysis.Suite, res: analysis.Results) -> dict[str, tuple]:

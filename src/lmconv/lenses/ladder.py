@@ -139,8 +139,21 @@ def steps_trained(profile: profiles.Profile) -> dict[str, int]:
     return {"ladder": own, "from scratch": sum(a.train.steps for a in profile.arms.values())}
 
 
-def _upto(df: pd.DataFrame, length: int) -> pd.DataFrame:
-    return df[df.step <= length]
+#: The key under which :func:`lmconv.lenses.ladder.rung_evidence` returns the per-run t_S and t_L table.
+SOSD_EVENTS = "sosd events"
+
+
+def rung_results(profile: profiles.Profile, rung: Rung, sizes: Sequence[str], seeds: Sequence[int]) -> analysis.Results:
+    """The engine's one pass over the rung's checkpoints up to its length (cached); the last one is the final
+    checkpoint every CKA compares with."""
+    steps = [s for s in profile.checkpoint_steps(rung.arm) if s <= rung.length]
+    return analysis.run(profile.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
+
+
+def rung_stabilisation(res: analysis.Results, rung: Rung, cka_threshold: float = 0.9) -> pd.DataFrame:
+    """Each layer's stabilisation step on the rung (:func:`lmconv.lenses.activations.stabilisation`), as a
+    fraction of the rung's length."""
+    return act.stabilisation(act.select_cka(res.cka), rung.length, threshold=cka_threshold)
 
 
 def rung_evidence(
@@ -153,19 +166,12 @@ def rung_evidence(
     cka_threshold: float = 0.9,
     sosd_rule: sp.SosdRule | None = None,
 ) -> dict[str, tuple]:
-    """The judges' arguments for :data:`lmconv.lenses.ladder.CLAIMS` on one rung: the engine's one pass over its
-    checkpoints up to ``rung.length`` (the last is the final one every CKA compares with), its spectra and its
-    validation loss."""
-    prof = suite.profile
-    steps = [s for s in prof.checkpoint_steps(rung.arm) if s <= rung.length]
-    res = analysis.run(prof.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
-    stab = act.stabilisation(act.select_cka(res.cka), rung.length, threshold=cka_threshold)
-    shares = act.early_shares(stab, sizes=res.sizes)
-    dense = sp.dense_tables(suite, res.family, res.sizes, res.seeds)
-    curves = sp.run_curves(_upto(dense["deltas"], rung.length))
-    _, val = suite.train_logs(res.family)
-    val = _upto(val[val["size"].isin(res.sizes) & val.seed.isin(res.seeds)], rung.length)
-    events = sp.sosd_summary(curves, val, sosd_rule or sp.SosdRule())
+    """The judges' arguments for :data:`lmconv.lenses.ladder.CLAIMS` on one rung
+    (:func:`lmconv.lenses.ladder.rung_results`, its spectra and its validation loss up to ``rung.length``), and
+    the per-run SoSD events under :data:`lmconv.lenses.ladder.SOSD_EVENTS`."""
+    res = rung_results(suite.profile, rung, sizes, seeds)
+    shares = act.early_shares(rung_stabilisation(res, rung, cka_threshold), sizes=res.sizes)
+    events, _ = sp.run_events(suite, res.family, res.sizes, res.seeds, sosd_rule, upto=rung.length)
     spreads = K.phase_spreads(K.pair_cubes(res.pairs, "ordered", res.probe.n_tokens), rel_tol)
     return {
         "stab.early_20pct": (shares,),
@@ -173,9 +179,6 @@ def rung_evidence(
         "kl.reconvergence_by_size": (spreads,),
         SOSD_EVENTS: events,
     }
-
-
-SOSD_EVENTS = "sosd events"  # the key of :func:`lmconv.lenses.ladder.rung_evidence`'s per-run t_S and t_L table
 
 
 @dataclass(frozen=True)
@@ -201,13 +204,13 @@ def measure(profile: str, sizes: Sequence[str] | None = None, seeds: Sequence[in
     prof = suite.profile
     sizes = list(sizes or prof.sizes)
     seeds = list(seeds or prof.seeds)
-    verdicts, sosd = {}, {}
-    for r in rungs(prof):
+    verdicts, sosd, ladder = {}, {}, rungs(prof)
+    for r in ladder:
         ev = rung_evidence(suite, r, sizes, seeds, **kw)
         verdicts[(r.length, r.variant)] = {c: claims.judge(c, *ev[c]) for c in CLAIMS}
         sosd[(r.length, r.variant)] = ev[SOSD_EVENTS]
     reg = regime(prof, len(train_mod.prepare_data(prof).train))
-    return Ladder(prof.name, sizes, seeds, rungs(prof), verdicts, reg[reg["size"].isin(sizes)], sosd)
+    return Ladder(prof.name, sizes, seeds, ladder, verdicts, reg[reg["size"].isin(sizes)], sosd)
 
 
 def lengths(lad: Ladder) -> list[int]:

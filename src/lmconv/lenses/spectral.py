@@ -166,6 +166,24 @@ def dense_tables(
 RUN = ["family", "size", "seed"]
 
 
+def run_events(
+    suite,
+    family: str,
+    sizes: Iterable[str] | None = None,
+    seeds: Iterable[int] | None = None,
+    rule: SosdRule | None = None,
+    upto: int | None = None,
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """Each run's t_S (on its mean layer ΔΣ) and t_L (on its validation loss) by ``rule``
+    (:func:`sosd_summary`), with the run's :func:`dense_tables`; ``upto``: only the records up to that step,
+    as if the run had ended there."""
+    dense = dense_tables(suite, family, sizes, seeds)
+    deltas = dense["deltas"] if upto is None else dense["deltas"][dense["deltas"].step <= upto]
+    _, val = suite.train_logs(family)
+    val = val if upto is None else val[val.step <= upto]
+    return sosd_summary(run_curves(deltas), val, rule or SosdRule()), dense
+
+
 def run_curves(deltas: pd.DataFrame, kinds: Sequence[str] | None = None, by: Sequence[str] = ()) -> pd.DataFrame:
     """Each run's ΔΣ curve: the mean of ``delta`` and ``rate`` over its matrices (of ``kinds``) per record.
 

@@ -71,10 +71,7 @@ def sosd_events(
     suite, family: str, sizes: Sequence[str], seeds: Sequence[int], rule: spectral.SosdRule | None = None
 ) -> pd.DataFrame:
     """Per run: t_S of the mean ΔΣ of the layer matrices and t_L of the validation loss, placed by ``rule``."""
-    dense = spectral.dense_tables(suite, family, sizes, seeds)
-    curves = spectral.run_curves(dense["deltas"])
-    _, val = suite.train_logs(family)
-    summary = spectral.sosd_summary(curves, val, rule or spectral.SosdRule())
+    summary, _ = spectral.run_events(suite, family, sizes, seeds, rule)
     rows = []
     for r in summary.itertuples():
         rows.append((r.size, f"seed {r.seed}", "sosd_point", r.t_S))
