@@ -12,7 +12,7 @@ import pandas as pd
 from ..book import status
 from ..checkpoints import summaries
 from ..figures import ladder as fig
-from ..findings import claims
+from ..findings import claims, papers
 from ..lenses import ladder as L
 from ..lenses import spectral as sp
 from ..training import profiles
@@ -59,6 +59,7 @@ def design(d: LadderPage) -> Glued:
     main = summaries.tokens_per_parameter(d.main)
     tpp, epochs = lad.regime.tokens_per_parameter, lad.regime.epochs
     return {
+        "within": papers.CKA_STABLE_FRACTION,
         "main_profile": d.main.name,
         "ladder_profile": prof.name,
         "sizes_text": ", ".join(lad.sizes),
