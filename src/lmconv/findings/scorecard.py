@@ -180,14 +180,8 @@ def _downstream_evidence(res: analysis.Results, total: int, rel_tol: float) -> d
     }
 
 
-def _sosd_runs(
-    suite: analysis.Suite, family: str, sizes: Sequence[str], seeds: Sequence[int]
-) -> tuple[pd.DataFrame, dict]:
-    return sp.run_events(suite, family, sizes, seeds)
-
-
 def _spectral_evidence(suite: analysis.Suite, res: analysis.Results) -> dict[str, tuple]:
-    events, dense = _sosd_runs(suite, res.family, res.sizes, res.seeds)
+    events, dense = sp.run_events(suite, res.family, res.sizes, res.seeds)
     sat = sp.saturation_steps(sp.checkpoint_spectra(res.weights), COS_THRESHOLD)
     return {
         "sosd.before_weights": (sp.saturation_gap(sat, int(max(res.steps)), res.sizes),),
@@ -208,7 +202,7 @@ def _sweep_evidence(profile: str) -> dict[str, tuple]:
     arms, deltas, norms = {}, [], []
     for arm in prof.arms:
         fam = prof.arm(arm).family
-        events, dense = _sosd_runs(suite, fam, list(prof.sizes), seeds)
+        events, dense = sp.run_events(suite, fam, list(prof.sizes), seeds)
         arms[arm] = [f for fs in sp.fall_by_size(events, list(prof.sizes)).values() for f in fs]
         deltas.append(dense["deltas"])
         norms.append(dense["norms"])
