@@ -284,6 +284,14 @@ class RunSpec:
         return frozenset(int(b["step"]) for a in arms if (b := a.train.branch_from) and b["arm"] == self.arm.family)
 
     @property
+    def cost(self) -> int:
+        """A run's training work in relative units, to schedule parallel runs: the steps it trains (from its branch
+        point, for a branched arm) times its weights (12·hidden² per layer, embedding and unembedding)."""
+        start = self.branch_source[1] if self.branch_source else 0
+        h = self.size.hidden
+        return (self.settings.steps - start) * (12 * self.size.layers * h * h + 2 * self.profile.vocab_size * h)
+
+    @property
     def branch_source(self) -> tuple[Path, int] | None:
         """The run this one branches from, and the step, for a branched arm."""
         b = self.settings.branch_from
@@ -716,6 +724,11 @@ def train_profile(
     jobs = profile.jobs if jobs is None else jobs
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise LmconvError(f"jobs must be a whole number ≥ 1, got {jobs!r}", "pass --jobs 1 (one run at a time) or more")
+    if bundle := paths.tables_bundle():
+        raise LmconvError(
+            f"{paths.TABLES_ENV}={bundle} is set (tables mode reads a release bundle and trains nothing)",
+            f"unset {paths.TABLES_ENV} to train the {profile.name!r} suite here",
+        )
     for arm in profile.arms.values():
         training_device(arm.train)  # a GPU profile on a machine without one stops before anything is written
     root = paths.suite_dir(profile.name)
@@ -756,8 +769,9 @@ def selected_runs(
 
 
 def _train_in_parallel(runs: list[RunSpec], data: TrainData, progress: bool, jobs: int) -> None:
-    """Train ``runs`` in up to ``jobs`` spawned processes, in their order, each once the run it branches from is
-    done. The first error stops the rest (their workers are ended; a rerun resumes them) and is raised here."""
+    """Train ``runs`` in up to ``jobs`` spawned processes, the costliest ready one first (``RunSpec.cost``), each
+    once the run it branches from is done. The first error stops the rest (their workers are ended; a rerun
+    resumes them) and is raised here."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -767,7 +781,8 @@ def _train_in_parallel(runs: list[RunSpec], data: TrainData, progress: bool, job
     pool = ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"))
     try:
         while waiting or running:
-            for run in [r for r in waiting if r.dir not in waits_for or waits_for[r.dir] in done]:
+            ready = [r for r in waiting if r.dir not in waits_for or waits_for[r.dir] in done]
+            for run in sorted(ready, key=lambda r: -r.cost):  # the longest first: the last runs end together
                 if len(running) == jobs:
                     break
                 waiting.remove(run)
