@@ -250,11 +250,16 @@ def test_the_build_records_the_time_of_every_stage(built_book):
     assert all(s["seconds"] >= 0 for s in rec["stages"]) and rec["profile"] == "smoke"
 
 
-@pytest.mark.slow
-def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def bundle(built_book, tmp_path_factory) -> Path:
+    """The release bundle of the built smoke book."""
     from lmconv.book import release
 
-    bundle = release.make_bundle(tmp_path, built_book)
+    return release.make_bundle(tmp_path_factory.mktemp("release"), built_book)
+
+
+@pytest.mark.slow
+def test_release_bundle_checksums_verify(bundle):
     assert (bundle / "html.tar.gz").exists() and (bundle / "SHA256SUMS").exists()
     assert list((bundle / "notebooks").glob("*.ipynb"))
     assert (bundle / "suites" / "smoke-manifest.json").exists()
@@ -275,6 +280,39 @@ def test_release_bundle_checksums_verify(built_book, tmp_path, monkeypatch):
     r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     # a tampered table fails the check
-    (folders[0] / "pairs.parquet").write_bytes(b"tampered")
+    table = folders[0] / "pairs.parquet"
+    original = table.read_bytes()
+    table.write_bytes(b"tampered")
     r = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=bundle, capture_output=True, text=True)
+    table.write_bytes(original)
     assert r.returncode != 0
+
+
+# Tables mode runs these from the bundle alone: the KL chapter (the engine's tables), the spectral one (the runs'
+# logs and spectra as well) and the suite page (status, training times, the checkpoints' checksums).
+TABLES_CHAPTERS = ("01_suite", "02_kl_convergence", "07_spectral_stability")
+
+
+@pytest.mark.parametrize("name", TABLES_CHAPTERS)
+def test_a_chapter_runs_from_the_release_bundle_alone(built_book, bundle, name, tmp_path):
+    """In a data home with no suite, checkpoint or cache, a chapter run from the bundle's tables glues exactly
+    what the built book glued, and trains nothing."""
+    from lmconv import book
+
+    copy = tmp_path / "book"
+    shutil.copytree(built_book, copy, ignore=shutil.ignore_patterns("_build", "chapters", "_generated"))
+    home = tmp_path / "home"
+    cmd = [sys.executable, "-m", "lmconv", "chapter", name, "--profile", "smoke", "--tables", str(bundle)]
+    r = subprocess.run(
+        netless([*cmd, "--book-dir", str(copy)]),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=os.environ | {"LMCONV_HOME": str(home)},
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    got = book.glued_values(copy / "chapters" / f"{name}.ipynb")
+    want = book.glued_values(built_book / "chapters" / f"{name}.ipynb")
+    assert got.keys() == want.keys()
+    assert {k for k in got if got[k] != want[k]} == set()
+    assert not list(home.glob("suites/*/*/step*")), "tables mode trained a suite"

@@ -4,6 +4,7 @@ is not there. In the built book (suites present) it does nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -36,21 +37,30 @@ def ensure_corpus() -> None:
     )
 
 
+# What a chapter trains outside a checkout when its suite is not here (``LMCONV_RUN_PROFILE`` names another, e.g.
+# ``smoke`` for a quick look): see the classroom profile's comments for its time and what it shows.
+RUN_PROFILE = "classroom"
+RUN_PROFILE_ENV = "LMCONV_RUN_PROFILE"
+
+
 def ensure_suite(profile: str) -> str:
-    """Return ``profile`` if its suite is trained; otherwise, outside a checkout of the repository (Colab,
-    Binder, a pip install), train the smoke suite and return ``"smoke"``. In a checkout a missing suite is
-    left to the chapter's own clear error (train it with ``make train PROFILE=...``)."""
+    """The profile a chapter reads: ``profile`` itself if its suite is trained, in a checkout of the repository
+    (a missing suite is left to the chapter's own clear error; train it with ``make train PROFILE=...``), or in
+    tables mode (``LMCONV_TABLES``: a release bundle's tables, nothing trained). Otherwise (Colab, Binder, a pip
+    install) train the classroom suite (or ``$LMCONV_RUN_PROFILE``) and its companions, and return its name."""
     from .training import profiles, train
 
-    if (paths.suite_dir(profile) / "suite.json").exists() or (paths.ROOT / "Makefile").exists():
+    trained = (paths.suite_dir(profile) / "suite.json").exists()
+    if trained or paths.tables_bundle() or (paths.ROOT / "Makefile").exists():
         return profile
+    name = os.environ.get(RUN_PROFILE_ENV) or RUN_PROFILE
+    prof = profiles.load(name)
     print(
-        f"[lmconv] the {profile!r} suite is not here; training the small 'smoke' suite instead (a few minutes)",
+        f"[lmconv] the {profile!r} suite is not here; training the {name!r} suite instead: {prof.description}",
         file=sys.stderr,
     )
     ensure_corpus()
-    prof = profiles.load("smoke")
     train.train_profile(prof)
     for companion in (prof.raw.get("companions") or {}).values():
         train.train_profile(profiles.load(companion))
-    return "smoke"
+    return name

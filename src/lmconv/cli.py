@@ -112,6 +112,8 @@ def cmd_analyze(a) -> None:
 def cmd_chapter(a) -> None:
     from . import book
 
+    if a.tables:  # tables mode for this chapter (and the kernel papermill starts, which inherits it)
+        os.environ[paths.TABLES_ENV] = str(Path(a.tables).expanduser().resolve())
     params = {"profile": a.profile, **{k: _param_value(k, v) for k, v in a.p}}
     out = book.run_chapter(a.name, params, Path(a.book_dir) if a.book_dir else None)
     print(f"executed: {out}")
@@ -241,6 +243,13 @@ def parser() -> argparse.ArgumentParser:
     )
     book_dir(sp)
     sp.add_argument("--build", action="store_true", help="render the HTML afterwards")
+    sp.add_argument(
+        "--tables",
+        metavar="BUNDLE",
+        default=None,
+        help="tables mode: read the suites' tables from a release bundle's folder (make release) instead of "
+        "training and analysing here (sets LMCONV_TABLES)",
+    )
     sp = add("book", cmd_book, "train what is missing, execute every chapter, render the HTML book")
     profile(sp)
     book_dir(sp)

@@ -1,7 +1,8 @@
 """Every location of the project, defined once.
 
 ``LMCONV_HOME`` moves the data home (corpus, trained suites, metric caches) anywhere; everything else is
-relative to the repository root.
+relative to the repository root. ``LMCONV_TABLES`` (tables mode, :mod:`lmconv.checkpoints.bundle`) reads the suites
+from a release bundle's tables instead of the data home.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ NODE_MODULES = ROOT / "node_modules"
 NPM_LOCK = ROOT / "package-lock.json"
 # Set while a chapter executes: the JSON file where lmconv.analysis.run records the analyses the chapter ran.
 LEDGER_ENV = "LMCONV_LEDGER"
+# Tables mode: the folder of a release bundle (``make release``) whose tables the chapters read instead of suites.
+TABLES_ENV = "LMCONV_TABLES"
 
 
 def data_home() -> Path:
@@ -34,8 +37,16 @@ def suites_dir() -> Path:
     return data_home() / "suites"
 
 
+def tables_bundle() -> Path | None:
+    """The release bundle of tables mode (``$LMCONV_TABLES``), or None when the suites are trained here."""
+    env = os.environ.get(TABLES_ENV)
+    return Path(env).expanduser().resolve() if env else None
+
+
 def suite_dir(profile: str) -> Path:
-    return suites_dir() / profile
+    """A suite's folder: in the data home, or in tables mode the bundle's copy (logs and checksums, no weights)."""
+    bundle = tables_bundle()
+    return bundle / "tables" / profile / "runs" if bundle else suites_dir() / profile
 
 
 def tokenizers_dir() -> Path:

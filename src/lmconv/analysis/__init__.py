@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..checkpoints import bundle as bundle_mod
 from ..checkpoints import suites
 from ..data import downstream as downstream_mod
 from ..data import probe as probe_mod
@@ -35,7 +36,11 @@ class Suite:
 
     @classmethod
     def open(cls, profile: str | profiles.Profile) -> Suite:
+        """The trained suite of ``profile``; in tables mode (:mod:`lmconv.checkpoints.bundle`) the release
+        bundle's copy of it."""
         prof = profile if isinstance(profile, profiles.Profile) else profiles.load(profile)
+        if bundle := bundle_mod.active():
+            return cls(prof, bundle_mod.BundleSource(bundle, prof.name))
         root = paths.suite_dir(prof.name)
         if not root.exists():
             raise LmconvError(
@@ -193,24 +198,32 @@ def run(
     uni = kl_mod.unigram_logprobs(counts)
     options = options or engine.EngineOptions(device=prof.arm(family).train.device)
     evals = downstream_sets(tok, prof.corpus, prof.downstream, prof.context)
-    per_size = [
-        engine.analyze(
-            src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client, evals=evals
-        )
-        for s in sizes
-    ]
-    tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
+    request = {
+        "profile": prof.name,
+        "arm": arm,
+        "sizes": sizes,
+        "seeds": [int(k) for k in seeds],
+        "steps": [int(st) for st in steps],
+        "probe": asdict(probe),
+        "options": asdict(options),
+    }
+    if isinstance(src, bundle_mod.BundleSource):  # tables mode: the tables the book computed, not the engine
+        tables = src.tables(family, request, request_id(request), (*engine.TABLES, "probe_targets"))
+        if not np.array_equal(tables.pop("probe_targets")["target_id"].to_numpy(), pr.targets["target_id"].to_numpy()):
+            raise LmconvError(
+                f"the probe built here from {prof.corpus} is not the one the release bundle's tables score",
+                "install the corpus version the bundle names (see its notebooks' data chapter), then run again",
+            )
+    else:
+        per_size = [
+            engine.analyze(
+                src, family, s, seeds, steps, pr, uni, len(tok), options, progress=progress, client=client, evals=evals
+            )
+            for s in sizes
+        ]
+        tables = {name: pd.concat([t[name] for t in per_size], ignore_index=True) for name in engine.TABLES}
     # in a chapter the book executes: record the request, so that the release publishes exactly these tables
     if os.environ.get(paths.LEDGER_ENV):
-        request = {
-            "profile": prof.name,
-            "arm": arm,
-            "sizes": sizes,
-            "seeds": [int(k) for k in seeds],
-            "steps": [int(st) for st in steps],
-            "probe": asdict(probe),
-            "options": asdict(options),
-        }
         record(Path(os.environ[paths.LEDGER_ENV]), request)
     return Results(suite, family, sizes, seeds, steps, pr, counts, tables, evals)
 

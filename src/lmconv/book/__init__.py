@@ -277,11 +277,13 @@ def ledger_of(name: str, book_dir: Path | None = None) -> Path:
 
 
 EXERCISES_INCLUDE = "/_generated/exercises.py"  # what the solutions literalinclude (rooted at the book's sources)
+CLASSROOM_INCLUDE = "/_generated/classroom.yaml"  # the course map shows the classroom profile, its measured times
 
 
 def prepare_book_dir(book_dir: Path) -> None:
     """Copy the notebook sources beside the book so each figure's caption can link to its code, and the exercises'
-    solutions where the pages include them from (``EXERCISES_INCLUDE``), so any copy of book/ builds."""
+    solutions and the classroom profile where the pages include them from (``EXERCISES_INCLUDE``,
+    ``CLASSROOM_INCLUDE``), so any copy of book/ builds."""
     gen = book_dir / "_generated" / "notebooks"
     gen.mkdir(parents=True, exist_ok=True)
     for f in paths.NOTEBOOKS.glob("*.md"):
@@ -289,6 +291,7 @@ def prepare_book_dir(book_dir: Path) -> None:
     from ..chapters import exercises
 
     shutil.copy2(exercises.__file__, book_dir / EXERCISES_INCLUDE.lstrip("/"))
+    shutil.copy2(paths.PROFILES / "classroom.yaml", book_dir / CLASSROOM_INCLUDE.lstrip("/"))
     static = book_dir / "_static"
     if not (static / "vega" / "vega.min.js").exists():
         raise LmconvError(f"the vendored chart libraries are missing in {static}/vega", "run `make setup`")

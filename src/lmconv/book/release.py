@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .. import __version__, analysis, book, paths
 from ..analysis import engine
+from ..checkpoints import bundle as bundle_mod
+from ..checkpoints.suites import RUN_FINISHED, TOKENIZER_FILES
 from ..errors import LmconvError
 from ..io import atomic_dir, read_json, sha256_file, write_json, write_text
 from . import status
@@ -25,9 +27,15 @@ tables/            the metric tables the chapters read: tables/{profile}/{family
                    engine's cross-seed tables of one analysis a chapter ran; request.json says which sizes, seeds,
                    steps and probe, and which chapters used it; downstream_pairs and downstream_lastword are the
                    items the downstream table scores) and tables/{profile}/runs/{run}/ (each run's training,
-                   validation and spectra logs, which chapters 1, 7 and 8 read)
+                   validation and spectra logs, which chapters 1, 7 and 8 read, and each checkpoint's
+                   checksums.json and config.json, without the weights); tables/{profile}/tokenizer/ the suite's
+                   tokenizer. Tables mode runs a chapter from these: LMCONV_TABLES=<this folder> lmconv chapter NAME
 SHA256SUMS         checksums of every file above; verify with:  sha256sum -c SHA256SUMS
 """
+
+
+SUITE_FILES = ("suite.json", "profile.json", "timing.json")
+RUN_FILES = ("*/*_log.parquet", "*/spectra.npz", f"*/{RUN_FINISHED}", "*/step*/checksums.json", "*/step*/config.json")
 
 
 def profiles_of_build(book_dir: Path) -> list[str]:
@@ -55,6 +63,22 @@ def chapter_analyses(book_dir: Path) -> dict[str, dict]:
     return out
 
 
+def copy_suite(root: Path, dest: Path) -> None:
+    """A suite without its weights, as tables mode reads it (:mod:`lmconv.checkpoints.bundle`): ``dest/runs`` holds
+    the suite's own records, each run's logs, spectra and ``run.json``, and per checkpoint its ``checksums.json``
+    and ``config.json``; ``dest/tokenizer`` the one tokenizer every checkpoint records."""
+    files = [f for f in SUITE_FILES if (root / f).exists()]
+    files += [p.relative_to(root) for pattern in RUN_FILES for p in sorted(root.glob(pattern))]
+    for rel in files:
+        (dest / "runs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, dest / "runs" / rel)
+    final = next(iter(sorted(root.glob("*/step*/checksums.json"))), None)
+    if final is not None:
+        (dest / bundle_mod.TOKENIZER).mkdir(parents=True, exist_ok=True)
+        for name in TOKENIZER_FILES:
+            shutil.copy2(final.parent / name, dest / bundle_mod.TOKENIZER / name)
+
+
 def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
     book_dir = book_dir or paths.BOOK
     html = book_dir / "_build" / "html"
@@ -75,23 +99,30 @@ def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
                 continue
             write_json(bundle / "suites" / f"{prof_name}-status.json", st)
             write_json(bundle / "suites" / f"{prof_name}-manifest.json", status.suite_manifest(prof_name))
-            root = paths.suite_dir(prof_name)
-            for log in sorted(root.glob("*/*_log.parquet")) + sorted(root.glob("*/spectra.npz")):
-                dest = bundle / "tables" / prof_name / "runs" / log.parent.name / log.name
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(log, dest)
-        for rid, used in chapter_analyses(book_dir).items():
-            res = analysis.replay(used["request"])
-            folder = bundle / "tables" / used["request"]["profile"] / res.family / rid
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in engine.TABLES:
-                res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
-            res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
-            if res.evals is not None:  # the downstream items themselves, beside their scores
-                res.evals.pairs.to_parquet(folder / "downstream_pairs.parquet", index=False)
-                res.evals.lastword.to_parquet(folder / "downstream_lastword.parquet", index=False)
-            write_json(folder / "request.json", used)
+            copy_suite(paths.suite_dir(prof_name), bundle / "tables" / prof_name)
+        for used in chapter_analyses(book_dir).values():
+            write_analysis(bundle, used["request"], used["chapters"])
         write_text(bundle / "README.txt", README)
-        sums = [f"{sha256_file(f)}  {f.relative_to(bundle)}" for f in sorted(bundle.rglob("*")) if f.is_file()]
-        write_text(bundle / "SHA256SUMS", "\n".join(sums) + "\n")
+        write_sums(bundle)
     return final
+
+
+def write_analysis(bundle: Path, request: dict, chapters: list[str]) -> Path:
+    """One analysis a chapter ran (its recorded ``request``), as tables under the bundle; return the folder."""
+    res = analysis.replay(request)
+    folder = bundle / "tables" / request["profile"] / res.family / analysis.request_id(request)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in engine.TABLES:
+        res.tables[name].to_parquet(folder / f"{name}.parquet", index=False)
+    res.targets.to_parquet(folder / "probe_targets.parquet", index=False)
+    if res.evals is not None:  # the downstream items themselves, beside their scores
+        res.evals.pairs.to_parquet(folder / "downstream_pairs.parquet", index=False)
+        res.evals.lastword.to_parquet(folder / "downstream_lastword.parquet", index=False)
+    write_json(folder / "request.json", {"request": request, "chapters": chapters})
+    return folder
+
+
+def write_sums(bundle: Path) -> None:
+    """``SHA256SUMS`` over every file of the bundle (``sha256sum -c`` reads it; so does tables mode)."""
+    files = sorted(f for f in bundle.rglob("*") if f.is_file() and f.name != bundle_mod.SUMS)
+    write_text(bundle / bundle_mod.SUMS, "".join(f"{sha256_file(f)}  {f.relative_to(bundle)}\n" for f in files))
