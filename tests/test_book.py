@@ -198,6 +198,55 @@ def test_every_page_renders_offline_in_chromium(built_book, tmp_path):
     assert re.search(r'<path[^>]+role="graphics-symbol"|role="graphics-object"', first)
 
 
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"  # npm axe-core, pinned in package-lock.json
+# Run after the page's own scripts (Vega, MathJax) have drawn; the violations are written into the DOM Chromium dumps.
+AXE_RUN = """<script src="{axe}"></script><script>
+window.addEventListener("load", () => setTimeout(() => axe.run(document, {{resultTypes: ["violations"]}}).then(r => {{
+  const out = document.createElement("pre");
+  out.id = "axe-violations";
+  out.textContent = JSON.stringify(r.violations.map(v => ({{id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.length, first: v.nodes.slice(0, 3).map(n => n.target.join(" "))}})));
+  document.body.appendChild(out);
+}}), 2000));
+</script></body>"""
+# What fails the check: axe-core's two highest impacts (WCAG 2 A/AA rules and axe's best practices).
+AXE_FAILS = ("critical", "serious")
+
+
+def axe_violations(chromium: str, page: Path, profile: Path) -> list[dict]:
+    """axe-core's violations on ``page`` in headless Chromium, offline (a copy of the page beside it, so its
+    relative links resolve, with axe injected)."""
+    probe = page.with_name(page.stem + ".axe-check.html")
+    probe.write_text(page.read_text().replace("</body>", AXE_RUN.format(axe=AXE.as_uri()), 1))
+    try:
+        dom = _render(chromium, probe, profile).stdout
+    finally:
+        probe.unlink()
+    m = re.search(r'<pre id="axe-violations">(.*?)</pre>', dom, re.S)
+    assert m, f"{page.name}: axe-core did not report (it did not run in {len(dom)} characters of DOM)"
+    return json.loads(html_mod.unescape(m.group(1)))
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_every_page_passes_an_accessibility_check(built_book, tmp_path):
+    """axe-core on every page of the book, offline: no critical or serious violation (every chart has its
+    caption as its text description, every image an alternative text, contrast and landmarks as WCAG asks)."""
+    from lmconv.book import pdf
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed (make setup installs it as root)")
+    assert AXE.exists(), "axe-core is not installed: make setup (npm ci from package-lock.json)"
+    html = built_book / "_build" / "html"
+    found = {}
+    for rel in pdf.toc_pages(built_book):
+        bad = [v for v in axe_violations(chromium, html / rel, tmp_path / "profile") if v["impact"] in AXE_FAILS]
+        if bad:
+            found[rel] = bad
+    assert not found, json.dumps(found, indent=1)[:6000]
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_pdf_holds_every_page(built_book):
