@@ -146,3 +146,10 @@ def test_the_classroom_suite_is_the_default_one_made_smaller():
     for key in ("corpus", "vocab_size", "context", "checkpoints", "probe"):
         assert cls.raw[key] == default.raw[key], key
     assert not cls.raw.get("companions")
+
+
+def test_the_exercise_that_loads_a_checkpoint_says_why_it_cannot_in_tables_mode(tables_mode):
+    from lmconv.chapters import exercises
+
+    got = exercises.per_by_hand(analysis.run("smoke", progress=False))
+    assert "release bundle does not hold" in got["by hand"]

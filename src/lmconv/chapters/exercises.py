@@ -260,9 +260,12 @@ def per_by_hand(res) -> pd.Series:
     seed), from :func:`proportional_effective_rank` on the checkpoint's weights, beside the engine's value."""
     import torch
 
-    from ..checkpoints import suites
+    from ..checkpoints import bundle, suites
 
     size, seed, step = res.sizes[-1], res.seeds[0], res.steps[-1]
+    if isinstance(res.suite.source, bundle.BundleSource):  # tables mode: a release bundle holds no weights
+        why = "needs the checkpoint's weights, which a release bundle does not hold: train the suite to compute it"
+        return pd.Series({"size": size, "seed": seed, "step": step, "by hand": why})
     model = res.suite.source.load_model(suites.CheckpointRef(res.family, size, seed, step))
     w = model.gpt_neox.layers[0].mlp.dense_4h_to_h.weight.detach()
     mine = proportional_effective_rank(torch.linalg.svdvals(w).numpy(), model.config.hidden_size)
