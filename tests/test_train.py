@@ -557,3 +557,39 @@ def test_jobs_wait_for_the_run_a_branch_starts_from_and_stop_with_a_workers_erro
     with pytest.raises(LmconvError, match=r"step16/model\.safetensors does not match its recorded sha256") as e:
         train.train_profile(prof, progress=False, jobs=2)
     assert e.value.fix.startswith("delete ")
+
+
+def _workers(parent: int) -> list[int]:
+    """The spawned training workers of process ``parent`` (not its resource tracker)."""
+    out = []
+    for kid in Path(f"/proc/{parent}/task/{parent}/children").read_text().split():
+        cmdline = Path(f"/proc/{kid}/cmdline").read_bytes() if Path(f"/proc/{kid}").exists() else b""
+        if b"spawn_main" in cmdline:
+            out.append(int(kid))
+    return out
+
+
+def _ended(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc (Linux)")
+def test_killing_a_parallel_training_ends_its_workers(tmp_path):
+    """`lmconv train` killed (SIGKILL: no handler runs) while two runs train at once: its workers end too, instead
+    of training on unseen beside the next command (a rerun resumes the runs)."""
+    env = os.environ | {"LMCONV_HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "lmconv", "train", "--profile", "smoke", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 300
+        while len(workers := _workers(proc.pid)) < 2:
+            assert proc.poll() is None and time.time() < deadline, "the training ended before both workers started"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.time() + 10
+    while not all(_ended(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert all(_ended(w) for w in workers), f"workers {workers} outlived the killed training"

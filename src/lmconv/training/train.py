@@ -768,6 +768,19 @@ def selected_runs(
     return out
 
 
+def _end_with_parent(parent: int) -> None:
+    """A training worker's initializer: end the worker once the process that started it is gone (stopped by a
+    signal, even SIGKILL, which no handler sees), so no run goes on writing on its own; a rerun resumes it."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
+
+
 def _train_in_parallel(runs: list[RunSpec], data: TrainData, progress: bool, jobs: int) -> None:
     """Train ``runs`` in up to ``jobs`` spawned processes, the costliest ready one first (``RunSpec.cost``), each
     once the run it branches from is done. The first error stops the rest (their workers are ended; a rerun
@@ -778,7 +791,12 @@ def _train_in_parallel(runs: list[RunSpec], data: TrainData, progress: bool, job
     selected = {r.dir for r in runs}
     waits_for = {r.dir: src for r in runs if r.branch_source and (src := r.branch_source[0]) in selected}
     waiting, running, done = list(runs), {}, set()
-    pool = ProcessPoolExecutor(min(jobs, len(runs)), mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        min(jobs, len(runs)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    )
     try:
         while waiting or running:
             ready = [r for r in waiting if r.dir not in waits_for or waits_for[r.dir] in done]
