@@ -3,12 +3,12 @@ checksums, and nothing that needs the models runs quietly."""
 
 from __future__ import annotations
 
-import dataclasses
+import os
 
 import pandas as pd
 import pytest
 
-from lmconv import analysis, bootstrap, paths
+from lmconv import analysis, bootstrap, io, paths
 from lmconv.analysis import engine
 from lmconv.book import release
 from lmconv.checkpoints import bundle as bundle_mod
@@ -18,26 +18,30 @@ from lmconv.training import train
 
 
 @pytest.fixture(scope="module")
-def local(smoke_suite):
-    """The smoke suite analysed here, the reference tables mode must reproduce."""
-    return analysis.run("smoke", progress=False)
+def recorded(smoke_suite, tmp_path_factory):
+    """The smoke suite analysed here (the reference tables mode must reproduce), with the request
+    ``analysis.run`` recorded in a ledger, as it does while the book executes a chapter."""
+    ledger = tmp_path_factory.mktemp("ledger") / "analyses.json"
+    os.environ[paths.LEDGER_ENV] = str(ledger)
+    try:
+        res = analysis.run("smoke", progress=False)
+    finally:
+        del os.environ[paths.LEDGER_ENV]
+    (request,) = io.read_json(ledger)
+    return res, request
 
 
 @pytest.fixture(scope="module")
-def bundle(local, smoke_suite, tmp_path_factory):
+def local(recorded):
+    return recorded[0]
+
+
+@pytest.fixture(scope="module")
+def bundle(recorded, tmp_path_factory):
     """A bundle of the smoke suite holding the one analysis ``local`` ran, as ``make release`` writes it."""
     root = tmp_path_factory.mktemp("bundle")
     release.copy_suite(paths.suite_dir("smoke"), root / "tables" / "smoke")
-    request = {
-        "profile": "smoke",
-        "arm": None,
-        "sizes": local.sizes,
-        "seeds": [int(k) for k in local.seeds],
-        "steps": [int(st) for st in local.steps],
-        "probe": dataclasses.asdict(smoke_suite.profile.probe),
-        "options": dataclasses.asdict(engine.EngineOptions(device=smoke_suite.profile.arm(None).train.device)),
-    }
-    release.write_analysis(root, request, ["02_kl_convergence"])
+    release.write_analysis(root, recorded[1], ["02_kl_convergence"])
     release.write_sums(root)
     return root
 
@@ -153,3 +157,16 @@ def test_the_exercise_that_loads_a_checkpoint_says_why_it_cannot_in_tables_mode(
 
     got = exercises.per_by_hand(analysis.run("smoke", progress=False))
     assert "release bundle does not hold" in got["by hand"]
+
+
+def test_lmconv_chapter_refuses_a_folder_that_is_no_bundle_before_it_starts(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run(
+        [sys.executable, "-m", "lmconv", "chapter", "02_kl_convergence", "--tables", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode != 0 and "is not a release bundle" in r.stderr and "[chapter]" not in r.stdout
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -113,7 +113,10 @@ def cmd_chapter(a) -> None:
     from . import book
 
     if a.tables:  # tables mode for this chapter (and the kernel papermill starts, which inherits it)
+        from .checkpoints import bundle
+
         os.environ[paths.TABLES_ENV] = str(Path(a.tables).expanduser().resolve())
+        bundle.active()  # a folder that is no bundle stops here, before a kernel starts
     params = {"profile": a.profile, **{k: _param_value(k, v) for k, v in a.p}}
     out = book.run_chapter(a.name, params, Path(a.book_dir) if a.book_dir else None)
     print(f"executed: {out}")

@@ -72,11 +72,11 @@ def copy_suite(root: Path, dest: Path) -> None:
     for rel in files:
         (dest / "runs" / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(root / rel, dest / "runs" / rel)
-    final = next(iter(sorted(root.glob("*/step*/checksums.json"))), None)
-    if final is not None:
+    checkpoint = next(iter(sorted(root.glob("*/step*/checksums.json"))), None)  # any: they share one tokenizer
+    if checkpoint is not None:
         (dest / bundle_mod.TOKENIZER).mkdir(parents=True, exist_ok=True)
         for name in TOKENIZER_FILES:
-            shutil.copy2(final.parent / name, dest / bundle_mod.TOKENIZER / name)
+            shutil.copy2(checkpoint.parent / name, dest / bundle_mod.TOKENIZER / name)
 
 
 def make_bundle(out: Path | None = None, book_dir: Path | None = None) -> Path:
