@@ -106,6 +106,7 @@ def test_every_shipped_ladder_reads_its_trunk_at_each_length(name):
         assert r.branch_step == t.schedule.decay_start(r.length) and t.schedule.kind == "wsd"
         trunk = prof.arm(L.trunk_arm(prof)).train.schedule
         assert all(t.schedule.multiplier(s, r.length) == trunk.multiplier(s, 10**9) for s in range(r.branch_step))
+        assert r.length % prof.arm(L.trunk_arm(prof)).train.val_every == 0  # the trunk's held-out loss at each length
 
 
 def test_a_profile_that_is_no_ladder_gets_a_clear_error(smoke_ladder):
@@ -197,3 +198,35 @@ def test_the_regime_sentence_places_the_ladder_against_the_papers():
     assert below.startswith("The ladder spans 1.0–28") and "a factor 26 below" in below
     assert "overlaps the papers' range" in L.regime_sentence([10.0, 1000.0], [1.6, 14.0], [740.0, 21000.0])
     assert "above every one" in L.regime_sentence([30000.0, 40000.0], [1.6, 14.0], [740.0, 21000.0])
+
+
+def _trunk_logs(held_out: dict[int, list[float]], train_loss: float = 3.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Planted logs of one size's trunk: held-out loss per length and seed, a flat training loss."""
+    seeds = range(1, len(next(iter(held_out.values()))) + 1)
+    rows = [(n, k, x) for n, xs in held_out.items() for k, x in zip(seeds, xs, strict=True)]
+    val = pd.DataFrame([{"size": "a", "seed": k, "step": n, "val_loss": x} for n, k, x in rows])
+    steps = range(1, max(held_out) + 1)
+    train_log = pd.DataFrame([{"size": "a", "seed": k, "step": s, "loss": train_loss} for k in seeds for s in steps])
+    regime = pd.DataFrame([{"size": "a", "length": n, "epochs": n / 100} for n in held_out])
+    return train_log, val, regime
+
+
+def test_repetition_tells_a_falling_held_out_loss_from_a_flat_one():
+    train_log, val, regime = _trunk_logs({200: [4.0, 4.1], 400: [3.8, 3.85]})
+    rep = L.repetition(train_log, val, regime)
+    assert rep.falling == {"a": True}
+    row = rep.table.set_index("length").loc[400]
+    assert row["held-out loss"] == pytest.approx(3.825) and row["training loss"] == pytest.approx(3.0)
+    assert row["gap"] == pytest.approx(0.825) and row["seed spread"] == pytest.approx(0.05)
+    assert "4.050 nats at 2.0 epochs, 3.825 at 4.0 (-0.225; seeds spread 0.050)" in rep.sentence
+    assert "the longest rungs measure the length of training" in rep.sentence
+    # a fall within the seeds' spread at the longest length is no fall
+    flat = L.repetition(*_trunk_logs({200: [4.0, 4.1], 400: [3.9, 4.1]}))
+    assert flat.falling == {"a": False}
+    assert "at a the held-out loss no longer falls" in flat.sentence
+
+
+def test_repetition_needs_the_held_out_loss_at_every_length():
+    train_log, val, regime = _trunk_logs({200: [4.0, 4.1], 400: [3.8, 3.85]})
+    with pytest.raises(LmconvError, match="no validation loss at step 400"):
+        L.repetition(train_log, val[val.step != 400], regime)

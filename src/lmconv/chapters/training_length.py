@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pandas as pd
 
+from .. import analysis
 from ..book import status
 from ..checkpoints import summaries
 from ..figures import ladder as fig
@@ -31,6 +32,7 @@ class LadderPage:
     lad: L.Ladder
     table: pd.DataFrame  # :func:`lmconv.lenses.ladder.table`
     answers: dict[str, L.LengthAnswer]
+    repetition: L.Repetition  # does repeating the data limit the trunk?
 
 
 def load(P: SimpleNamespace) -> LadderPage:
@@ -38,7 +40,11 @@ def load(P: SimpleNamespace) -> LadderPage:
     name = L.companion(P.profile, P.ladder_profile)
     rule = sp.SosdRule.from_params(P)
     lad = L.measure(name, P.sizes, P.seeds, rel_tol=P.rel_tol, cka_threshold=P.cka_threshold, sosd_rule=rule)
-    return LadderPage(P, profiles.load(P.profile), profiles.load(name), lad, L.table(lad), L.length_answers(lad))
+    suite = analysis.Suite.open(name)
+    logs = suite.train_logs(suite.family(L.trunk_arm(suite.profile)))
+    train, val = (df[df["size"].isin(lad.sizes) & df.seed.isin(lad.seeds)] for df in logs)
+    rep = L.repetition(train, val, lad.regime)
+    return LadderPage(P, profiles.load(P.profile), suite.profile, lad, L.table(lad), L.length_answers(lad), rep)
 
 
 def _statistics(d: LadderPage) -> dict[str, str]:
@@ -83,6 +89,8 @@ def design(d: LadderPage) -> Glued:
         "pp_tpp_max": float(pp.max()),
         "says_regime": L.regime_sentence(list(tpp), list(main), list(pp)),
         "tab_regime": lad.regime.set_index(["size", "length"]).round(3),
+        "says_repetition": d.repetition.sentence,
+        "tab_repetition": d.repetition.table.set_index(["size", "length"]).round(3),
     }
 
 

@@ -346,3 +346,76 @@ def length_answer(lad: Ladder, claim: str) -> LengthAnswer:
 def length_answers(lad: Ladder) -> dict[str, LengthAnswer]:
     """:func:`lmconv.lenses.ladder.length_answer` for every claim of :data:`lmconv.lenses.ladder.CLAIMS`."""
     return {c: length_answer(lad, c) for c in CLAIMS}
+
+
+#: Training steps averaged to read the trunk's training loss at a length (the batches just before it).
+TRAIN_WINDOW = 100
+
+
+@dataclass(frozen=True)
+class Repetition:
+    """Whether repeating the training split limits the trunk: per size, does its held-out loss still fall over
+    the last doubling of length, by more than the seeds spread?"""
+
+    table: pd.DataFrame  # per size and length: epochs, held-out and training loss (seed means), gap, seed spread
+    falling: dict[str, bool]  # size → the held-out loss fell beyond the seed spread over the last two lengths
+    sentence: str
+
+
+def repetition(
+    train_log: pd.DataFrame, val_log: pd.DataFrame, regime: pd.DataFrame, window: int = TRAIN_WINDOW
+) -> Repetition:
+    """The trunk (constant rate, no decay) read at every length of ``regime`` (:func:`lmconv.lenses.ladder.regime`):
+    held-out loss at that step and training loss over the ``window`` steps before it (means over seeds), their
+    gap (held-out − training), and the held-out loss's spread (max − min) over seeds. At a size the held-out loss
+    *still falls* when its mean drops between the two longest lengths by more than the spread at the longest:
+    then the repeated data has not stopped the runs from generalising better, and the longest rungs measure
+    length, not the limit of the data."""
+    rows = []
+    for (size, n), reg in regime.set_index(["size", "length"]).iterrows():
+        v = val_log[(val_log["size"] == size) & (val_log.step == n)]
+        t = train_log[(train_log["size"] == size) & (train_log.step > n - window) & (train_log.step <= n)]
+        if v.empty or t.empty:
+            raise LmconvError(
+                f"the trunk of size {size} has no validation loss at step {n} or no training loss before it",
+                "train the ladder with val_every dividing every length (ladder.yaml) and read its constant arm",
+            )
+        held, train = float(v.val_loss.mean()), float(t.groupby("seed").loss.mean().mean())
+        rows.append(
+            {
+                "size": size,
+                "length": int(n),
+                "epochs": float(reg.epochs),
+                "held-out loss": held,
+                "training loss": train,
+                "gap": held - train,
+                "seed spread": float(v.val_loss.max() - v.val_loss.min()),
+            }
+        )
+    tab = pd.DataFrame(rows)
+    falling, parts = {}, []
+    for size, g in tab.groupby("size", sort=False):
+        g = g.sort_values("length")
+        if len(g) < 2:
+            raise LmconvError(f"the ladder has one length for size {size}", "give ladder.yaml two cooled arms or more")
+        a, b = g.iloc[-2], g.iloc[-1]
+        fall = a["held-out loss"] - b["held-out loss"]
+        falling[str(size)] = bool(fall > b["seed spread"])
+        parts.append(
+            f"{size}: {a['held-out loss']:.3f} nats at {a.epochs:.1f} epochs, {b['held-out loss']:.3f} at "
+            f"{b.epochs:.1f} ({-fall:+.3f}; seeds spread {b['seed spread']:.3f}), the gap to the training loss "
+            f"{a.gap:+.3f} → {b.gap:+.3f}"
+        )
+    flat = [s for s, f in falling.items() if not f]
+    if not flat:
+        verdict = (
+            "at every size the held-out loss still falls over the trunk's last doubling by more than the seeds "
+            "spread, so repeating the training split has not yet stopped the runs from improving: the longest rungs "
+            "measure the length of training, not the limit of the data"
+        )
+    else:
+        verdict = (
+            f"at {', '.join(flat)} the held-out loss no longer falls over the last doubling by more than the seeds "
+            "spread: from there on the rungs mix the length of training with the repetition of the data"
+        )
+    return Repetition(tab, falling, f"Over the trunk's last doubling — {'; '.join(parts)} — {verdict}")
