@@ -67,6 +67,7 @@ def test_per_arm_events_are_the_runs_medians(d):
         for col, got in (("t_S", pa.loc[arm, "t_S"]), ("t_L", pa.loc[arm, "t_L"]), ("delta", pa.loc[arm, "delta_med"])):
             want = np.median(runs[col].astype(float))
             assert (math.isnan(got) and math.isnan(want)) or got == pytest.approx(want), (arm, col)
+        assert (pa.loc[arm, "delta_n"], pa.loc[arm, "runs"]) == (runs.delta.notna().sum(), len(runs))
         last = d.val_log[(d.val_log.family == arm) & (d.val_log.step == 96)]
         assert pa.loc[arm, "final loss"] == pytest.approx(last.val_loss.mean(), rel=1e-12)
 
@@ -152,6 +153,7 @@ def test_alignment_where_the_sosd_point_is_found(d):
     assert g["ts_cosine"] == 400
     # a run without t_S leaves its arm's median t_S undefined, while δ's median is over the runs that have it
     assert math.isnan(g["ts_muon"]) and g["delta_muon"] == pytest.approx(math.log10(800 / 250))
+    assert (pa.loc["muon", "delta_n"], pa.loc["muon", "runs"], pa.loc["cosine", "delta_n"]) == (1, 2, 2)
     assert g["delta_cosine"] == pytest.approx((math.log10(300 / 250) + math.log10(500 / 250)) / 2)
     assert g["n_found"] == 13 and g["n_runs"] == 14
     assert (g["delta_arm_lo_name"], g["delta_arm_hi_name"]) == ("cosine_wd1", "muon")

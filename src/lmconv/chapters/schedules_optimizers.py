@@ -116,7 +116,8 @@ def _median_float(v: pd.Series) -> float:
 
 def arm_events(events: pd.DataFrame, factor: dict[str, str], arms: list[str], final: pd.Series) -> pd.DataFrame:
     """Per arm (in ``arms`` order): the factor it changes, median t_S and t_L, δ's median, lowest and highest
-    over seeds, median peak/floor, and the final validation loss ``final``."""
+    over the seeds where both events were found (how many: ``delta_n`` of ``runs``), median peak/floor, and the
+    final validation loss ``final``. A run without t_S leaves its arm's median t_S undefined (NaN)."""
     per_arm = (
         events.groupby("family")
         .agg(
@@ -125,6 +126,8 @@ def arm_events(events: pd.DataFrame, factor: dict[str, str], arms: list[str], fi
             delta_med=("delta", "median"),
             delta_min=("delta", "min"),
             delta_max=("delta", "max"),
+            delta_n=("delta", "count"),
+            runs=("delta", "size"),
             peak_over_floor=("peak_over_floor", "median"),
         )
         .reindex(arms)
@@ -269,7 +272,13 @@ def weight_norms(d: SweepData) -> Glued:
 def events_table(per_arm: pd.DataFrame) -> Styler:
     """:func:`arm_events` as the chapter's table (a Styler)."""
     tab = per_arm.rename(
-        columns={"delta_med": "δ (median)", "delta_min": "δ min", "delta_max": "δ max", "peak_over_floor": "peak/floor"}
+        columns={
+            "delta_med": "δ (median)",
+            "delta_min": "δ min",
+            "delta_max": "δ max",
+            "delta_n": "runs with δ",
+            "peak_over_floor": "peak/floor",
+        }
     )
     fmt = {"t_S": "{:.0f}", "t_L": "{:.0f}", "δ (median)": "{:+.2f}", "δ min": "{:+.2f}", "δ max": "{:+.2f}"}
     return tab.style.format({**fmt, "peak/floor": "{:.1f}", "final loss": "{:.3f}"}, na_rep="–")
