@@ -299,6 +299,31 @@ def test_the_build_records_the_time_of_every_stage(built_book):
     assert all(s["seconds"] >= 0 for s in rec["stages"]) and rec["profile"] == "smoke"
 
 
+def test_an_interrupted_build_keeps_its_stage_times(tmp_path, monkeypatch):
+    """The stages an interrupted make book finished are carried into the next build's record, numbered by attempt;
+    an unfinished build of another profile is not."""
+    from lmconv import book
+
+    monkeypatch.setenv("LMCONV_HOME", str(tmp_path))
+    first = book.BuildStages("p")
+    first.add("train p", 100.0)
+    first.add("train q", 50.0)  # then the build is stopped: no record_build
+    assert not book.build_records() and (book.builds_dir() / "unfinished.json").exists()
+    again = book.BuildStages("p")
+    again.add("train q", 20.0)
+    again.add("html", 1.0)
+    rec = book.record_build("p", again.all())
+    assert [(s["stage"], s["seconds"], s["attempt"]) for s in rec["stages"]] == [
+        ("train p", 100.0, 1), ("train q", 50.0, 1), ("train q", 20.0, 2), ("html", 1.0, 2)
+    ]  # fmt: skip
+    assert rec["total_s"] == 171.0 and book.build_records()["first"] == rec
+    assert not (book.builds_dir() / "unfinished.json").exists()
+    other = book.BuildStages("smoke")
+    other.add("train smoke", 3.0)
+    assert [s["stage"] for s in book.BuildStages("p").all()] == []  # smoke's unfinished build is not p's
+    assert book.BuildStages("smoke").earlier == [{"stage": "train smoke", "seconds": 3.0, "attempt": 1}]
+
+
 @pytest.fixture(scope="module")
 def bundle(built_book, tmp_path_factory) -> Path:
     """The release bundle of the built smoke book."""

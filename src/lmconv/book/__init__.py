@@ -349,13 +349,13 @@ def build(
 
     book_dir = book_dir or paths.BOOK
     names = chapters or toc_chapters(book_dir)
-    stages: list[dict] = []
+    stages = BuildStages(profile)
     if train:
         for p in dict.fromkeys([profile, *companion_profiles(profile)]):
             t0 = time.perf_counter()
             train_mod.train_profile(profiles.load(p))
-            stages.append({"stage": f"train {p}", "seconds": round(time.perf_counter() - t0, 1)})
-            print(f"[book] suite {p!r} ready ({stages[-1]['seconds']:.0f} s)", flush=True)
+            took = stages.add(f"train {p}", time.perf_counter() - t0)
+            print(f"[book] suite {p!r} ready ({took:.0f} s)", flush=True)
     for name in names:
         params = {"profile": profile, **(extra or {})}
         t0 = time.perf_counter()
@@ -364,12 +364,41 @@ def build(
             print(f"[chapter] {name} is up to date (same notebook, parameters, code and suites)", flush=True)
         else:
             run_chapter(name, params, book_dir)
-        stages.append({"stage": f"chapter {name}", "seconds": round(time.perf_counter() - t0, 1), "ran": not current})
+        stages.add(f"chapter {name}", time.perf_counter() - t0, ran=not current)
     t0 = time.perf_counter()
     html = build_html(book_dir)
-    stages.append({"stage": "html", "seconds": round(time.perf_counter() - t0, 1)})
-    record_build(profile, stages)
+    stages.add("html", time.perf_counter() - t0)
+    record_build(profile, stages.all())
     return html
+
+
+class BuildStages:
+    """The stages of the build under way, each also written to ``builds/unfinished.json`` as it ends, so that an
+    interrupted build's times are not lost: the next build of the data home carries them forward (the stages it
+    finished, with ``"attempt"`` numbering the interrupted builds from 1; the time of the stage it was stopped in
+    is lost, and that stage's work, resumed, counts in the next attempt). An unfinished build of another profile
+    is not carried forward."""
+
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        self.stages: list[dict] = []
+        f = builds_dir() / "unfinished.json"
+        left = read_json(f) if f.exists() else {}
+        self.earlier: list[dict] = left["stages"] if left.get("profile") == profile else []
+        self.attempt = 1 + max((s.get("attempt", 0) for s in self.earlier), default=0)
+
+    def add(self, stage: str, seconds: float, **more: object) -> float:
+        """Record a finished stage (and its time, which it returns)."""
+        self.stages.append({"stage": stage, "seconds": round(seconds, 1), **more})
+        write_json(builds_dir() / "unfinished.json", {"profile": self.profile, "stages": self._tagged()})
+        return self.stages[-1]["seconds"]
+
+    def _tagged(self) -> list[dict]:
+        return [*self.earlier, *({**s, "attempt": self.attempt} for s in self.stages)]
+
+    def all(self) -> list[dict]:
+        """Every stage of this build, after those of the interrupted builds before it (when there were any)."""
+        return self._tagged() if self.earlier else list(self.stages)
 
 
 def builds_dir() -> Path:
@@ -379,7 +408,8 @@ def builds_dir() -> Path:
 
 
 def record_build(profile: str, stages: list[dict]) -> dict:
-    """Write one build's stage times as the latest build, and as the first when this data home has none yet."""
+    """Write one build's stage times as the latest build, and as the first when this data home has none yet; the
+    record of an unfinished build (:class:`BuildStages`) is folded in and removed."""
     record = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "profile": profile,
@@ -389,6 +419,7 @@ def record_build(profile: str, stages: list[dict]) -> dict:
     write_json(builds_dir() / "latest.json", record)
     if not (builds_dir() / "first.json").exists():
         write_json(builds_dir() / "first.json", record)
+    (builds_dir() / "unfinished.json").unlink(missing_ok=True)
     return record
 
 
