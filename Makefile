@@ -61,6 +61,7 @@ preload:  # what the commands run with (no setup): the allocator preload, decide
 
 lint: setup
 	$(RUN) $(PY) -m ruff check .
+	$(RUN) $(PY) -m ruff format --check .
 
 lock:
 	python3 -m venv /tmp/lmconv-lock-venv && /tmp/lmconv-lock-venv/bin/pip install -q -r requirements.in

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command of the README (make test): unit and integration tests, the smoke book, nbval, ruff.
+# The test command of the README (make test): unit and integration tests, the smoke book, nbval, ruff (rules and layout).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export LMCONV_TEST_HOME=${LMCONV_TEST_HOME:-$(mktemp -d /tmp/lmconv-test.XXXXXX)}
 status=0
 python -m ruff check . || status=1
+python -m ruff format --check . || status=1  # the code's layout is ruff's (run `make lint` to see, `ruff format .` to fix)
 # Two workers (pytest-xdist), each test file whole on one: the smoke book builds on the worker that runs
 # test_book.py (its only reader, conftest.py) while the other runs the rest; each worker trains the smoke
 # suites in its own data home.

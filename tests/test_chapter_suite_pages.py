@@ -204,8 +204,16 @@ def synthetic(main: profiles.Profile, anneal: profiles.Profile) -> A.AnnealData:
                 uni += [(sp.label, z, st, s, abs(np.log2(st + 1) - 4) + 1.0) for s in SEEDS]
                 ce += [(sp.label, z, st, s, CE[sp.label] + 1.0 / (st + 1)) for s in SEEDS]
     frame = lambda rows, cols: pd.DataFrame(rows, columns=["arm", "size", "step", *cols])  # noqa: E731
-    return A.AnnealData(main, anneal, specs, list(sizes), A.decay_start(specs), frame(cur, ["seed_i", "seed_j", "kl"]),
-                        frame(uni, ["seed", "kl_unigram"]), frame(ce, ["seed", "surprisal"]))
+    return A.AnnealData(
+        main,
+        anneal,
+        specs,
+        list(sizes),
+        A.decay_start(specs),
+        frame(cur, ["seed_i", "seed_j", "kl"]),
+        frame(uni, ["seed", "kl_unigram"]),
+        frame(ce, ["seed", "surprisal"]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -245,8 +253,12 @@ def test_annealing_numbers_follow_the_synthetic_arms(anneal_glued):
     assert g["cosine_final_kl"] == pytest.approx(0.046 * 0.7 * np.mean([1 + 0.01 * k for k in range(6)]))
     assert g["cmp_const_fall_window"].startswith("+") and g["cmp_cos_fall_window"].startswith("−")
     assert (g["cosine_ce"], g["constant_ce"]) == (pytest.approx(CE["cosine"] + 1 / 97), pytest.approx(5.2 + 1 / 97))
-    assert (g["ce_word"], g["kl_word"], g["decay_ce_effect"], g["wsd_word"]) == ("higher", "further apart",
-                                                                                  "lowers", "above")
+    assert (g["ce_word"], g["kl_word"], g["decay_ce_effect"], g["wsd_word"]) == (
+        "higher",
+        "further apart",
+        "lowers",
+        "above",
+    )
     assert "follows the learning rate" in g["lesson"]
     assert g["verdicts"].data.count("\n- ") == 1 and g["verdicts"].data.startswith("- ")  # one line per size
     assert g["tab_annealing"].shape[1] == 2 * 3  # one column per size and arm

@@ -344,9 +344,7 @@ def test_duplicated_hub_revisions_stop_before_any_compute(duplicated_hub, monkey
 
     monkeypatch.setattr(suites.HubSource, "load_model", no_compute)
     with pytest.raises(LmconvError, match=r"pythia-s: revisions step16 and step96 serve the same weights"):
-        analysis.run_hub(
-            ["s"], [0, 2], [0, 16, 96], probe=ProbeSettings(256, 64, 32), source=hub, progress=False
-        )
+        analysis.run_hub(["s"], [0, 2], [0, 16, 96], probe=ProbeSettings(256, 64, 32), source=hub, progress=False)
     fresh = suites.HubSource(cache_dir=duplicated_hub, known_only=False)
     assert fresh.sha(CheckpointRef("pythia", "s", 0, 0)) and fresh.sha(CheckpointRef("pythia", "s", 0, 96))
 

@@ -59,9 +59,7 @@ def test_the_engine_runs_on_the_hub_source(hub_cache, smoke_suite, monkeypatch):
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     hub = suites.HubSource(cache_dir=hub_cache, known_only=False)
-    res = analysis.run_hub(
-        ["s"], [0, 2], [0, 96], probe=ProbeSettings(256, 64, 32), source=hub, progress=False
-    )
+    res = analysis.run_hub(["s"], [0, 2], [0, 96], probe=ProbeSettings(256, 64, 32), source=hub, progress=False)
     local = analysis.run(
         "smoke",
         sizes=["s"],

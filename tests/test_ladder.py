@@ -189,8 +189,9 @@ def _planted(outcomes: dict[tuple[int, str], str]) -> L.Ladder:
 def test_the_length_answer_follows_the_verdicts(outcomes, length, decay):
     a = L.length_answer(_planted(outcomes), "sosd.at_loss_transition")
     assert (a.length, a.decay) == (length, decay)
-    assert ("changes the verdict at 2 steps" in a.sentence) == (decay == "yes" and outcomes[(1, "constant")] ==
-                                                                 outcomes[(1, "cooled")])
+    assert ("changes the verdict at 2 steps" in a.sentence) == (
+        decay == "yes" and outcomes[(1, "constant")] == outcomes[(1, "cooled")]
+    )
 
 
 def test_the_regime_sentence_places_the_ladder_against_the_papers():

@@ -31,9 +31,16 @@ def test_pythia_final_step_is_typed_once():
         for n in ast.walk(ast.parse(f.read_text()))
         if isinstance(n, ast.Constant) and n.value == papers.PYTHIA_STEPS and type(n.value) is int
     ]
-    assert where == ["papers.py:" + str(next(
-        i for i, line in enumerate((SRC / "papers.py").read_text().splitlines(), 1) if line.startswith("PYTHIA_STEPS")
-    ))]
+    assert where == [
+        "papers.py:"
+        + str(
+            next(
+                i
+                for i, line in enumerate((SRC / "papers.py").read_text().splitlines(), 1)
+                if line.startswith("PYTHIA_STEPS")
+            )
+        )
+    ]
     assert papers.POLYPYTHIA_STEPS[-1] == papers.PYTHIA_STEPS == suites.parse_revision("main")
 
 

@@ -38,8 +38,9 @@ def reference(raw: dict, name: str) -> profiles.Profile:
     def settings(over: dict) -> profiles.TrainSettings:
         d = {**raw["train"], **over, "schedule": {**raw["train"].get("schedule", {}), **over.get("schedule", {})}}
         sched = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("schedule").items()}
-        return profiles.TrainSettings(**{k: tuple(v) if k == "betas" else v for k, v in d.items()},
-                                      schedule=profiles.Schedule(**sched))
+        return profiles.TrainSettings(
+            **{k: tuple(v) if k == "betas" else v for k, v in d.items()}, schedule=profiles.Schedule(**sched)
+        )
 
     arms = raw.get("arms") or {raw.get("family", "lmconv"): {}}
     ckpt = raw["checkpoints"] | {"extra": tuple(raw["checkpoints"].get("extra", ()))}

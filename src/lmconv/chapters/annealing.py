@@ -18,8 +18,20 @@ from ..training import profiles
 from . import Glued, section
 
 SAME_TOL = 1e-9  # arms count as the same models while their KL curves agree to within this (nats)
-ARM_KEYS = ("peak_step", "peak_kl", "peak_rel", "final_kl", "final_rel", "fall_total", "fall_total_rel",
-            "fall_stable", "fall_decay", "lr_peak", "lr_split", "lr_final")  # glued per arm, when measured
+ARM_KEYS = (
+    "peak_step",
+    "peak_kl",
+    "peak_rel",
+    "final_kl",
+    "final_rel",
+    "fall_total",
+    "fall_total_rel",
+    "fall_stable",
+    "fall_decay",
+    "lr_peak",
+    "lr_split",
+    "lr_final",
+)  # glued per arm, when measured
 CMP_KEYS = ("cos_fall_window", "const_fall_window", "wsd_fall_decay", "const_fall_decay", "cos_fall_decay")
 
 

@@ -70,10 +70,21 @@ def _default(fn, name: str):
 
 def detector_table(rates: pd.DataFrame) -> Styler:
     """The rates of :func:`lmconv.metrics.calibration.detector_rates` as the page shows them."""
-    shown = rates.rename(columns={"found_rate": "found", "within_tol_rate": "within tol", "tol_decades": "tol",
-                                  "median_error_decades": "median error (decades)"}).drop(columns="draws")
-    formats = {"noise": "{:.1%}", "found": "{:.0%}", "within tol": "{:.0%}", "tol": "{:.2f}",
-               "median error (decades)": "{:.3f}"}
+    shown = rates.rename(
+        columns={
+            "found_rate": "found",
+            "within_tol_rate": "within tol",
+            "tol_decades": "tol",
+            "median_error_decades": "median error (decades)",
+        }
+    ).drop(columns="draws")
+    formats = {
+        "noise": "{:.1%}",
+        "found": "{:.0%}",
+        "within tol": "{:.0%}",
+        "tol": "{:.2f}",
+        "median error (decades)": "{:.3f}",
+    }
     return shown.style.hide(axis="index").format(formats, na_rep="–")
 
 

@@ -54,14 +54,19 @@ def setup(d: StatusData) -> Glued:
 def suites_table(d: StatusData) -> pd.DataFrame:
     """One row per suite: complete checkpoints, runs, manifest and profile hashes, training minutes
     (:func:`lmconv.book.status.training_seconds`; 0 for a suite not trained)."""
-    return pd.DataFrame([{
-        "suite": s["profile"],
-        "checkpoints": s.get("checkpoints", 0),
-        "runs": len(s.get("runs", {})),
-        "manifest": s.get("manifest_sha256", "")[:12],
-        "profile hash": s.get("profile_sha256", "")[:12],
-        "training (min)": round(s.get("training_seconds", 0.0) / 60, 1),
-    } for s in d.suites]).set_index("suite")
+    return pd.DataFrame(
+        [
+            {
+                "suite": s["profile"],
+                "checkpoints": s.get("checkpoints", 0),
+                "runs": len(s.get("runs", {})),
+                "manifest": s.get("manifest_sha256", "")[:12],
+                "profile hash": s.get("profile_sha256", "")[:12],
+                "training (min)": round(s.get("training_seconds", 0.0) / 60, 1),
+            }
+            for s in d.suites
+        ]
+    ).set_index("suite")
 
 
 def chapter_times(d: StatusData) -> pd.DataFrame | str:
@@ -85,8 +90,11 @@ def packages_table(d: StatusData) -> pd.DataFrame:
 def lock_note(d: StatusData) -> Markdown:
     """Which packages differ from ``requirements.lock``, in a sentence."""
     differs = d.env["differs_from_lock"]
-    return Markdown(f"Packages that differ from `requirements.lock`: {differs}" if differs
-                    else "Every listed package matches `requirements.lock`.")
+    return Markdown(
+        f"Packages that differ from `requirements.lock`: {differs}"
+        if differs
+        else "Every listed package matches `requirements.lock`."
+    )
 
 
 def benchmarks(d: StatusData, bench_file: Path | None = None) -> list[Any]:
@@ -101,8 +109,10 @@ def benchmarks(d: StatusData, bench_file: Path | None = None) -> list[Any]:
         gaps = bench_report.gap_causes(results)
     except (KeyError, TypeError):
         return [OLD_BENCH]
-    return [table.assign(met=table.met.map({True: "yes", False: "no"}).fillna("—")),
-            Markdown("\n".join(f"- **Gap:** {g}" for g in gaps) or "Every goal was met.")]
+    return [
+        table.assign(met=table.met.map({True: "yes", False: "no"}).fillna("—")),
+        Markdown("\n".join(f"- **Gap:** {g}" for g in gaps) or "Every goal was met."),
+    ]
 
 
 def emit(items: list[Any]) -> None:

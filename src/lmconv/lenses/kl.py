@@ -286,6 +286,7 @@ def sensitivity_sentence(table: pd.DataFrame, largest: str, smallest: str) -> st
     """How often, over the settings of :func:`phase_sensitivity`, the largest size shows (iv) and the smallest does
     not: the paper's pattern."""
     n = len(table)
+
     def shows_iv(col: pd.Series) -> pd.Series:
         return col.str.split(" (", regex=False).str[0].str.split().apply(lambda p: "iv" in p)
 

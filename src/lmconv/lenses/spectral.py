@@ -380,8 +380,9 @@ def _t_s_variants(
             yield f"window {w}", _per_run(curves, "rate", lambda s, v, w=w: rule.t_s(s, v, window=w).point)
     for f in floor_fracs:
         if f != rule.floor_frac:
-            yield f"floor over last {f:.0%}", _per_run(
-                curves, "rate", lambda s, v, f=f: rule.t_s(s, v, floor_frac=f).point
+            yield (
+                f"floor over last {f:.0%}",
+                _per_run(curves, "rate", lambda s, v, f=f: rule.t_s(s, v, floor_frac=f).point),
             )
     for k in floor_multiples:
 

@@ -151,7 +151,7 @@ SHORT_NAMES = {
 
 
 def _left_out(unseen: list[str]) -> str:
-    """" (… was not seen in any run, so it is left out)" for the late events a comparison could not include."""
+    """ " (… was not seen in any run, so it is left out)" for the late events a comparison could not include."""
     if not unseen:
         return ""
     names = " and ".join(SHORT_NAMES[e] for e in unseen)
@@ -206,8 +206,6 @@ def statements(summary: pd.DataFrame, gap_table: pd.DataFrame, tol: float) -> di
         if len(lead):
             out["early"] = f"precede the earliest of the late events by {lead.min():.2f} to {lead.max():.2f} decades"
     return out
-
-
 
 
 def lr_at_events(
