@@ -231,3 +231,6 @@ def test_repetition_needs_the_held_out_loss_at_every_length():
     train_log, val, regime = _trunk_logs({200: [4.0, 4.1], 400: [3.8, 3.85]})
     with pytest.raises(LmconvError, match="no validation loss at step 400"):
         L.repetition(train_log, val[val.step != 400], regime)
+    # one seed missing at a length would make the mean and the spread over the others: refused too
+    with pytest.raises(LmconvError, match=r"at step 400 .*for every seed \(\[1, 2\]\)"):
+        L.repetition(train_log, val[(val.step != 400) | (val.seed != 2)], regime)

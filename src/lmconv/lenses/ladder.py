@@ -373,11 +373,13 @@ def repetition(
     length, not the limit of the data."""
     rows = []
     for (size, n), reg in regime.set_index(["size", "length"]).iterrows():
+        seeds = set(val_log.seed[val_log["size"] == size])
         v = val_log[(val_log["size"] == size) & (val_log.step == n)]
         t = train_log[(train_log["size"] == size) & (train_log.step > n - window) & (train_log.step <= n)]
-        if v.empty or t.empty:
+        if v.empty or t.empty or set(v.seed) != seeds or set(t.seed) != seeds:
             raise LmconvError(
-                f"the trunk of size {size} has no validation loss at step {n} or no training loss before it",
+                f"the trunk of size {size} has no validation loss at step {n} or no training loss before it "
+                f"for every seed ({sorted(seeds)})",
                 "train the ladder with val_every dividing every length (ladder.yaml) and read its constant arm",
             )
         held, train = float(v.val_loss.mean()), float(t.groupby("seed").loss.mean().mean())
