@@ -111,3 +111,54 @@ def test_probe_windows_cover_each_target_once(smoke_suite):
     assert later.context_len.min() >= 1
     with pytest.raises(Exception, match="stride 80 exceeds"):
         probe.build(tok, "brown", ProbeSettings(1000, 64, 80))
+
+
+def analyze(setup, steps, cache, options=None):
+    src, pr, uni, _ = setup
+    return engine.analyze(src, "lmconv", "s", [1, 2, 3], list(steps), pr, uni, 1024, options, cache, progress=False)
+
+
+def assert_same_tables(a: dict, b: dict) -> None:
+    for name in engine.TABLES:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def test_a_reading_against_another_final_reuses_the_kept_activations(setup, tmp_path):
+    keep = engine.EngineOptions(keep_activations=True)
+    cache = TableCache("engine", tmp_path / "kept")
+    analyze(setup, (0, 16, 96), cache, keep)
+    engine.LOADS.counts.clear()
+    short = analyze(setup, (0, 16), cache, keep)  # the same checkpoints, read against step 16
+    assert engine.LOADS.counts == {}  # no forward pass: CKA and cosines from the kept activations and weights
+    fresh = analyze(setup, (0, 16), TableCache("engine", tmp_path / "fresh"))
+    assert_same_tables(short, fresh)
+    assert set(short["seed_cka"].step) == {16} and np.allclose(short["cka"].query("step == 16").cka, 1.0)
+    engine.LOADS.counts.clear()
+    assert_same_tables(analyze(setup, (0, 16), cache, keep), fresh)  # now both entries are cached
+    assert engine.LOADS.counts == {}
+
+
+def test_without_kept_activations_another_final_runs_the_pass_again(setup, tmp_path):
+    cache = TableCache("engine", tmp_path / "plain")
+    analyze(setup, (0, 16, 96), cache)
+    engine.LOADS.counts.clear()
+    short = analyze(setup, (0, 16), cache)
+    assert len(engine.LOADS.counts) == 6 and set(engine.LOADS.counts.values()) == {1}
+    assert_same_tables(short, analyze(setup, (0, 16), TableCache("engine", tmp_path / "fresh")))
+
+
+def test_corrupt_kept_activations_are_recomputed(setup, tmp_path):
+    keep = engine.EngineOptions(keep_activations=True)
+    cache = TableCache("engine", tmp_path / "kept")
+    analyze(setup, (0, 16, 96), cache, keep)
+    for f in cache.root.rglob("acts_all.npy"):  # every step's, the new final's among them
+        data = bytearray(f.read_bytes())
+        data[-3] ^= 0xFF
+        f.write_bytes(bytes(data))
+    engine.LOADS.counts.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        short = analyze(setup, (0, 16), cache, keep)
+    assert any(issubclass(w.category, CacheCorruption) for w in caught)
+    assert sum(engine.LOADS.counts.values()) > 0
+    assert_same_tables(short, analyze(setup, (0, 16), TableCache("engine", tmp_path / "fresh")))

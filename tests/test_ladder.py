@@ -4,12 +4,14 @@ re-decides the length-dependent claims at every rung."""
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 
 import pandas as pd
 import pytest
 
 from lmconv import analysis, io, paths
-from lmconv.checkpoints import summaries
+from lmconv.analysis import engine
+from lmconv.checkpoints import suites, summaries
 from lmconv.errors import LmconvError
 from lmconv.findings import claims
 from lmconv.lenses import ladder as L
@@ -159,6 +161,28 @@ def test_the_ladder_judges_every_rung_end_to_end(smoke_ladder):
     for a in answers.values():
         assert (a.length == "yes") == (len({a.outcomes[(n, "cooled")] for n in (48, 96, 192)}) > 1)
         assert a.sentence.startswith(("Depends on the length", "No dependence on the length seen"))
+
+
+def test_the_ladder_runs_each_checkpoint_forward_once(smoke_ladder, tmp_path, monkeypatch):
+    """The rungs read the trunk's checkpoints (hard links in the cooled arms) against different finals; with the
+    activations kept, every distinct checkpoint runs forward once for the whole ladder."""
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path)
+    engine.LOADS.counts.clear()
+    L.measure(smoke_ladder.name)
+    source = analysis.Suite.open(smoke_ladder.name).source
+    read = {
+        suites.CheckpointRef(r.arm, size, seed, step)
+        for r in L.rungs(smoke_ladder)
+        for size in smoke_ladder.sizes
+        for seed in smoke_ladder.seeds
+        for step in smoke_ladder.checkpoint_steps(r.arm)
+        if step <= r.length
+    }
+    forward = Counter()
+    for ref, n in engine.LOADS.counts.items():
+        forward[source.sha(ref)] += n
+    assert set(forward.values()) == {1} and set(forward) == {source.sha(ref) for ref in read}
+    assert len(read) > 2 * len(forward)  # the rungs read each checkpoint more than twice on average
 
 
 def _verdict(cid: str, outcome: str, value: float) -> claims.Verdict:

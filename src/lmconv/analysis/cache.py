@@ -1,5 +1,6 @@
-"""Content-addressed tables: parquet files under a key that hashes every input, written atomically and
-verified by sha256 whenever they are read. A corrupt or truncated entry is reported and recomputed."""
+"""Content-addressed tables: parquet files (and NumPy arrays beside them) under a key that hashes every input,
+written atomically and verified by sha256 whenever they are read. A corrupt or truncated entry is reported and
+recomputed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .. import paths
@@ -43,7 +45,8 @@ def key_of(parts: dict) -> str:
 
 
 class TableCache:
-    """``{root}/{namespace}/{key[:2]}/{key}/`` holding ``{table}.parquet`` files and ``manifest.json``."""
+    """``{root}/{namespace}/{key[:2]}/{key}/`` holding ``{table}.parquet`` files, ``{array}.npy`` files and
+    ``manifest.json`` (the sha256 of each, under ``files`` and ``arrays``)."""
 
     def __init__(self, namespace: str, root: Path | None = None) -> None:
         self.root = (root or paths.cache_dir()) / namespace
@@ -53,40 +56,58 @@ class TableCache:
     def folder(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def load(self, key: str, expect: Iterable[str] = ()) -> dict[str, pd.DataFrame] | None:
-        """The tables under ``key`` (None when absent); an entry that is corrupt, or lacks one of the tables
-        ``expect`` names or one its folder holds, is reported, removed and counts as absent."""
+    def load(
+        self, key: str, expect: Iterable[str] = (), arrays: bool = True
+    ) -> dict[str, pd.DataFrame | np.ndarray] | None:
+        """The tables under ``key``, and its arrays unless ``arrays`` is False (None when absent); an entry that
+        is corrupt, or lacks one of the names ``expect`` lists or a file its folder holds, is reported, removed
+        and counts as absent."""
         folder = self.folder(key)
         man_path = folder / "manifest.json"
         if not man_path.exists():
             return None
         try:
             man = read_json(man_path)
-            on_disk = {f.stem for f in folder.glob("*.parquet")}
-            if missing := sorted((set(expect) | on_disk) - set(man["files"])):
+            shas = {**man["files"], **man.get("arrays", {})}
+            held = {**{n: "parquet" for n in man["files"]}, **{n: "npy" for n in man.get("arrays", {})}}
+            on_disk = {(f.stem, f.suffix[1:]) for ext in ("parquet", "npy") for f in folder.glob(f"*.{ext}")}
+            missing = sorted({n for n in expect if n not in held} | {n for n, ext in on_disk if held.get(n) != ext})
+            if missing:
                 raise ValueError(f"its manifest lacks the table(s) {missing}")
             out = {}
-            for name, sha in man["files"].items():
-                f = folder / f"{name}.parquet"
-                if not f.exists() or sha256_file(f) != sha:
+            for name, ext in held.items():
+                if ext == "npy" and not arrays:
+                    continue
+                f = folder / f"{name}.{ext}"
+                if not f.exists() or sha256_file(f) != shas[name]:
                     raise ValueError(f"{f.name} does not match its sha256")
-                out[name] = pd.read_parquet(f)
+                out[name] = pd.read_parquet(f) if ext == "parquet" else np.load(f, allow_pickle=False)
             return out
         except Exception as e:  # corrupt manifest, missing or tampered file
             warnings.warn(f"cache entry {folder} is corrupt ({e}); recomputing it", CacheCorruption, stacklevel=2)
             shutil.rmtree(folder, ignore_errors=True)
             return None
 
-    def save(self, key: str, tables: dict[str, pd.DataFrame], meta: dict | None = None) -> None:
+    def array_names(self, key: str) -> set[str]:
+        """The arrays the manifest of ``key`` lists (read, not verified; empty when there is no such entry)."""
+        try:
+            return set(read_json(self.folder(key) / "manifest.json").get("arrays", {}))
+        except (OSError, ValueError, AttributeError):
+            return set()
+
+    def save(self, key: str, tables: dict[str, pd.DataFrame | np.ndarray], meta: dict | None = None) -> None:
         folder = self.folder(key)
         try:
             with atomic_dir(folder) as tmp:
-                files = {}
-                for name, df in tables.items():
-                    f = tmp / f"{name}.parquet"
-                    df.to_parquet(f, index=False)
-                    files[name] = sha256_file(f)
-                write_json(tmp / "manifest.json", {"files": files, "meta": meta or {}})
+                files, arrays = {}, {}
+                for name, value in tables.items():
+                    if isinstance(value, np.ndarray):
+                        np.save(f := tmp / f"{name}.npy", value, allow_pickle=False)
+                        arrays[name] = sha256_file(f)
+                    else:
+                        value.to_parquet(f := tmp / f"{name}.parquet", index=False)
+                        files[name] = sha256_file(f)
+                write_json(tmp / "manifest.json", {"files": files, "arrays": arrays, "meta": meta or {}})
         except OSError as e:
             raise LmconvError(
                 f"cannot write the metric cache in {self.root}: {e.strerror or e}",

@@ -5,13 +5,19 @@ For one (family, size) and each step, all seeds' models are loaded together; the
 blocks, and for each block every model's scored log-probabilities (float64, never stored beyond the block) feed
 per-token statistics and the all-pairs KL across seeds. Forward hooks collect layer activations at fixed
 positions for CKA against the final checkpoint (whose pass runs first); the weights give spectra, norms and
-effective ranks; one backward pass on a fixed probe batch gives gradient ranks. The tables of each
-(family, size, step) are cached under a hash of everything they depend on.
+effective ranks; one backward pass on a fixed probe batch gives gradient ranks.
+
+Each step's tables are cached in two entries: what depends only on the step's checkpoints (and the previous and
+first steps, for ΔW and the cosine to the start) under one key, and what compares the step with the final
+checkpoint (CKA, the cosine to the final weights, CKA between seeds at the final step) under a key that adds the
+final's. With ``keep_activations`` the first entry also keeps the activations CKA uses, so that a reading of the
+same checkpoints against another final one (chapter 10 reads one trunk up to four lengths) needs no forward pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -28,10 +34,14 @@ from ..metrics import kl as kl_mod
 from ..metrics import rank as rank_mod
 from ..metrics import spectrum
 from ..training import neox
-from .cache import TableCache, key_of
+from .cache import CacheCorruption, TableCache, key_of
 
-ENGINE_VERSION = 8  # 7: the seed_cka table; 8: the downstream table
+ENGINE_VERSION = 9  # 7: the seed_cka table; 8: the downstream table; 9: cached apart from the final checkpoint
 TABLES = ("tokens", "pairs", "cka", "seed_cka", "weights", "rank", "downstream")
+STEP_TABLES = ("tokens", "pairs", "weights", "rank", "downstream")  # cached without the final checkpoint
+READING_TABLES = ("cka", "seed_cka", "cos_final")  # against the final checkpoint ("weights" without cos_final)
+VARIANTS = ("last", "all")  # the positions CKA uses (see _selected_positions)
+ACTS = tuple(f"acts_{v}" for v in VARIANTS)  # the kept activations: (seed, module x layer, position, hidden)
 SEED_CKA_COLUMNS = ("seed_i", "seed_j", "layer", "module", "variant", "estimator", "cka")
 DOWNSTREAM_COLUMNS = ("seed", "set", "item", "role", "logp", "greedy")
 LOGIT_BYTES = 16  # per logit of a downstream batch: float32 logits, their float64 log-softmax, the argmax
@@ -45,11 +55,12 @@ class EngineOptions:
     grad_windows: int = 8  # probe windows in the fixed batch whose gradients give gradient ranks
     block_mb: int = 256  # memory budget for one block of log-probs across seeds
     device: str = "cpu"
+    keep_activations: bool = False  # cache each step's CKA activations (for readings against another final)
 
     def cache_part(self) -> dict:
         d = asdict(self)
-        d.pop("block_mb")
-        d.pop("device")
+        for name in ("block_mb", "device", "keep_activations"):  # they do not change a table
+            d.pop(name)
         return d
 
 
@@ -72,7 +83,7 @@ def _selected_positions(probe: Probe, n_all: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     t = probe.targets
     pick = np.sort(rng.choice(len(t), size=min(n_all, len(t)), replace=False))
-    return {"last": last, "all": np.stack([t.window.to_numpy()[pick], t.offset.to_numpy()[pick]], 1)}
+    return dict(zip(VARIANTS, (last, np.stack([t.window.to_numpy()[pick], t.offset.to_numpy()[pick]], 1)), strict=True))
 
 
 class ActivationRecorder:
@@ -381,13 +392,77 @@ def process_step(
     weight_tables, weights_now = _weight_tables(models, probe, options, {"final": final, "prev": prev, "init": init})
     tables.update(weight_tables)
     tables["downstream"] = _downstream_table(models, evals, vocab, options)
+    if options.keep_activations:
+        tables.update(_pack_acts(acts))
     return tables, {"refs": refs, "weights": weights_now}
+
+
+def _pack_acts(acts: dict[int, dict]) -> dict[str, np.ndarray]:
+    """Every seed's recorded activations as one array per variant: (seed, module x layer, position, hidden)."""
+    seeds = sorted(acts)
+    out = {}
+    for v, name in zip(VARIANTS, ACTS, strict=True):
+        out[name] = np.stack([np.stack([a for (var, _, _), a in acts[k].items() if var == v]) for k in seeds])
+    return out
+
+
+def _unpack_acts(arrays: dict[str, np.ndarray], seeds: list[int]) -> dict[int, dict]:
+    """The inverse of :func:`_pack_acts`, keyed as :class:`ActivationRecorder` keys them, in its order."""
+    n_layers = arrays[ACTS[0]].shape[1] // len(ACT_MODULES)
+    keys = [(m, i) for m in ACT_MODULES for i in range(n_layers)]
+    return {
+        k: {
+            (v, m, i): arrays[name][s, j]
+            for v, name in zip(VARIANTS, ACTS, strict=True)
+            for j, (m, i) in enumerate(keys)
+        }
+        for s, k in enumerate(seeds)
+    }
+
+
+def _references(acts: dict[int, dict]) -> dict[int, dict]:
+    """The final checkpoint's activations with their CKA statistics, computed once."""
+    return {k: {key: cka_mod.Reference(a) for key, a in by_key.items()} for k, by_key in acts.items()}
+
+
+def _step_part(tables: dict) -> dict:
+    """What of a step's tables is cached without the final checkpoint (and the kept activations)."""
+    out = {n: tables[n] for n in STEP_TABLES} | {n: tables[n] for n in ACTS if n in tables}
+    out["weights"] = tables["weights"].drop(columns="cos_final")
+    return out
+
+
+def _reading_part(tables: dict) -> dict:
+    """What of a step's tables compares it with the final checkpoint."""
+    return {"cka": tables["cka"], "seed_cka": tables["seed_cka"], "cos_final": _cos_final_of(tables["weights"])}
+
+
+def _cos_final_of(weights: pd.DataFrame) -> pd.DataFrame:
+    return weights[["seed", "matrix", "cos_final"]].reset_index(drop=True)
+
+
+def _merged(step: dict, reading: dict) -> dict[str, pd.DataFrame] | None:
+    """A step's tables from its two cached parts (the cosine to the final weights back in its column); None,
+    with a warning, when the parts do not list the same matrices."""
+    w, cos = step["weights"].copy(), reading["cos_final"]
+    if (
+        len(w) != len(cos)
+        or (w.seed.to_numpy() != cos.seed.to_numpy()).any()
+        or (w.matrix.to_numpy() != cos.matrix.to_numpy()).any()
+    ):
+        warnings.warn(
+            "a cached step's weights and cosines to the final differ; recomputing it", CacheCorruption, stacklevel=3
+        )
+        return None
+    w.insert(w.columns.get_loc("delta_nuclear"), "cos_final", cos.cos_final.to_numpy())
+    return {n: step[n] for n in STEP_TABLES} | {"weights": w, "cka": reading["cka"], "seed_cka": reading["seed_cka"]}
 
 
 @dataclass
 class _Pass:
-    """One (family, size) over its seeds and steps: the checkpoints, the cache key of each step, and what
-    every step's pass needs. Both the in-process and the Dask path run its steps in :meth:`order`."""
+    """One (family, size) over its seeds and steps: the checkpoints, the two cache keys of each step (``keys``,
+    without the final checkpoint; ``reading_keys``, with it), and what every step's pass needs. Both the
+    in-process and the Dask path run its steps in :meth:`order`."""
 
     source: CheckpointSource
     family: str
@@ -412,15 +487,15 @@ class _Pass:
             "unigram": float(self.unigram_logp.double().sum()),
             "options": self.options.cache_part(),
             "downstream": self.evals.sha256 if self.evals is not None else None,
-            "final": shas[self.final],
             "init": shas[self.steps[0]],  # cos_init and rel_change_init are measured from the first step analysed
         }
-        self.keys = {}
+        self.keys, self.reading_keys = {}, {}
         for st in self.steps:
             prev = self.previous(st)
             self.keys[st] = key_of(
                 {**base, "step": st, "shas": shas[st], "prev": shas[prev] if prev is not None else None}
             )
+            self.reading_keys[st] = key_of({"step": self.keys[st], "final": shas[self.final]})
 
     @property
     def final(self) -> int:
@@ -438,7 +513,25 @@ class _Pass:
         return {"family": self.family, "size": self.size, "step": step, "seeds": self.seeds}
 
     def save(self, step: int, tables: dict[str, pd.DataFrame]) -> None:
-        self.cache.save(self.keys[step], tables, self.meta(step))
+        """Cache a step's tables computed by :func:`process_step`, as its two entries."""
+        self.cache.save(self.keys[step], _step_part(tables), self.meta(step))
+        self.save_reading(step, _reading_part(tables))
+
+    def save_reading(self, step: int, reading: dict[str, pd.DataFrame]) -> None:
+        self.cache.save(self.reading_keys[step], reading, {**self.meta(step), "final": self.final})
+
+    def kept(self, step: int) -> bool:
+        """Whether the step's cached entry lists the activations CKA needs."""
+        return set(ACTS) <= self.cache.array_names(self.keys[step])
+
+    def cached_final(self) -> dict | None:
+        """The final step's state (its activations' CKA references and its weights) from its kept activations,
+        without a forward pass; None when they are not kept (or the entry is corrupt)."""
+        got = self.cache.load(self.keys[self.final], (*STEP_TABLES, *ACTS)) if self.kept(self.final) else None
+        if got is None:
+            return None
+        refs = _references(_unpack_acts(got, self.seeds))
+        return {"refs": refs, "weights": self.weights(self.final)["weights"]}
 
     def weights(self, step: int) -> dict:
         return {"step": step, "weights": _weights_only(self.source, self.refs[step])}
@@ -501,29 +594,87 @@ def analyze(
         evals,
     )
     results: dict[int, dict[str, pd.DataFrame]] = {}
-    todo = []
+    todo, light = [], []  # light: only the comparison with the final is missing, and the activations are kept
     for st in job.steps:
-        got = job.cache.load(job.keys[st], TABLES)
-        if got is None:
-            todo.append(st)
+        step_part = job.cache.load(job.keys[st], STEP_TABLES, arrays=False)
+        reading = job.cache.load(job.reading_keys[st], READING_TABLES) if step_part is not None else None
+        merged = _merged(step_part, reading) if reading is not None else None
+        if merged is not None:
+            results[st] = merged
+        elif step_part is not None and job.kept(st):
+            light.append(st)
         else:
-            results[st] = got
-    if todo and client is not None:
-        results.update(_analyze_on_cluster(client, job, todo, progress))
-    elif todo:
-        results.update(_analyze_locally(job, todo, progress))
+            todo.append(st)
+    final_state = None
+    if (todo or light) and job.final not in todo:
+        final_state = job.cached_final()  # from its kept activations, without a forward pass
+        if final_state is None:
+            light = [st for st in light if st != job.final]  # its kept entry was corrupt
+            if job.final in results:  # cached, activations not kept: its pass again, as the reference only
+                final_state = _reference_state(job)
+            else:
+                todo.append(job.final)
+    if todo:
+        if client is not None:
+            got, final_state = _analyze_on_cluster(client, job, todo, progress, final_state)
+        else:
+            got, final_state = _analyze_locally(job, todo, progress, final_state)
+        results.update(got)
+    for st in light:
+        results[st] = _compare_with_final(job, st, final_state)
     return job.tables(results)
 
 
-def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, dict[str, pd.DataFrame]]:
-    """The steps in ``todo`` in this process, in ``job.order``; each step's weights are kept for the next one's
-    ΔW, and the final step's ΔW to the step before is filled in once that step's weights are in memory."""
+def _reference_state(job: _Pass) -> dict:
+    """The final step's state (the CKA references of its activations, its weights) from its pass."""
+    models = job.load(job.final)
+    init = job.weights(job.steps[0])
+    return process_step(models, job.probe, job.vocab, job.unigram_logp, job.options, None, None, init, job.evals)[1]
+
+
+def _compare_with_final(job: _Pass, step: int, final_state: dict) -> dict[str, pd.DataFrame]:
+    """A step whose own tables and activations are cached: only its CKA and weight cosine to the final
+    checkpoint are computed (no forward pass) and cached; its full pass when the kept entry turns out corrupt."""
+    got = job.cache.load(job.keys[step], (*STEP_TABLES, *ACTS))
+    if got is None:
+        before = job.previous(step)
+        prev = job.weights(before) if before is not None else None
+        final = None if step == job.final else final_state  # the final step is its own reference
+        tables, _ = process_step(
+            job.load(step), job.probe, job.vocab, job.unigram_logp, job.options, final, prev,
+            job.weights(job.steps[0]), job.evals,
+        )  # fmt: skip
+        job.save(step, tables)
+        return tables
+    acts, refs = _unpack_acts(got, job.seeds), final_state["refs"]
+    now = job.weights(step)["weights"]
+    with _one_thread():  # as in process_step: the same cosines to the last bit
+        cos = [
+            spectrum.cosine(now[k][m], final_state["weights"][k][m])
+            for k, m in zip(got["weights"].seed, got["weights"].matrix, strict=True)
+        ]
+    reading = {
+        "cka": _cka_table(acts, refs),
+        "seed_cka": _seed_cka_table(acts, refs) if step == job.final else _seed_cka_table({}, {}),
+        "cos_final": pd.DataFrame({"seed": got["weights"].seed, "matrix": got["weights"].matrix, "cos_final": cos}),
+    }
+    job.save_reading(step, reading)
+    return _merged(got, reading)
+
+
+def _analyze_locally(
+    job: _Pass, todo: list[int], progress: bool, final_state: dict | None
+) -> tuple[dict[int, dict[str, pd.DataFrame]], dict]:
+    """The steps in ``todo`` in this process, in ``job.order``, and the final step's state (``final_state``
+    when it is not in ``todo``, else computed first); each step's weights are kept for the next one's ΔW, and
+    the final step's ΔW to the step before is filled in once that step's weights are in memory."""
     out = {}
     bar = job.bar(len(todo), progress)
     init_state = job.weights(job.steps[0])
-    final_tables, final_state = process_step(
-        job.load(job.final), job.probe, job.vocab, job.unigram_logp, job.options, None, None, init_state, job.evals
-    )
+    if job.final in todo:
+        final_tables, final_state = process_step(
+            job.load(job.final), job.probe, job.vocab, job.unigram_logp, job.options, None, None, init_state, job.evals
+        )
     prev_state = None
     for st in job.order(todo)[1:]:
         before = job.previous(st)
@@ -554,7 +705,7 @@ def _analyze_locally(job: _Pass, todo: list[int], progress: bool) -> dict[int, d
         out[job.final] = final_tables
         bar.update(1)
     bar.close()
-    return out
+    return out, final_state
 
 
 def _remote_step(
@@ -570,9 +721,12 @@ def _init_state(source: CheckpointSource, refs: list[CheckpointRef]) -> dict:
     return {"step": refs[0].step, "weights": _weights_only(source, refs)}
 
 
-def _analyze_on_cluster(client, job: _Pass, todo: list[int], progress: bool) -> dict[int, dict[str, pd.DataFrame]]:
-    """The steps in ``todo`` as tasks, in ``job.order``: the final step first, then the rest as workers free up;
-    each result is cached as it arrives, so an interrupted run keeps what finished."""
+def _analyze_on_cluster(
+    client, job: _Pass, todo: list[int], progress: bool, final_state: dict | None
+) -> tuple[dict[int, dict[str, pd.DataFrame]], dict]:
+    """The steps in ``todo`` as tasks, in ``job.order``: the final step first (unless ``final_state`` is given
+    and it is not in ``todo``), then the rest as workers free up; each result is cached as it arrives, so an
+    interrupted run keeps what finished. Returns the tables and the final step's state."""
     from dask.distributed import as_completed
 
     def prev_refs(st: int):
@@ -582,21 +736,20 @@ def _analyze_on_cluster(client, job: _Pass, todo: list[int], progress: bool) -> 
     probe_f, uni_f, evals_f = client.scatter([job.probe, job.unigram_logp, job.evals], broadcast=True)
     args = (probe_f, job.vocab, uni_f, job.options, evals_f)
     init_f = client.submit(_init_state, job.source, job.refs[job.steps[0]], pure=False)
-    first, *rest = job.order(todo)
-    final_f = client.submit(
-        _remote_step, job.source, job.refs[first], prev_refs(first), *args, None, init_f, pure=False
-    )
-    final_tables, final_state = final_f.result()
-    state_f = client.scatter(final_state, broadcast=True)
     out = {}
     bar = job.bar(len(todo), progress, " (dask)")
     if job.final in todo:
+        final_f = client.submit(
+            _remote_step, job.source, job.refs[job.final], prev_refs(job.final), *args, None, init_f, pure=False
+        )
+        final_tables, final_state = final_f.result()
         job.save(job.final, final_tables)
         out[job.final] = final_tables
         bar.update(1)
+    state_f = client.scatter(final_state, broadcast=True)
     futures = {
         client.submit(_remote_step, job.source, job.refs[st], prev_refs(st), *args, state_f, init_f, pure=False): st
-        for st in rest
+        for st in job.order(todo)[1:]
     }
     for fut in as_completed(futures):
         st = futures[fut]
@@ -605,7 +758,7 @@ def _analyze_on_cluster(client, job: _Pass, todo: list[int], progress: bool) -> 
         out[st] = tables
         bar.update(1)
     bar.close()
-    return out
+    return out, final_state
 
 
 @_one_thread()

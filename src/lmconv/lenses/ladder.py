@@ -23,6 +23,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import analysis
+from ..analysis import engine
 from ..chapters import params
 from ..checkpoints import summaries
 from ..errors import LmconvError
@@ -145,9 +146,13 @@ SOSD_EVENTS = "sosd events"
 
 def rung_results(profile: profiles.Profile, rung: Rung, sizes: Sequence[str], seeds: Sequence[int]) -> analysis.Results:
     """The engine's one pass over the rung's checkpoints up to its length (cached); the last one is the final
-    checkpoint every CKA compares with."""
+    checkpoint every CKA compares with. The rungs share the trunk's checkpoints, read against different finals:
+    the pass keeps their activations, so each checkpoint runs forward once for the whole ladder."""
     steps = [s for s in profile.checkpoint_steps(rung.arm) if s <= rung.length]
-    return analysis.run(profile.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, progress=False)
+    options = engine.EngineOptions(device=profile.arm(rung.arm).train.device, keep_activations=True)
+    return analysis.run(
+        profile.name, arm=rung.arm, sizes=list(sizes), seeds=list(seeds), steps=steps, options=options, progress=False
+    )
 
 
 def rung_stabilisation(res: analysis.Results, rung: Rung, cka_threshold: float = 0.9) -> pd.DataFrame:
