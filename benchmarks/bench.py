@@ -438,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     from lmconv.training import profiles
 
     sizes = list(profiles.load(a.profile).sizes)
+    # the precision the profile trains in here (precision: auto resolves to bf16 where bf16 products are native)
+    results["profile_precision"] = sorted(profiles.precisions(profiles.load(a.profile)))
     results["analysis"] = [bench_analysis(a.profile, s, n_steps=3 if a.quick else 6) for s in sizes]
     print("[bench] 4. training", flush=True)
     results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)
@@ -477,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  training / matmul rate, {run:11s} {100 * frac:7.0f}%   [≥ {train_goal:.0f}%]")
     for size, ratio in verdict["train_bf16_time_vs_fp32"].items():
         print(f"  bf16 / fp32 step time, {size:12s} {ratio:8.2f}x")
+    print(f"  the profile trains in               {', '.join(results['profile_precision']):>8}")
     print(f"  the profile's jobs vs one run       {verdict['train_jobs_speedup']:8.2f}x")
     wr = verdict["warm_rebuild_s"]
     print(f"  warm rebuild                        {'n/a' if wr is None else f'{wr:6.0f} s':>8}   [≤ 120 s]")

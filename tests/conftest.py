@@ -73,6 +73,16 @@ def smoke_ladder(smoke_profile):
 
 
 @pytest.fixture(scope="session")
+def smoke_precision(smoke_profile):
+    """The smoke profile's precision companion (``smoke-precision``: size s in bf16, the methods page's twin)."""
+    from lmconv.training import profiles, train
+
+    twin = profiles.load(profiles.companion(smoke_profile.name, "precision"))
+    train.train_profile(twin, progress=False)
+    return twin
+
+
+@pytest.fixture(scope="session")
 def smoke_results(smoke_suite):
     from lmconv import analysis
 
@@ -92,7 +102,7 @@ def netless(cmd: list[str]) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def built_book(smoke_suite, smoke_sweep, smoke_decoupled, smoke_ladder, tmp_path_factory) -> Path:
+def built_book(smoke_suite, smoke_sweep, smoke_decoupled, smoke_ladder, smoke_precision, tmp_path_factory) -> Path:
     """The whole book built from the smoke suite, with the network cut, in a copy of book/ (the build finds the
     sweep trained and trains only what is still missing)."""
     book = tmp_path_factory.mktemp("book") / "book"

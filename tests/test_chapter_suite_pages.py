@@ -90,7 +90,7 @@ def test_suite_late_degradation_by_hand(suite_glued, smoke_results):
 
 
 @pytest.fixture(scope="module")
-def methods_glued(smoke_suite):
+def methods_glued(smoke_suite, smoke_precision):
     d = dataclasses.replace(methods.load(smoke_parameters("methods")), det_draws=4)  # the page draws 100 (17 s)
     return d, page_glued(methods, "methods", d)
 

@@ -38,18 +38,25 @@ def reference(raw: dict, name: str) -> profiles.Profile:
     def settings(over: dict) -> profiles.TrainSettings:
         d = {**raw["train"], **over, "schedule": {**raw["train"].get("schedule", {}), **over.get("schedule", {})}}
         sched = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("schedule").items()}
+        if d.get("precision") == "auto":  # what this machine trains in (profiles.native_precision)
+            d["precision"] = profiles.native_precision(d.get("device", "cpu"))
         return profiles.TrainSettings(
             **{k: tuple(v) if k == "betas" else v for k, v in d.items()}, schedule=profiles.Schedule(**sched)
         )
 
     arms = raw.get("arms") or {raw.get("family", "lmconv"): {}}
     ckpt = raw["checkpoints"] | {"extra": tuple(raw["checkpoints"].get("extra", ()))}
+    auto = {
+        a: settings(o or {}).precision
+        for a, o in arms.items()
+        if {**raw["train"], **(o or {})}.get("precision") == "auto"
+    }
     return profiles.Profile(
         name, raw["description"], raw["corpus"], raw["vocab_size"], raw["context"], tuple(raw["seeds"]),
         {str(k): profiles.Size(str(k), **v) for k, v in raw["sizes"].items()},
         {a: profiles.Arm(a, settings(o or {})) for a, o in arms.items()},
         profiles.CheckpointSchedule(**ckpt), profiles.ProbeSettings(**raw["probe"]),
-        profiles.DownstreamSettings(**raw.get("downstream", {})), raw.get("jobs", 1), raw,
+        profiles.DownstreamSettings(**raw.get("downstream", {})), raw.get("jobs", 1), raw, auto,
     )  # fmt: skip
 
 
@@ -64,7 +71,12 @@ def test_shipped_profiles_load_unchanged(name):
     assert repr(profiles.to_dict(prof)) == repr(profiles.to_dict(ref))  # 1.0 stays 1.0, tuples stay tuples
     assert prof.raw == raw
     skip = ("description", "companions", "downstream", "jobs")  # prose, other suites, downstream sets, parallelism
-    assert prof.sha256 == sha256_json({k: v for k, v in raw.items() if k not in skip})
+    hashed = {k: v for k, v in raw.items() if k not in skip}
+    if hashed["train"].get("precision") == "auto":  # hashed as the precision it resolved to
+        hashed["train"] = hashed["train"] | {
+            "precision": profiles.native_precision(hashed["train"].get("device", "cpu"))
+        }
+    assert prof.sha256 == sha256_json(hashed)
 
 
 def test_jobs_is_a_positive_count_outside_the_hash(tmp_path):

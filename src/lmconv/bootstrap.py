@@ -61,6 +61,6 @@ def ensure_suite(profile: str) -> str:
     )
     ensure_corpus()
     train.train_profile(prof)
-    for companion in (prof.raw.get("companions") or {}).values():
+    for companion in profiles.needed_companions(prof).values():
         train.train_profile(profiles.load(companion))
     return name

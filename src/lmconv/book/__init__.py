@@ -429,7 +429,8 @@ def build_records() -> dict[str, dict]:
 
 
 def companion_profiles(profile: str) -> list[str]:
-    """Suites a book profile needs besides its own (the sweep and annealing experiments), from its YAML."""
+    """Suites a book profile needs besides its own (the sweep and annealing experiments), from its YAML; the fp32
+    reference of the precision comparison only where the profile itself does not train in fp32."""
     from ..training import profiles
 
-    return list((profiles.load(profile).raw.get("companions") or {}).values())  # see profiles.companion
+    return list(profiles.needed_companions(profile).values())  # see profiles.companion

@@ -1,5 +1,6 @@
 """The "Methods" page (``notebooks/methods.md``): the probe set, the engine's options, the event detectors'
-settings and measured rates, and the constants of the intervals and verdicts."""
+settings and measured rates, the constants of the intervals and verdicts, and whether training in bf16 changes
+the findings."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pandas as pd
+from IPython.display import Markdown
 from pandas.io.formats.style import Styler
 
 from .. import analysis
 from ..analysis import engine
+from ..book import status
 from ..checkpoints import suites
 from ..data import probe
 from ..findings import claims
+from ..lenses import precision as prec
 from ..metrics import calibration, stats
 from ..metrics import phases as ph
 from ..training import profiles
@@ -33,6 +37,8 @@ class MethodsData:
     probe: probe.Probe
     opts: engine.EngineOptions
     det_draws: int = DET_DRAWS
+    precision_profile: str | None = None  # the fp32 twin (default: the profile's companions.precision)
+    rel_tol: float = 0.05  # the KL-phase detector's, as in chapter 2
 
 
 def load(P: SimpleNamespace) -> MethodsData:
@@ -42,7 +48,8 @@ def load(P: SimpleNamespace) -> MethodsData:
     smallest = next(iter(prof.sizes))
     ref = suites.CheckpointRef(suite.family(), smallest, prof.seeds[0], prof.checkpoint_steps()[-1])
     pr = probe.build(suite.source.load_tokenizer(ref), prof.corpus, prof.probe)
-    return MethodsData(prof, pr, engine.EngineOptions())
+    twin = getattr(P, "precision_profile", None)
+    return MethodsData(prof, pr, engine.EngineOptions(), precision_profile=twin, rel_tol=getattr(P, "rel_tol", 0.05))
 
 
 @section
@@ -115,4 +122,36 @@ def intervals(d: MethodsData) -> Glued:
         "iv_resamples_4": stats.n_distinct_resamples(4),
         "iv_sign_p_4": stats.sign_test([1, 1, 1, 1]).p_pos,
         "iv_sync_tol": claims.SYNC_TOL,
+    }
+
+
+def _train_minutes(profile: str, runs: list[str]) -> float:
+    """The training minutes of some runs of a suite (:func:`lmconv.book.status.run_training_seconds`)."""
+    seconds = status.run_training_seconds(profile)
+    return sum(seconds[r] for r in runs) / 60
+
+
+@section
+def precision(d: MethodsData) -> Glued:
+    """Does bf16 training change the findings? The main suite against its fp32 twin
+    (:mod:`lmconv.lenses.precision`), or, where the main suite trains in fp32, why there is nothing to compare.
+    Both cases glue the same names."""
+    main = d.prof
+    if "precision" not in profiles.needed_companions(main):
+        shown = pd.DataFrame([{"suite": main.name, "trains in": prec.precision_of(main), "fp32 twin": "not needed"}])
+        return {
+            "precision_main": prec.precision_of(main),
+            "precision_verdict": Markdown(prec.not_needed(main)),
+            "tab_precision": shown.set_index("suite"),
+        }
+    data = prec.load(main.name, d.precision_profile)
+    summary = prec.compare(data, rel_tol=d.rel_tol)
+    minutes = {}
+    for p in (main, data.companion):
+        runs = [suites.format_run(p.arm().family, s, k) for s in data.sizes for k in data.seeds]
+        minutes[prec.precision_of(p)] = _train_minutes(p.name, runs)
+    return {
+        "precision_main": prec.precision_of(main),
+        "precision_verdict": Markdown(f"{prec.verdict(summary, data.ref, data.other)} {prec.timing(minutes, data)}"),
+        "tab_precision": prec.table(summary, data.ref, data.other).set_index(["size", "measure"]),
     }

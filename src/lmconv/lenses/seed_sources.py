@@ -76,8 +76,9 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
     Rule: corpus, vocabulary and context equal (every arm is analysed on the main profile's probe, whatever the
     companion's own); its sizes a subset of the main profile's with equal
     shapes; its seeds among the main profile's (those runs are the ``both`` pairs); every arm's training settings
-    equal to the main arm's except the fixed seed (and the device and thread count, which change bits, not the
-    training); one arm per kind, each with at least two seeds.
+    equal to the main arm's except the fixed seed (and the device, thread count and precision, which change bits:
+    the methods chapter measures that bf16 training moves no finding beyond the seed spread, and a GPU profile
+    reads these CPU-trained arms); one arm per kind, each with at least two seeds.
     """
     bad = [k for k in SAME_KEYS if main.raw.get(k) != comp.raw.get(k)]
     bad += [f"sizes.{n}" for n, s in comp.sizes.items() if main.sizes.get(n) != s]
@@ -89,7 +90,10 @@ def check_design(main: profiles.Profile, comp: profiles.Profile) -> dict[str, st
         if kind in kinds:
             bad.append(f"arms {kinds[kind]} and {a.family} are both of kind {kind}")
         kinds[kind] = a.family
-        if replace(a.train, init_seed=None, data_seed=None, device=m.device, threads=m.threads) != m:
+        if (
+            replace(a.train, init_seed=None, data_seed=None, device=m.device, threads=m.threads, precision=m.precision)
+            != m
+        ):
             bad.append(f"arms.{a.family} (training settings other than the fixed seed)")
         if comp.checkpoint_steps(a.family) != main.checkpoint_steps():
             bad.append(f"arms.{a.family} checkpoints")

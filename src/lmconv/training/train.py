@@ -45,7 +45,7 @@ from ..io import (
     write_text,
 )
 from . import neox
-from .profiles import ROTARY_PCT, Arm, Profile, Size, TrainSettings
+from .profiles import PRECISION_ENV, ROTARY_PCT, Arm, Profile, Size, TrainSettings
 
 STATE_DIR = "resume"
 transformers.utils.logging.disable_progress_bar()
@@ -689,6 +689,14 @@ def record_suite(root: Path, profile: Profile, data: TrainData) -> None:
     info = suite_info(profile, data)
     if (root / "suite.json").exists() and any(root.glob("*/step*/checksums.json")):
         old = read_json(root / "suite.json")
+        if old["profile_sha256"] != info["profile_sha256"] and old.get("precision", {}) != info["precision"]:
+            raise LmconvError(
+                f"the suite in {root} was trained in {_precision_words(old.get('precision', {}))}, but profile "
+                f"{profile.name!r} trains in {_precision_words(info['precision'])} here (precision: auto follows the "
+                "machine: bf16 where it multiplies bf16 matrices natively)",
+                f"finish it in its own precision ({PRECISION_ENV}=bf16 or fp32), delete {root} to retrain "
+                "it, or set LMCONV_HOME to another folder",
+            )
         if old["profile_sha256"] != info["profile_sha256"]:
             raise LmconvError(
                 f"the suite in {root} was trained from a different version of profile {profile.name!r}",
@@ -697,6 +705,11 @@ def record_suite(root: Path, profile: Profile, data: TrainData) -> None:
     root.mkdir(parents=True, exist_ok=True)
     write_json(root / "suite.json", info)
     write_text(root / "profile.json", json.dumps(profile.raw, indent=1, sort_keys=True) + "\n")
+
+
+def _precision_words(by_arm: dict[str, str]) -> str:
+    values = sorted(set(by_arm.values()))
+    return " and ".join(values) if values else "fp32"
 
 
 def train_profile(
