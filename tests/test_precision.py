@@ -118,16 +118,14 @@ def test_agreement_compares_the_largest_change_of_a_unit_with_the_reference_spre
         prec.agreement(ref, ref.iloc[:2])
 
 
-def _curves(shift: float = 0.0, steps=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256)) -> pd.DataFrame:
-    """Three seeds' ordered pairs with a dip, a rise and a fall (every phase), in fp32 and shifted in bf16."""
+def _curves(shift: float = 0.0, peak: float = 4.2, steps=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256)) -> pd.DataFrame:
+    """Three seeds' ordered pairs with a dip, a rise and a fall (every phase), in fp32 and in bf16 shifted up by
+    ``shift`` nats and with the peak at ln(1 + step) = ``peak``."""
     steps = np.array(steps)
-    base = (
-        0.05
-        + 0.5 * np.exp(-(((np.log1p(steps) - 4.2) / 0.8) ** 2))
-        - 0.04 * np.exp(-(((np.log1p(steps) - 1.5) / 0.5) ** 2))
-    )
+    x = np.log1p(steps)
     rows = []
-    for p, extra in (("fp32", 0.0), ("bf16", shift)):
+    for p, extra, top in (("fp32", 0.0, 4.2), ("bf16", shift, peak)):
+        base = 0.05 + 0.5 * np.exp(-(((x - top) / 0.8) ** 2)) - 0.04 * np.exp(-(((x - 1.5) / 0.5) ** 2))
         for n, (i, j) in enumerate([(a, b) for a in (1, 2, 3) for b in (1, 2, 3) if a != b]):
             for st, kl in zip(steps, base * (1 + 0.02 * n) + extra * (steps > 0), strict=True):
                 rows.append({"precision": p, "size": "s", "step": int(st), "seed_i": i, "seed_j": j, "kl": kl})
@@ -146,6 +144,11 @@ def test_the_phases_agree_only_with_the_same_phases_and_boundaries():
     same = prec.phase_agreement(_curves(), "fp32", "bf16")
     assert same["agree"] and same["same_phases"] and not same["boundaries_off"]
     assert same["fp32"]["phases"] == same["bf16"]["phases"] and "divergence" in same["fp32"]["phases"]
+    assert same["boundaries"]["peak_step"]["effect"] == 0.0
+    # the same phases, but every pair's peak later while the fp32 pairs all peak at one checkpoint
+    late = prec.phase_agreement(_curves(peak=4.9), "fp32", "bf16")
+    assert late["same_phases"] and not late["agree"] and late["boundaries"]["peak_step"]["spread"] == 0
+    assert any(b.startswith("peak: a pair's moves") for b in late["boundaries_off"])
     flat = _curves().assign(kl=lambda c: np.where(c.precision == "bf16", 0.05, c.kl))
     off = prec.phase_agreement(flat, "fp32", "bf16")
     assert not off["agree"] and not off["same_phases"] and "divergence" not in off["bf16"]["phases"]

@@ -144,32 +144,37 @@ def _pair_matrix(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 def phase_agreement(curves: pd.DataFrame, ref: str, other: str, rel_tol: float = 0.05) -> dict[str, Any]:
     """One size's KL phases in both precisions (:func:`lmconv.metrics.phases.kl_phases_by_pair`): the phases each
-    mean curve shows with their spans, the pairs that reconverge, and ``agree`` when both show the same phases and
-    every boundary the other shows (end of (i), trough, peak) lies within the reference pairs' min–max of it (its
-    mean curve's value where no reference pair shows that phase)."""
+    mean curve shows with their spans and how many pairs reconverge, and ``agree`` when both mean curves show the
+    same phases and every boundary (end of (i), trough, peak) agrees within the seed spread by :func:`agreement`,
+    pair by pair, over the pairs that show its phase in both precisions."""
     out: dict[str, Any] = {}
-    spread = {}
+    by_pair = {}
     for p in (ref, other):
         steps, kp = _pair_matrix(curves[curves.precision == p])
-        spread[p] = phases.kl_phases_by_pair(steps, kp, rel_tol=rel_tol)
-        m = spread[p].mean_curve
+        by_pair[p] = phases.kl_phases_by_pair(steps, kp, rel_tol=rel_tol)
+        m = by_pair[p].mean_curve
         out[p] = {
             "phases": m.observed(),
             "spans": {k: v for k, v in m.spans().items() if v is not None},
-            "pairs_reconverge": spread[p].n_reconvergence,
-            "n_pairs": spread[p].n_pairs,
+            "pairs_reconverge": by_pair[p].n_reconvergence,
+            "n_pairs": by_pair[p].n_pairs,
         }
-    r, o = spread[ref], spread[other].mean_curve
-    off = []
+    off, boundaries = [], {}
     for key, words in BOUNDARIES.items():
-        if not getattr(o, f"has_{BOUNDARY_PHASE[key]}"):
+        has = f"has_{BOUNDARY_PHASE[key]}"
+        both = [
+            (a, b)
+            for a, b in zip(by_pair[ref].pairs, by_pair[other].pairs, strict=True)
+            if getattr(a, has) and getattr(b, has)
+        ]
+        if not both:
             continue
-        sp = getattr(r, key)
-        lo, hi = (sp.lo, sp.hi) if sp is not None else (getattr(r.mean_curve, key),) * 2
-        if not lo <= getattr(o, key) <= hi:
-            off.append(f"{words} at step {getattr(o, key)}, the reference's pairs {lo:.0f}–{hi:.0f}")
+        a = agreement(pd.Series([getattr(x, key) for x, _ in both]), pd.Series([getattr(y, key) for _, y in both]))
+        boundaries[key] = a
+        if not a["agree"]:
+            off.append(f"{words}: a pair's moves {a['effect']:.0f} steps, the {ref} pairs' span {a['spread']:.0f}")
     same = out[ref]["phases"] == out[other]["phases"]
-    out |= {"same_phases": same, "boundaries_off": off, "agree": same and not off}
+    out |= {"same_phases": same, "boundaries": boundaries, "boundaries_off": off, "agree": same and not off}
     return out
 
 
@@ -324,15 +329,16 @@ def table(summary: dict[str, dict[str, Any]], ref: str, other: str) -> pd.DataFr
             }
         )
         spans = {p: _spans(ph[p]) for p in (ref, other)}
+        b = ph["boundaries"]
         rows.append(
             {
                 "size": size,
-                "measure": "KL phases (steps)",
-                ref: spans[ref],
-                other: spans[other],
-                "precision's effect": "; ".join(ph["boundaries_off"]) or "none",
-                "seed spread": "pairs' boundary ranges",
-                "verdict": _agrees(ph["agree"]),
+                "measure": "KL phases (steps; pairs reconverging)",
+                ref: f"{spans[ref]}; {ph[ref]['pairs_reconverge']}/{ph[ref]['n_pairs']}",
+                other: f"{spans[other]}; {ph[other]['pairs_reconverge']}/{ph[other]['n_pairs']}",
+                "precision's effect": ", ".join(f"{BOUNDARIES[k]} {v['effect']:.0f}" for k, v in b.items()) or "–",
+                "seed spread": ", ".join(f"{BOUNDARIES[k]} {v['spread']:.0f}" for k, v in b.items()) or "–",
+                "verdict": _agrees(ph["agree"]) if ph["same_phases"] else "other phases seen",
             }
         )
     return pd.DataFrame(rows)
