@@ -86,7 +86,13 @@ def test_the_fp32_twin_is_trained_only_where_the_main_suite_is_bf16(monkeypatch)
         prec.check_design(profiles.load("default"), profiles.load("precision"))
     # the smoke suite is fp32 everywhere; its twin is bf16, so the tests run the comparison on every machine
     assert profiles.needed_companions("smoke")["precision"] == "smoke-precision"
-    assert "precision: not needed" not in prec.not_needed(profiles.load("smoke"))
+    assert "need no precision check" in prec.unchecked(profiles.load("smoke"))
+    # a bf16 suite without a named twin is said to be unchecked, not to need no check
+    monkeypatch.setenv(profiles.PRECISION_ENV, "bf16")
+    gpu = profiles.parse(
+        profiles.load("gpu").raw | {"train": profiles.load("gpu").raw["train"] | {"device": "cpu"}}, "g"
+    )
+    assert "precision" not in profiles.needed_companions(gpu) and "is not checked here" in prec.unchecked(gpu)
 
 
 def test_a_twin_that_differs_in_more_than_the_precision_is_refused():

@@ -370,12 +370,19 @@ def verdict(summary: dict[str, dict[str, Any]], ref: str, other: str) -> str:
     return f"{head} ({twins})."
 
 
-def not_needed(main: profiles.Profile) -> str:
-    """What the section says where the main suite trains in fp32: there is no bf16 suite to check."""
+def unchecked(main: profiles.Profile) -> str:
+    """What the section says where no twin is compared: an fp32 suite needs none; a bf16 suite whose profile names
+    no precision companion goes unchecked, and the sentence says so."""
+    p = precision_of(main)
+    if p == REFERENCE:
+        return (
+            f"This build trained the {main.name!r} suite in {p} (`precision: auto` on a machine without native bf16 "
+            "matrix products, or a profile that sets fp32), so its findings need no precision check and its fp32 "
+            "twin was not trained."
+        )
     return (
-        f"This build trained the {main.name!r} suite in {precision_of(main)} (`precision: auto` on a machine without "
-        "native bf16 matrix products, or a profile that sets fp32), so its findings need no precision check and "
-        "its fp32 twin was not trained."
+        f"This build trained the {main.name!r} suite in {p}, and its profile names no fp32 twin "
+        "(`companions: {precision: NAME}`), so whether the precision moves its findings is not checked here."
     )
 
 
