@@ -324,6 +324,23 @@ def test_an_interrupted_build_keeps_its_stage_times(tmp_path, monkeypatch):
     assert book.BuildStages("smoke").earlier == [{"stage": "train smoke", "seconds": 3.0, "attempt": 1}]
 
 
+@pytest.mark.slow
+def test_one_chapter_builds_before_the_whole_book(smoke_suite, tmp_path):
+    """``make chapter NAME=… --build`` on a fresh checkout, before any ``make book``: the executed chapter is built
+    alone (its links to the unexecuted pages unresolved) instead of Sphinx stopping on the missing root page."""
+    from lmconv import book
+
+    folder = tmp_path / "book"
+    shutil.copytree(ROOT / "book", folder, ignore=shutil.ignore_patterns("_build", "chapters", "_generated"))
+    with pytest.raises(book.LmconvError, match="no executed chapter"):
+        book.build_html(folder)
+    book.run_chapter("01_suite", {"profile": "smoke"}, folder, quiet=True)
+    html = book.build_html(folder)
+    toc = (folder / "_build" / "partial_toc.yml").read_text()
+    assert "root: chapters/01_suite" in toc and "intro" not in toc
+    assert (html / "chapters" / "01_suite.html").exists() and (html / "index.html").exists()
+
+
 @pytest.fixture(scope="module")
 def bundle(built_book, tmp_path_factory) -> Path:
     """The release bundle of the built smoke book."""

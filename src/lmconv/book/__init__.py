@@ -297,15 +297,42 @@ def prepare_book_dir(book_dir: Path) -> None:
         raise LmconvError(f"the vendored chart libraries are missing in {static}/vega", "run `make setup`")
 
 
+def partial_toc(book_dir: Path) -> Path | None:
+    """Where some executed pages are missing (``make chapter`` before the first ``make book``): a table of contents
+    of the executed ones alone, written under ``_build``, the first of them its root; None when every page is there."""
+    pages = [CHAPTER_PREFIX + name for name in toc_chapters(book_dir)]
+    present = [p for p in pages if (book_dir / f"{p}.ipynb").exists()]
+    if len(present) == len(pages):
+        return None
+    if not present:
+        raise LmconvError(
+            f"no executed chapter in {book_dir / CHAPTER_PREFIX.rstrip('/')} to build",
+            "execute one first (make chapter NAME=01_suite), or build the whole book (make book)",
+        )
+    toc = {"format": "jb-book", "root": present[0]}
+    if present[1:]:
+        toc["chapters"] = [{"file": p} for p in present[1:]]
+    out = book_dir / "_build" / "partial_toc.yml"
+    write_text(out, yaml.safe_dump(toc, sort_keys=False))
+    print(
+        f"[book] {len(present)} of {len(pages)} chapters executed: building those alone (their links to the others "
+        "stay unresolved); make book builds the whole book",
+        flush=True,
+    )
+    return out
+
+
 def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
-    """Render the book with ``jupyter-book build`` (warnings are errors when ``strict``).
+    """Render the book with ``jupyter-book build`` (warnings are errors when ``strict``). Where some chapters have
+    not been executed yet, only the executed ones are built (:func:`partial_toc`), without ``strict``.
 
     Sphinx works in ``_build/.work`` (kept, so a rebuild with nothing changed is quick); the finished HTML
     replaces ``_build/html`` in one rename, so a killed build never leaves a half-written site there.
     """
     book_dir = book_dir or paths.BOOK
     prepare_book_dir(book_dir)
-    work = book_dir / "_build" / ".work"
+    partial = partial_toc(book_dir)
+    work = book_dir / "_build" / (".work-partial" if partial else ".work")
     jb = Path(sys.executable).with_name("jupyter-book")
     cmd = [
         str(jb),
@@ -314,11 +341,11 @@ def build_html(book_dir: Path | None = None, strict: bool = True) -> Path:
         "--config",
         str(paths.BOOK_CONFIG),
         "--toc",
-        str(book_dir / "_toc.yml"),
+        str(partial or book_dir / "_toc.yml"),
         "--path-output",
         str(work),
     ]
-    if strict:
+    if strict and not partial:
         cmd += ["-W", "-n", "--keep-going"]
     print(f"[book] {' '.join(cmd)}", flush=True)
     env = {**os.environ, "LMCONV_BOOK_DIR": str(book_dir)}
