@@ -164,6 +164,32 @@ def test_engine_scores_equal_an_unpadded_float64_pass(smoke_results):
             assert bool(got.greedy[i]) == greedy
 
 
+def test_engine_scores_equal_the_whole_batch_log_softmax_to_the_bit(smoke_results):
+    """The engine runs the float64 log-softmax over the scored positions only; the table equals, bit for bit, the
+    one taken from the whole padded batch's log-softmax, one sequence after another (the engine's former way, so
+    the tables cached before stay valid)."""
+    from lmconv.analysis import engine
+
+    r = smoke_results
+    size, step = r.sizes[-1], r.steps[len(r.steps) // 2]
+    models = {k: r.suite.source.load_model(suites.CheckpointRef(r.family, size, k, step)) for k in r.seeds}
+    opts, vocab = engine.EngineOptions(), len(r.counts)
+    with torch.no_grad():
+        got = engine._downstream_table(models, r.evals, vocab, opts)
+        seqs = r.evals.sequences
+        starts, lengths = seqs.score_from.to_numpy(), seqs.ids.map(len).to_numpy()
+        for k in sorted(models):
+            mine = got[got.seed == k].reset_index(drop=True)
+            for rows, x in r.evals.batches(engine.downstream_batch_tokens(vocab, opts)):
+                xt = torch.from_numpy(x)
+                lp = torch.log_softmax(models[k](xt).logits[..., :vocab].double(), dim=-1)
+                for row, i in enumerate(rows):
+                    t = torch.arange(int(starts[i]), int(lengths[i]))
+                    assert mine.logp[i] == float(lp[row, t - 1, xt[row, t]].sum()), (k, i)
+                    assert mine.greedy[i] == bool((lp[row, t - 1].argmax(-1) == xt[row, t]).all()), (k, i)
+    assert len(got) == len(r.seeds) * len(seqs)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # the lens, against hand computations
 # ---------------------------------------------------------------------------------------------------------
