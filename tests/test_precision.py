@@ -53,6 +53,8 @@ def test_auto_resolves_when_read_and_hashes_as_the_precision_it_gave(monkeypatch
         assert auto.sha256 == profiles.parse(_auto(smoke, p), "x").sha256
         assert auto.raw["train"]["precision"] == "auto"  # the file as written (profile.json)
     assert profiles.parse(_auto(smoke, "fp32"), "x").sha256 != profiles.parse(_auto(smoke, "bf16"), "x").sha256
+    # fp32, asked for or resolved, hashes as the profile without the key: suites trained before it keep their hash
+    assert profiles.parse(_auto(smoke, "fp32"), "x").sha256 == profiles.parse(smoke, "x").sha256
     arms = _auto(smoke) | {"arms": {"a": {}, "b": {"precision": "fp32"}}}
     monkeypatch.setenv(profiles.PRECISION_ENV, "bf16")
     prof = profiles.parse(arms, "x")

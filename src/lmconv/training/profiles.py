@@ -274,11 +274,12 @@ def native_precision(device: str = "cpu") -> str:
 
 
 def _resolve_auto(raw: dict, resolved: dict[str, str]) -> dict:
-    """``raw`` with each ``precision: auto`` replaced by what it resolved to (``resolved``: arm → precision), so a
-    profile hashes the same whether it asks for auto or writes the precision auto gave (the checkpoints are the
-    same). Where arms that inherit ``train.precision: auto`` resolved differently (devices differ), each arm's
-    resolution is hashed as well."""
-    if not resolved:
+    """``raw`` as hashed: each ``precision: auto`` replaced by what it resolved to (``resolved``: arm → precision),
+    so a profile hashes the same whether it asks for auto or writes the precision auto gave (the checkpoints are
+    the same), and ``train.precision: fp32`` (written or resolved) left out as the default it is, so the suites
+    trained before the key existed keep their hash. Where arms that inherit ``train.precision: auto`` resolved
+    differently (devices differ), each arm's resolution is hashed as well."""
+    if not resolved and (raw.get("train") or {}).get("precision") != "fp32":
         return raw
     out = copy.deepcopy(raw)
     arms = out.get("arms") or {}
@@ -286,11 +287,14 @@ def _resolve_auto(raw: dict, resolved: dict[str, str]) -> dict:
     for a, over in arms.items():
         if isinstance(over, dict) and over.get("precision") == "auto":
             over["precision"] = resolved[a]
-    if out["train"].get("precision") == "auto":
+    train = out["train"]
+    if train.get("precision") == "auto":
         if len(inherited) == 1:
-            out["train"]["precision"] = inherited.pop()
+            train["precision"] = inherited.pop()
         elif inherited:
             out["precision_resolved"] = dict(sorted(resolved.items()))
+    if train.get("precision") == "fp32":
+        del train["precision"]
     return out
 
 
