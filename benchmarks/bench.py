@@ -437,9 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     print("[bench] 2-3. analysis vs forward, bytes stored", flush=True)
     from lmconv.training import profiles
 
-    sizes = list(profiles.load(a.profile).sizes)
+    prof = profiles.load(a.profile)
+    sizes = list(prof.sizes)
     # the precision the profile trains in here (precision: auto resolves to bf16 where bf16 products are native)
-    results["profile_precision"] = sorted(profiles.precisions(profiles.load(a.profile)))
+    results["profile_precision"] = sorted(profiles.precisions(prof))
     results["analysis"] = [bench_analysis(a.profile, s, n_steps=3 if a.quick else 6) for s in sizes]
     print("[bench] 4. training", flush=True)
     results["training"] = bench_training(a.profile, steps=5 if a.quick else 20)

@@ -75,6 +75,9 @@ def test_a_suite_is_not_resumed_in_another_precision(monkeypatch, smoke_profile)
     with pytest.raises(LmconvError, match="was trained in bf16, but profile 'tinyauto' trains in fp32 here") as e:
         train.train_profile(profiles.parse(tiny, "tinyauto"), progress=False)
     assert "LMCONV_PRECISION=bf16" in e.value.fix and str(paths.suite_dir("tinyauto")) in e.value.fix
+    # the way out the message names: finished in its own precision, the suite is accepted again
+    monkeypatch.setenv(profiles.PRECISION_ENV, "bf16")
+    assert train.train_profile(profiles.parse(tiny, "tinyauto"), progress=False) == root
 
 
 def test_the_fp32_twin_is_trained_only_where_the_main_suite_is_bf16(monkeypatch):

@@ -38,7 +38,6 @@ class MethodsData:
     opts: engine.EngineOptions
     det_draws: int = DET_DRAWS
     precision_profile: str | None = None  # the fp32 twin (default: the profile's companions.precision)
-    rel_tol: float = 0.05  # the KL-phase detector's, as in chapter 2
 
 
 def load(P: SimpleNamespace) -> MethodsData:
@@ -48,8 +47,7 @@ def load(P: SimpleNamespace) -> MethodsData:
     smallest = next(iter(prof.sizes))
     ref = suites.CheckpointRef(suite.family(), smallest, prof.seeds[0], prof.checkpoint_steps()[-1])
     pr = probe.build(suite.source.load_tokenizer(ref), prof.corpus, prof.probe)
-    twin = getattr(P, "precision_profile", None)
-    return MethodsData(prof, pr, engine.EngineOptions(), precision_profile=twin, rel_tol=getattr(P, "rel_tol", 0.05))
+    return MethodsData(prof, pr, engine.EngineOptions(), precision_profile=getattr(P, "precision_profile", None))
 
 
 @section
@@ -146,7 +144,7 @@ def precision(d: MethodsData) -> Glued:
             "tab_precision": shown.set_index("suite"),
         }
     data = prec.load(main.name, d.precision_profile)
-    summary = prec.compare(data, rel_tol=d.rel_tol)
+    summary = prec.compare(data)  # the KL-phase detector at its defaults, as chapter 2
     minutes = {}
     for p in (main, data.companion):
         runs = [suites.format_run(p.arm().family, s, k) for s in data.sizes for k in data.seeds]

@@ -18,8 +18,8 @@ Rules (each a choice of ours, stated in the book):
   precision's effect is the largest change of one run's (one pair's) value between the twins, and the seed spread
   is the range (max − min) of the reference's values over its seeds (pairs); they agree when the effect is no
   larger than the spread. The curve agrees when, at every checkpoint, the two means differ by no more than the
-  reference's range over pairs there; the phases agree when the same phases are seen and each boundary of the
-  other curve lies within the reference pairs' range of that boundary.
+  reference's range over pairs there; the phases agree when both mean curves show the same phases and each
+  boundary (end of (i), trough, peak) agrees by the rule above, pair by pair.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import pandas as pd
 from .. import analysis
 from ..chapters import params
 from ..errors import LmconvError
-from ..metrics import phases
+from ..metrics import phases, spectrum
 from ..training import profiles
 from . import activations as act
 from . import annealing as A
@@ -118,8 +118,8 @@ def agreement(ref: pd.Series, other: pd.Series) -> dict[str, Any]:
 def curve_agreement(curves: pd.DataFrame, ref: str, other: str) -> dict[str, Any]:
     """One size's KL curves (rows precision, step, seed_i, seed_j, kl): at each checkpoint the distance between the
     two precisions' means over pairs, against the reference's min–max range over pairs there. ``agree`` when it is
-    within the range at every checkpoint; ``n_within`` of ``n_steps`` say where, ``worst_step`` is the checkpoint
-    with the largest distance over range (and ``worst_ratio`` that ratio)."""
+    within the range at every checkpoint; ``n_within`` of ``n_steps`` say where; ``worst_step`` is the checkpoint
+    with the largest distance over range, with that distance and range (``worst_effect``, ``worst_spread``)."""
     g = curves.groupby(["precision", "step"]).kl.agg(["mean", "min", "max"])
     r, o = g.loc[ref], g.loc[other].reindex(g.loc[ref].index)
     effect, spread = (o["mean"] - r["mean"]).abs(), r["max"] - r["min"]
@@ -138,10 +138,6 @@ def curve_agreement(curves: pd.DataFrame, ref: str, other: str) -> dict[str, Any
     }
 
 
-def _pair_matrix(curves: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return S._wide(curves)
-
-
 def phase_agreement(curves: pd.DataFrame, ref: str, other: str, rel_tol: float = 0.05) -> dict[str, Any]:
     """One size's KL phases in both precisions (:func:`lmconv.metrics.phases.kl_phases_by_pair`): the phases each
     mean curve shows with their spans and how many pairs reconverge, and ``agree`` when both mean curves show the
@@ -150,7 +146,7 @@ def phase_agreement(curves: pd.DataFrame, ref: str, other: str, rel_tol: float =
     out: dict[str, Any] = {}
     by_pair = {}
     for p in (ref, other):
-        steps, kp = _pair_matrix(curves[curves.precision == p])
+        steps, kp = S._wide(curves[curves.precision == p])
         by_pair[p] = phases.kl_phases_by_pair(steps, kp, rel_tol=rel_tol)
         m = by_pair[p].mean_curve
         out[p] = {
@@ -184,8 +180,9 @@ def cross_precision_spectra(records: dict[tuple[str, str, int], np.ndarray], ref
     rows = []
     for p, size, k in records:
         if p == ref and (other, size, k) in records:
-            d = S.final_spectra({("x", size, 0): records[ref, size, k], ("x", size, 1): records[other, size, k]})
-            rows.append({"size": size, "seed": k, "delta_sigma": float(d.delta_sigma.iloc[0])})
+            pairs = zip(records[ref, size, k], records[other, size, k], strict=True)
+            d = float(np.mean([spectrum.delta_sigma(a, b) for a, b in pairs]))  # as S.final_spectra: mean over matrices
+            rows.append({"size": size, "seed": k, "delta_sigma": d})
     return pd.DataFrame(rows, columns=["size", "seed", "delta_sigma"])
 
 

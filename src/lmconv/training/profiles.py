@@ -225,7 +225,7 @@ class Profile:
         """Hash of what determines the trained checkpoints (prose, companion suites, downstream sets and how many runs
         train at once excluded; what `precision: auto` resolved to included)."""
         skip = ("description", "companions", "downstream", "jobs")
-        return sha256_json(_resolve_auto({k: v for k, v in self.raw.items() if k not in skip}, self.auto_precision))
+        return sha256_json(_as_hashed({k: v for k, v in self.raw.items() if k not in skip}, self.auto_precision))
 
     def checkpoint_steps(self, arm: str | None = None) -> list[int]:
         return self.checkpoints.steps(self.arm(arm).train.steps)
@@ -273,7 +273,7 @@ def native_precision(device: str = "cpu") -> str:
     return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
-def _resolve_auto(raw: dict, resolved: dict[str, str]) -> dict:
+def _as_hashed(raw: dict, resolved: dict[str, str]) -> dict:
     """``raw`` as hashed: each ``precision: auto`` replaced by what it resolved to (``resolved``: arm → precision),
     so a profile hashes the same whether it asks for auto or writes the precision auto gave (the checkpoints are
     the same), and ``train.precision: fp32`` (written or resolved) left out as the default it is, so the suites
