@@ -227,7 +227,10 @@ def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
     """Seconds per training step of every size in both precisions (the steps of ``train``: forward, fp32 loss,
     backward, clipping, optimizer), each against the dense matmul rate of its own precision. The two precisions
     of a size are timed in alternating halves, so a machine whose speed drifts slows both alike; the bf16 row also
-    gives its step time over the fp32 one."""
+    gives its step time over the fp32 one and, where training compiles the bf16 step, over the eager bf16 step
+    (timed in the same halves, not reported as a row of its own)."""
+    from dataclasses import replace
+
     from lmconv.training import profiles, train
 
     prof = profiles.load(profile)
@@ -236,32 +239,40 @@ def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
     data = train.prepare_data(prof)
     peak = {p: matmul_gflops(precision=p) for p in PRECISIONS}
     tokens = s.batch_size * prof.context
+    # what each timed variant trains in, and how its loss is computed (as training does, and the eager bf16 step)
+    losses = {p: train.step_loss(replace(s, precision=p)) for p in PRECISIONS}
+    variants = {p: (p, losses[p]) for p in PRECISIONS}
+    compiled = losses["bf16"] is not train._lm_loss
+    if compiled:
+        variants["bf16 eager"] = ("bf16", train._lm_loss)
     rows = []
     for size in prof.sizes.values():
         runs = {}
-        for p in PRECISIONS:
+        for v in variants:
             model = train.init_model(prof, size, prof.seeds[0])
-            runs[p] = (model, train.make_optimizers(model, s))
+            runs[v] = (model, train.make_optimizers(model, s))
 
-        def one(p: str, step: int, runs=runs) -> None:
-            model, opts = runs[p]
-            loss = train._lm_loss(model, data.batch(prof.seeds[0], step, s.batch_size), p)
+        def one(v: str, step: int, runs=runs) -> None:
+            model, opts = runs[v]
+            p, loss_fn = variants[v]
+            loss = loss_fn(model, data.batch(prof.seeds[0], step, s.batch_size), p)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
             for o in opts:
                 o.step()
                 o.zero_grad(set_to_none=True)
 
-        spent = dict.fromkeys(PRECISIONS, 0.0)
-        for p in PRECISIONS:
-            one(p, 0)
-        halves = (steps // 2, steps - steps // 2)
-        for k, n in enumerate(halves):
-            for p in PRECISIONS if k == 0 else PRECISIONS[::-1]:
-                t = time.perf_counter()
-                for i in range(n):
-                    one(p, 1 + sum(halves[:k]) + i)
-                spent[p] += time.perf_counter() - t
+        spent = dict.fromkeys(variants, 0.0)
+        with train._deterministic(compiled):  # as a compiled training step runs
+            for v in variants:
+                one(v, 0)  # compiles, where the step is compiled
+            halves = (steps // 2, steps - steps // 2)
+            for k, n in enumerate(halves):
+                for v in list(variants) if k == 0 else list(variants)[::-1]:
+                    t = time.perf_counter()
+                    for i in range(n):
+                        one(v, 1 + sum(halves[:k]) + i)
+                    spent[v] += time.perf_counter() - t
         for p in PRECISIONS:
             dt = spent[p] / steps
             flops = train_flops_per_token(size.hidden, size.layers, prof.vocab_size, prof.context) * tokens
@@ -276,11 +287,14 @@ def bench_training(profile: str = "default", steps: int = 20) -> list[dict]:
             }
             if p != "fp32":
                 row["time_vs_fp32"] = dt * steps / spent["fp32"]
+            if f"{p} eager" in spent:
+                row["compiled_vs_eager"] = spent[p] / spent[f"{p} eager"]
             rows.append(row)
             print(
                 f"  train {size.name} {p}: {tokens / dt:,.0f} tokens/s, {row['gflops']:.1f} GFLOP/s "
                 f"({100 * row['fraction_of_matmul_peak']:.0f}% of the {peak[p]:.0f} GFLOP/s {p} matmul rate)"
-                + (f"; {row['time_vs_fp32']:.2f}x the fp32 step time" if "time_vs_fp32" in row else ""),
+                + (f"; {row['time_vs_fp32']:.2f}x the fp32 step time" if "time_vs_fp32" in row else "")
+                + (f"; compiled {row['compiled_vs_eager']:.2f}x the eager step" if "compiled_vs_eager" in row else ""),
                 flush=True,
             )
     rows += [{"size": "matmul", "precision": p, "gflops": peak[p]} for p in PRECISIONS]

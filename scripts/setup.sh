@@ -3,7 +3,7 @@
 #   .venv            from requirements.lock (re-installed only when the lock changes)
 #   node_modules     from package-lock.json (npm ci; the Brown Corpus and the Vega/MathJax browser assets)
 #   book/_static/    vendored Vega and MathJax, so the built book draws charts and formulas offline
-#   system packages  libtcmalloc-minimal4 (faster CPU training), chromium and poppler-utils (browser tests,
+#   system packages  libtcmalloc-minimal4 (faster CPU training), g++ (compiled bf16 steps), chromium and poppler-utils (browser tests,
 #                    make pdf), if root
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,7 @@ fi
 # 4. System packages (optional; skipped without root)
 need=()
 ls /usr/lib/*/libtcmalloc_minimal.so.4 >/dev/null 2>&1 || need+=(libtcmalloc-minimal4)
+command -v "${CXX:-g++}" >/dev/null 2>&1 || need+=(g++)  # torch.compile's kernels for bf16 training steps
 if [ "${LMCONV_BROWSER:-1}" = 1 ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v pdfunite >/dev/null 2>&1 || need+=(poppler-utils)  # make pdf joins the printed pages
@@ -56,7 +57,7 @@ if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "apt-get install ${need[*]}"
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null) \
-      || echo "[setup] could not install ${need[*]}: training runs without tcmalloc; browser tests are skipped"
+      || echo "[setup] could not install ${need[*]}: training runs without tcmalloc (and, without g++, bf16 training asks for it or for LMCONV_PRECISION=fp32); browser tests are skipped"
   else
     echo "[setup] optional system packages missing: ${need[*]} (install them with your package manager)"
   fi

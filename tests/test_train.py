@@ -523,6 +523,66 @@ def test_bf16_really_autocasts_yet_agrees_with_fp32_and_keeps_fp32_checkpoints(t
     assert io.read_json(bf16_run.parent / "suite.json")["precision"] == {"lmconv": "bf16"}
 
 
+def test_a_bf16_step_on_the_cpu_is_compiled_and_computes_the_eager_steps_loss(bf16_reference):
+    """The bf16 step runs compiled (recorded in run.json and in the profile's hash); fp32 stays eager. The compiled
+    loss and gradients are the eager ones up to rounding (the same function: 1e-5 in the loss, 2e-3 relative in
+    each gradient; measured about 1e-6 and 1e-4)."""
+    import torch
+
+    bf16 = _tiny("tinycompiled", precision="bf16").arm().train
+    assert train.step_loss(bf16) is not train._lm_loss
+    assert train.step_loss(profiles.TrainSettings(1, 1)) is train._lm_loss  # fp32: eager
+    assert io.read_json(bf16_reference[0] / "run.json")["compiled"] == "inductor"
+    prof = _tiny("tinycompiled")
+    model, x = train.init_model(prof, prof.size("xs"), 1), torch.arange(65).reshape(1, 65) % 200
+    out = {}
+    with train._deterministic(True):
+        for name, fn in (("eager", train._lm_loss), ("compiled", train.step_loss(bf16))):
+            model.zero_grad()
+            loss = fn(model, x, "bf16")
+            loss.backward()
+            out[name] = float(loss), [p.grad.clone() for p in model.parameters()]
+    (le, ge), (lc, gc) = out["eager"], out["compiled"]
+    assert abs(le - lc) < 1e-5
+    assert all(float((a - b).norm() / a.norm()) < 2e-3 for a, b in zip(ge, gc, strict=True))
+
+
+def test_the_hash_names_the_step_compiler(monkeypatch):
+    """A bf16 profile hashes apart from the same profile whose steps ran eagerly (they round differently); fp32
+    profiles, never compiled, keep the hash they had."""
+    smoke = {k: v for k, v in profiles.load("smoke").raw.items() if k != "companions"}
+    bf16 = smoke | {"train": smoke["train"] | {"precision": "bf16"}}
+    compiled = profiles.parse(bf16, "x").sha256, profiles.parse(smoke, "x").sha256
+    monkeypatch.setattr(profiles, "COMPILED_STEPS", {})
+    assert profiles.parse(bf16, "x").sha256 != compiled[0]
+    assert profiles.parse(smoke, "x").sha256 == compiled[1]
+
+
+def test_a_compiled_step_without_a_cxx_compiler_is_refused_before_training(monkeypatch):
+    from torch._inductor import cpp_builder, exc
+
+    def missing():
+        raise exc.InvalidCxxCompiler
+
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", missing)
+    prof = _tiny("tinynocxx", precision="bf16")
+    with pytest.raises(LmconvError, match="needs a C\\+\\+ compiler") as e:
+        train.train_profile(prof, progress=False)
+    assert "LMCONV_PRECISION=fp32" in e.value.fix and "g++" in e.value.fix
+    assert not paths.suite_dir(prof.name).exists()
+
+
+def test_two_jobs_train_the_same_bf16_files_as_one_at_a_time():
+    """Compiled bf16 steps in two spawned processes (each compiling for itself) write the files of one process
+    training the runs in turn: the compiled kernels are the same in every process, at two threads too."""
+    hashes = {}
+    for jobs in (1, 2):
+        prof = _tiny(f"tinybf16jobs{jobs}", precision="bf16")
+        prof = profiles.parse(prof.raw | {"seeds": [1, 2]}, prof.name)
+        hashes[jobs] = _run_hashes(train.train_profile(prof, progress=False, jobs=jobs))
+    assert len(hashes[1]) == 2 and hashes[2] == hashes[1]
+
+
 def _run_hashes(root: Path) -> dict[str, dict[str, str]]:
     return {run.name: tree_hashes(run) for run in sorted(root.iterdir()) if (run / "run.json").exists()}
 

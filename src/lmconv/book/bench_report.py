@@ -90,6 +90,15 @@ def summary_table(results: dict) -> pd.DataFrame:
                     None,
                 )
             )
+        if "compiled_vs_eager" in t:
+            rows.append(
+                (
+                    f"training {t['size']} in {t['precision']}: compiled step time / eager step time",
+                    f"{t['compiled_vs_eager']:.2f}x",
+                    "< 1x to keep",
+                    t["compiled_vs_eager"] < 1,
+                )
+            )
     st = results["stacked"]
     rows.append(
         (

@@ -45,7 +45,7 @@ from ..io import (
     write_text,
 )
 from . import neox
-from .profiles import PRECISION_ENV, ROTARY_PCT, Arm, Profile, Size, TrainSettings
+from .profiles import PRECISION_ENV, ROTARY_PCT, Arm, Profile, Size, TrainSettings, step_compiler
 
 STATE_DIR = "resume"
 transformers.utils.logging.disable_progress_bar()
@@ -526,13 +526,29 @@ def _train_steps(run: RunSpec, data: TrainData, tr: Training, progress: bool) ->
         mininterval=1.0 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
     )
-    while tr.step < final:
-        loss = _train_step(run, data, tr)
-        _record(run, data, tr)
-        bar.update(1)
-        if tr.step % 50 == 0:
-            bar.set_postfix(loss=f"{loss:.3f}", val=f"{tr.log.val[-1][1]:.3f}", refresh=False)
+    with _deterministic(step_compiler(run.settings) is not None):
+        while tr.step < final:
+            loss = _train_step(run, data, tr)
+            _record(run, data, tr)
+            bar.update(1)
+            if tr.step % 50 == 0:
+                bar.set_postfix(loss=f"{loss:.3f}", val=f"{tr.log.val[-1][1]:.3f}", refresh=False)
     bar.close()
+
+
+@contextlib.contextmanager
+def _deterministic(on: bool):
+    """Deterministic algorithms for the block where ``on``: a compiled step then scatters the embedding's gradient
+    with the eager kernel instead of inductor's atomic adds, which sum in another order at every step on 2 threads
+    (measured: the embedding's gradient differed between two runs of the same step). Inductor reads the flag when
+    it compiles, at the first forward and at the first backward, both inside the block."""
+    before, warn = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    if on:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
 
 
 def _train_step(run: RunSpec, data: TrainData, tr: Training) -> float:
@@ -543,7 +559,7 @@ def _train_step(run: RunSpec, data: TrainData, tr: Training) -> float:
         for g in o.param_groups:
             g["lr"] = ((s.muon_lr or s.lr) if isinstance(o, torch.optim.Muon) else s.lr) * lr_mult
     x = data.batch(run.data_seed, step, s.batch_size).to(next(tr.model.parameters()).device)
-    out = _lm_loss(tr.model, x, s.precision)
+    out = step_loss(s)(tr.model, x, s.precision)
     out.backward()
     gn = torch.nn.utils.clip_grad_norm_(tr.model.parameters(), s.grad_clip if s.grad_clip > 0 else float("inf"))
     for o in tr.opts:
@@ -599,6 +615,7 @@ def finish_run(run: RunSpec, tr: Training) -> None:
             "train_seconds": round(tr.seconds(), 1),
             "threads": s.threads,
             "precision": s.precision,
+            "compiled": step_compiler(s),
             "init_seed": run.init_seed,
             "data_seed": run.data_seed,
             "tokens": s.steps * s.batch_size * run.profile.context,
@@ -652,6 +669,43 @@ def _lm_loss(model, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
             logits = model(x[:, :-1]).logits
     logits = logits.float()  # a no-op in fp32
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
+
+
+_COMPILED: dict[str, object] = {}
+
+
+def step_loss(s: TrainSettings):
+    """The function a training step of ``s`` computes its loss with: :func:`_lm_loss`, compiled where
+    :func:`~lmconv.training.profiles.step_compiler` says (static shapes, so the kernels of a run do not depend on
+    the shapes an earlier run in the same process saw; one compilation per model shape, and past 64 an error
+    rather than the eager step dynamo falls back to, which would round differently)."""
+    compiler = step_compiler(s)
+    if compiler is None:
+        return _lm_loss
+    if compiler not in _COMPILED:
+        check_compiler(s)
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+        torch._dynamo.config.fail_on_recompile_limit_hit = True
+        _COMPILED[compiler] = torch.compile(_lm_loss, backend=compiler, dynamic=False)
+    return _COMPILED[compiler]
+
+
+def check_compiler(s: TrainSettings) -> None:
+    """A compiled step needs inductor's C++ compiler on the PATH: a clear error before training if it is missing."""
+    if step_compiler(s) != "inductor":
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        found = shutil.which(get_cpp_compiler())
+    except Exception:  # inductor raises when neither $CXX nor any compiler it knows is found
+        found = None
+    if not found:
+        raise LmconvError(
+            f"a {s.precision} training step on the {s.device} is compiled by torch.compile, which needs a C++ "
+            "compiler, and none was found ($CXX, g++)",
+            f"install one (as root, scripts/setup.sh installs g++), or train in fp32: {PRECISION_ENV}=fp32",
+        )
 
 
 def arm_order(profile: Profile) -> list[Arm]:
@@ -744,6 +798,7 @@ def train_profile(
         )
     for arm in profile.arms.values():
         training_device(arm.train)  # a GPU profile on a machine without one stops before anything is written
+        check_compiler(arm.train)
     root = paths.suite_dir(profile.name)
     data = prepare_data(profile)
     record_suite(root, profile, data)
