@@ -81,6 +81,8 @@ def test_shipped_profiles_load_unchanged(name):
     compiled = {profiles.COMPILED_STEPS.get((a.train.device, a.train.precision)) for a in prof.arms.values()}
     if compiled - {None}:  # how a step is compiled, where it is (a bf16 step on the CPU)
         hashed["compiled_step"] = sorted(compiled - {None})
+    if {a.train.precision for a in prof.arms.values()} != {"fp32"}:  # validation in the step's precision
+        hashed["validation"] = "step precision"
     assert prof.sha256 == sha256_json(hashed)
 
 

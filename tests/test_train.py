@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lmconv import io, paths
@@ -505,7 +506,8 @@ def test_a_bf16_run_killed_and_resumed_ends_bit_identical(bf16_reference):
 
 def test_bf16_really_autocasts_yet_agrees_with_fp32_and_keeps_fp32_checkpoints(tiny_reference, bf16_reference):
     """One seed in both precisions: the same initialisation (step 0), other weights after it (the forward really ran
-    in bf16), and final validation losses within 0.01 nats (measured: about 1e-4 on this run). Checkpoints hold fp32
+    in bf16), validation in the run's precision, and final validation losses within 0.01 nats (measured: about
+    1e-4 on this run). Checkpoints hold fp32
     weights; run.json and suite.json record the precision."""
     import pandas as pd
     import torch
@@ -516,7 +518,8 @@ def test_bf16_really_autocasts_yet_agrees_with_fp32_and_keeps_fp32_checkpoints(t
     assert bf16["step48/model.safetensors"] != fp32["step48/model.safetensors"]
     assert bf16["step48/config.json"] == fp32["step48/config.json"]  # the bf16 step's attention is not recorded
     a, b = (pd.read_parquet(r / "val_log.parquet").val_loss for r in (fp32_run, bf16_run))
-    assert a.iloc[0] == b.iloc[0]  # step 0: validation itself is fp32 in both
+    # step 0, the same weights: the validation forward ran in bf16 too, and moved the mean by little (about 1e-5)
+    assert a.iloc[0] != b.iloc[0] and abs(a.iloc[0] - b.iloc[0]) < 1e-3
     assert (a.iloc[1:] != b.iloc[1:]).any() and abs(a.iloc[-1] - b.iloc[-1]) < 0.01
     assert {t.dtype for t in load_file(str(bf16_run / "step48" / "model.safetensors")).values()} == {torch.float32}
     assert io.read_json(bf16_run / "run.json")["precision"] == "bf16"
@@ -556,6 +559,19 @@ def test_the_hash_names_the_step_compiler(monkeypatch):
     monkeypatch.setattr(profiles, "COMPILED_STEPS", {})
     assert profiles.parse(bf16, "x").sha256 != compiled[0]
     assert profiles.parse(smoke, "x").sha256 == compiled[1]
+    # bf16 validation is hashed too (it changes the logs): a bf16 profile hashes apart from one without it
+    monkeypatch.setattr(profiles, "VALIDATION_PRECISION", "fp32")
+    assert profiles.parse(bf16, "x").sha256 not in compiled
+    assert profiles.parse(smoke, "x").sha256 == compiled[1]
+
+
+def test_validation_runs_in_the_training_precision():
+    """evaluate() of one model: bf16 really autocasts (another value) yet agrees with fp32 within 1e-3 nats."""
+    prof = _tiny("tinyval")
+    model = train.init_model(prof, prof.size("xs"), 1)
+    windows = (np.arange(4 * 65).reshape(4, 65) * 7) % 200
+    fp32, bf16 = (train.evaluate(model, windows, p) for p in ("fp32", "bf16"))
+    assert fp32 == train.evaluate(model, windows) and fp32 != bf16 and abs(fp32 - bf16) < 1e-3
 
 
 def test_a_compiled_step_without_a_cxx_compiler_is_refused_before_training(monkeypatch):

